@@ -1,0 +1,97 @@
+"""The ``reference`` backend: one ``nn.Sequential`` and one ``torch.optim`` optimizer per candidate, Python loop.
+
+Slow and obviously right: it is what the other backends are tested against. The modules' parameters and the
+optimizers' state tensors are views into the population's stacked storage, so torch.optim updates the
+population in place and nothing is copied per step.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..optimizers import torch_optimizer
+from .base import ModelSpec, PopulationState
+
+_ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+
+
+def sequential_view(spec: ModelSpec, params: list[Tensor], k: int) -> nn.Sequential:
+    """An ``nn.Sequential`` whose parameters are views of candidate k's slices of ``params``."""
+    mods: list[nn.Module] = []
+    n = len(params) // 2
+    for i in range(n):
+        lin = nn.Linear(spec.layers[i], spec.layers[i + 1], device="meta")
+        lin.weight = nn.Parameter(params[2 * i][k].t())
+        lin.bias = nn.Parameter(params[2 * i + 1][k])
+        mods.append(lin)
+        if i < n - 1:
+            mods.append(_ACT[spec.activation]())
+    return nn.Sequential(*mods)
+
+
+class ReferenceBackend:
+    """Per-candidate ``nn.Sequential`` + ``torch.optim``, one after the other."""
+
+    name = "reference"
+
+    def check(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> None:
+        pass
+
+    def _bind(self, state: PopulationState):
+        """Modules and optimizers viewing the population's storage, rebuilt only when the storage moved."""
+        key = tuple(t.data_ptr() for t in state.params) + tuple(
+            t.data_ptr() for ts in state.opt_state.values() for t in ts)
+        cached = state.cache.get("reference")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        bound = []
+        for k in range(state.size):
+            net = sequential_view(state.spec, state.params, k)
+            hp = {name: float(v[k]) for name, v in state.hparams.items()}
+            opt = torch_optimizer(state.spec.optimizer, net.parameters(), hp, state.spec.nesterov)
+            for j, p in enumerate(net.parameters()):
+                views = {name: ts[j][k].t() if ts[j].dim() == 3 else ts[j][k] for name, ts in state.opt_state.items()}
+                opt.state[p].update(views)
+            bound.append((net, opt))
+        state.cache["reference"] = (key, bound)
+        return bound
+
+    def step(self, state: PopulationState, x: Tensor, y: Tensor, lr: Optional[Tensor] = None) -> Tensor:
+        bound = self._bind(state)
+        hp = {name: v.tolist() for name, v in state.hparams.items()}
+        if lr is not None:
+            hp["lr"] = lr.tolist()
+        alive = state.alive.tolist()
+        steps = state.step_count.tolist()
+        losses = []
+        for k, (net, opt) in enumerate(bound):
+            if not alive[k]:
+                losses.append(math.inf)
+                continue
+            group = opt.param_groups[0]
+            group["lr"], group["weight_decay"] = hp["lr"][k], hp["weight_decay"][k]
+            if state.spec.optimizer == "sgd":
+                group["momentum"] = hp["momentum"][k]
+                group["nesterov"] = state.spec.nesterov and group["momentum"] > 0
+            else:
+                group["betas"], group["eps"] = (hp["beta1"][k], hp["beta2"][k]), hp["eps"][k]
+                for p in net.parameters():
+                    opt.state[p]["step"] = torch.tensor(float(steps[k]))
+            opt.zero_grad()
+            out = net(x)
+            loss = F.cross_entropy(out, y) if state.spec.loss == "cross_entropy" else F.mse_loss(out, y)
+            if not torch.isfinite(loss):
+                alive[k] = False
+                losses.append(math.inf)
+                continue
+            loss.backward()
+            opt.step()
+            steps[k] += 1
+            losses.append(loss.item())
+        state.alive.copy_(torch.tensor(alive))
+        state.step_count.copy_(torch.tensor(steps))
+        return torch.tensor(losses, dtype=state.params[0].dtype, device=state.params[0].device)

@@ -1,0 +1,344 @@
+"""Tasks: datasets with fixed train/validation/test splits (by seed) and features standardized on train.
+
+Sources: scikit-learn's shipped datasets (:data:`BUILTINS`), ``.npz``/``.csv`` files and the user's own
+arrays (:func:`from_arrays`). New sources (MNIST-1D, synthetic families) register a loader in ``_LOADERS``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+#: Strings that a CSV cell may hold to mean "missing".
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+KINDS = ("auto", "classification", "regression")
+
+
+@dataclass
+class Task:
+    """One dataset split three ways. ``x_*`` float32 (rows, n_features), standardized with ``mean``/``std``
+    fitted on the train split; ``y_*`` int64 class ids (classification) or float32 (rows, n_outputs)."""
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    n_features: int
+    n_classes: Optional[int]
+    class_names: Optional[list[str]]
+    mean: Tensor
+    std: Tensor
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.n_classes is not None
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of a model's output layer: classes, or regression targets."""
+        return self.n_classes if self.n_classes is not None else self.y_train.shape[1]
+
+    @property
+    def loss(self) -> str:
+        """The Population loss that fits this task."""
+        return "cross_entropy" if self.is_classification else "mse"
+
+    def layers(self, hidden: Sequence[int] = (128,)) -> list[int]:
+        """``[n_features, *hidden, n_outputs]`` for a Population."""
+        return [self.n_features, *hidden, self.n_outputs]
+
+    def to(self, device: Union[str, torch.device]) -> "Task":
+        """A copy with every tensor on ``device``."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device)
+                                            for f in dataclasses.fields(self)
+                                            if isinstance(getattr(self, f.name), Tensor)})
+
+    def __repr__(self) -> str:
+        kind = f"{self.n_classes} classes" if self.is_classification else f"regression, {self.n_outputs} outputs"
+        return (f"Task({self.name!r}: {len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} "
+                f"test rows, {self.n_features} features, {kind})")
+
+
+# ---------------------------------------------------------------- built-in datasets
+Loader = Callable[[int], tuple[np.ndarray, np.ndarray, Optional[list[str]]]]
+
+
+def _sklearn(loader: str) -> Loader:
+    """A loader for one of scikit-learn's shipped datasets (read from its package, never downloaded)."""
+    def load(seed: int) -> tuple[np.ndarray, np.ndarray, Optional[list[str]]]:
+        try:
+            import sklearn.datasets
+        except ImportError as e:
+            raise ImportError("the built-in datasets need scikit-learn: pip install 'metahp-fast[data]'") from e
+        ds = getattr(sklearn.datasets, loader)()
+        return ds.data, ds.target, [str(n) for n in ds.target_names]
+    load.source = f"sklearn.datasets.{loader}"  # type: ignore[attr-defined]
+    return load
+
+
+#: name -> loader ``(seed) -> (x, y, names of the classes y indexes)``; generated datasets use the seed.
+_LOADERS: dict[str, Loader] = {
+    "digits": _sklearn("load_digits"),
+    "wine": _sklearn("load_wine"),
+    "breast_cancer": _sklearn("load_breast_cancer"),
+    "iris": _sklearn("load_iris"),
+}
+BUILTINS = tuple(_LOADERS)
+
+
+def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, val_fraction: float = 0.2,
+              test_fraction: float = 0.2, kind: str = "auto") -> Task:
+    """A built-in dataset by name (:data:`BUILTINS`) or a ``.npz`` (arrays ``x``, ``y``) / ``.csv`` file
+    (``target`` column, default the last), split by ``seed`` (stratified for classification).
+
+    ``kind`` is ``"classification"``, ``"regression"`` or ``"auto"``: string, integer or whole-number
+    labels mean classification. CSV: string feature columns are one-hot encoded, rows with missing values
+    are dropped (with a warning; the count is in ``meta["n_rows_dropped"]``)."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise TypeError(f"name_or_path must be a dataset name or a file path; got {type(name_or_path).__name__}")
+    spec = os.fspath(name_or_path)
+    split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind)
+    if spec in _LOADERS:
+        if target is not None:
+            raise ValueError(f"target only applies to .csv files, not the built-in dataset {spec!r}")
+        loader = _LOADERS[spec]
+        x, y, names = loader(seed)
+        return _build(spec, x, y, names, source=getattr(loader, "source", spec), **split)
+    ext = os.path.splitext(spec)[1].lower()
+    if ext not in (".npz", ".csv"):
+        if os.path.exists(spec):
+            raise ValueError(f"{spec!r}: unsupported file type {ext or '(none)'}; use .npz (x, y) or .csv")
+        raise ValueError(f"unknown dataset {spec!r}: use one of the built-ins {list(BUILTINS)} "
+                         f"or a path to a .npz or .csv file")
+    if not os.path.isfile(spec):
+        raise FileNotFoundError(f"no such data file: {spec!r}")
+    name = os.path.splitext(os.path.basename(spec))[0]
+    if ext == ".npz":
+        if target is not None:
+            raise ValueError("target only applies to .csv files; a .npz file holds arrays 'x' and 'y'")
+        with np.load(spec, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise ValueError(f"{spec!r} must hold arrays 'x' and 'y'; it lacks {missing} (has {f.files})")
+            x, y = f["x"], f["y"]
+        return from_arrays(x, y, name=name, source=spec, **split)
+    x, y, meta = _read_csv(spec, target)
+    return _build(name, x, y, None, source=spec, extra_meta=meta, **split)
+
+
+def from_arrays(x: Any, y: Any, name: str = "user", seed: int = 0, val_fraction: float = 0.2,
+                test_fraction: float = 0.2, kind: str = "auto", class_names: Optional[Sequence[str]] = None,
+                source: str = "arrays") -> Task:
+    """A task from the user's arrays or tensors: ``x`` (rows, features) numbers, ``y`` (rows,) labels (ints
+    or strings) or regression targets (rows,) / (rows, outputs). Rows with NaN/inf are dropped with a warning."""
+    x, y = _to_numpy("x", x), _to_numpy("y", y)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"x must hold numbers; got dtype {x.dtype}")
+    if y.dtype.kind not in "biufUS":
+        raise TypeError(f"y must hold numbers or strings; got dtype {y.dtype}")
+    return _build(name, x, y, class_names, source=source, seed=seed, val_fraction=val_fraction,
+                  test_fraction=test_fraction, kind=kind)
+
+
+def _to_numpy(name: str, a: Any) -> np.ndarray:
+    if isinstance(a, Tensor):
+        return a.detach().cpu().numpy()
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be an array or tensor; got {type(a).__name__}") from e
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be a numeric (or, for y, string) array; got Python objects")
+    return arr
+
+
+# ---------------------------------------------------------------- CSV
+def _read_csv(path: str, target: Optional[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y raw strings, meta)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    if not rows:
+        raise ValueError(f"{path!r} is empty")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    if len(header) < 2:
+        raise ValueError(f"{path!r} needs a header row with at least one feature column and a target column")
+    for i, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise ValueError(f"{path!r} row {i} has {len(r)} fields; the header has {len(header)}")
+    if target is None:
+        t = len(header) - 1
+    elif target in header:
+        t = header.index(target)
+    else:
+        raise ValueError(f"target column {target!r} is not in {path!r}; its columns are {header}")
+    cells = [[c.strip() for c in r] for r in body]
+    keep = [r for r in cells if not any(c.lower() in MISSING for c in r)]
+    dropped = len(cells) - len(keep)
+    if dropped:
+        warnings.warn(f"{path}: dropped {dropped} of {len(cells)} rows with missing values", stacklevel=3)
+    if not keep:
+        raise ValueError(f"{path!r} has no rows without missing values")
+    cols, names, categorical = [], [], []
+    for j, h in enumerate(header):
+        if j == t:
+            continue
+        values = [r[j] for r in keep]
+        num = _floats(values)
+        if num is not None:
+            cols.append(num[:, None])
+            names.append(h)
+        else:
+            cats = sorted(set(values))
+            cols.append(np.array([[v == c for c in cats] for v in values], dtype=np.float64))
+            names += [f"{h}={c}" for c in cats]
+            categorical.append(h)
+    y_raw = [r[t] for r in keep]
+    y_num = _floats(y_raw)
+    y = y_num if y_num is not None else np.array(y_raw)
+    meta = {"n_rows_dropped": dropped, "feature_names": names, "categorical_columns": categorical,
+            "target": header[t]}
+    return np.concatenate(cols, axis=1), y, meta
+
+
+def _floats(values: list[str]) -> Optional[np.ndarray]:
+    """The values as finite floats, or None if any is not a number."""
+    try:
+        arr = np.array([float(v) for v in values], dtype=np.float64)
+    except ValueError:
+        return None
+    return arr if np.isfinite(arr).all() else None
+
+
+# ---------------------------------------------------------------- building a task
+def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequence[str]], *, seed: int,
+           val_fraction: float, test_fraction: float, kind: str, source: str,
+           extra_meta: Optional[dict[str, Any]] = None) -> Task:
+    """Check, clean, encode labels, split and standardize."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int; got {seed!r}")
+    for arg, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not (isinstance(frac, (int, float)) and 0 < frac < 1):
+            raise ValueError(f"{arg} must be in (0, 1); got {frac!r}")
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}")
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must have shape (rows, features) with rows, features >= 1; got {x.shape}")
+    x = x.astype(np.float64)
+    y = np.asarray(y)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
+    meta: dict[str, Any] = {"source": source, "seed": int(seed), "n_rows_dropped": 0, **(extra_meta or {})}
+    numeric_y = y.dtype.kind in "biuf"
+    bad = ~np.isfinite(x).all(axis=1)
+    if numeric_y:
+        bad |= ~np.isfinite(y.astype(np.float64)).reshape(len(y), -1).all(axis=1)
+    if bad.any():
+        warnings.warn(f"{name}: dropped {int(bad.sum())} of {len(x)} rows with NaN/inf values", stacklevel=3)
+        x, y = x[~bad], y[~bad]
+        meta["n_rows_dropped"] += int(bad.sum())
+    if kind == "auto":
+        whole = y.dtype.kind in "biuUS" or bool(np.all(y == np.round(y)))
+        kind = "classification" if y.ndim == 1 and whole else "regression"
+    if kind == "regression":
+        if not numeric_y:
+            raise ValueError(f"{name}: regression needs numeric targets; got dtype {y.dtype}")
+        y_t = torch.as_tensor(y.reshape(len(y), -1), dtype=torch.float32)
+        n_classes, names, strata = None, None, np.zeros(len(y), dtype=np.int64)
+    else:
+        if y.ndim != 1:
+            raise ValueError(f"{name}: classification labels must have shape (rows,); got {y.shape}")
+        if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+            raise ValueError(f"{name}: classification labels must be whole numbers or strings")
+        uniq, ids = np.unique(y, return_inverse=True)
+        if len(uniq) < 2:
+            raise ValueError(f"{name}: classification needs at least 2 classes; got {len(uniq)} ({uniq.tolist()})")
+        if class_names is not None and len(class_names) >= len(uniq) and y.dtype.kind in "iu" \
+                and uniq.min() >= 0 and uniq.max() < len(class_names):
+            names = [str(class_names[int(v)]) for v in uniq]
+        else:
+            names = [_label_name(v) for v in uniq]
+        n_classes, strata = len(uniq), ids.astype(np.int64)
+        y_t = torch.as_tensor(strata)
+    parts = _split(strata, seed, val_fraction, test_fraction, name)
+    x_t = torch.as_tensor(x)
+    tr = parts[0]
+    mean = x_t[tr].mean(0)
+    std = x_t[tr].std(0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    xs = [((x_t[p] - mean) / std).float() for p in parts]
+    ys = [y_t[p] for p in parts]
+    meta.update(n_rows=len(x), n_train=len(parts[0]), n_val=len(parts[1]), n_test=len(parts[2]),
+                val_fraction=val_fraction, test_fraction=test_fraction)
+    return Task(name=name, x_train=xs[0], y_train=ys[0], x_val=xs[1], y_val=ys[1], x_test=xs[2], y_test=ys[2],
+                n_features=x.shape[1], n_classes=n_classes, class_names=names, mean=mean.float(),
+                std=std.float(), meta=meta)
+
+
+def _label_name(v: Any) -> str:
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _split(strata: np.ndarray, seed: int, val_fraction: float, test_fraction: float,
+           name: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Row indices (train, val, test), stratified by ``strata`` (class ids, or all zeros), fixed by ``seed``.
+
+    Each split's size is ``round(fraction * rows)``, shared out over classes in proportion (largest
+    remainders), and every class keeps at least one row in train."""
+    n = len(strata)
+    n_test, n_val = round(test_fraction * n), round(val_fraction * n)
+    counts = np.bincount(strata)
+    if n_test < 1 or n_val < 1 or n - n_test - n_val < max(2, len(counts)):
+        raise ValueError(f"{name}: {n} rows are too few for train/val/test splits of "
+                         f"{1 - val_fraction - test_fraction:.2f}/{val_fraction:.2f}/{test_fraction:.2f}")
+    rng = np.random.default_rng(seed)
+    left = counts.copy()
+    take_test = _allocate(counts * test_fraction, n_test, left - 1, rng)
+    left -= take_test
+    take_val = _allocate(counts * val_fraction, n_val, left - 1, rng)
+    out: list[list[np.ndarray]] = [[], [], []]
+    for c in range(len(counts)):
+        idx = rng.permutation(np.flatnonzero(strata == c))
+        t, v = take_test[c], take_val[c]
+        out[2].append(idx[:t])
+        out[1].append(idx[t:t + v])
+        out[0].append(idx[t + v:])
+    return tuple(torch.as_tensor(np.sort(np.concatenate(o))) for o in out)  # type: ignore[return-value]
+
+
+def _allocate(ideal: np.ndarray, total: int, cap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integers near ``ideal`` summing to ``total``, each at most ``cap`` (largest remainders, random ties)."""
+    take = np.minimum(np.floor(ideal).astype(np.int64), cap)
+    order = np.lexsort((rng.random(len(ideal)), -(ideal - np.floor(ideal))))
+    while take.sum() < total:
+        progressed = False
+        for c in order:
+            if take.sum() >= total:
+                break
+            if take[c] < cap[c]:
+                take[c] += 1
+                progressed = True
+        if not progressed:
+            raise ValueError("too few rows per class for the requested splits")
+    return take
+
+
+__all__ = ["Task", "BUILTINS", "load_task", "from_arrays"]

@@ -1,0 +1,144 @@
+"""Input checks: every bad argument gets a ValueError/TypeError naming it, before any work is done."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .backends.base import ACTIVATIONS, LOSSES, ModelSpec
+from .optimizers import OPTIMIZERS, hparam_specs
+
+
+def check_choice(name: str, value: Any, choices) -> str:
+    """``value`` must be one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}; got {value!r}")
+    return value
+
+
+def check_spec(layers, activation: str, loss: str, optimizer: str, nesterov: bool) -> ModelSpec:
+    """Validate the architecture and training rule shared by all candidates."""
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__") or len(layers) < 2:
+        raise ValueError(f"layers must list at least [d_in, n_out], e.g. [64, 128, 10]; got {layers!r}")
+    for i, n in enumerate(layers):
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"layers[{i}] must be a positive int; got {n!r}")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("activation", activation, ACTIVATIONS)
+    check_choice("loss", loss, LOSSES)
+    if not isinstance(nesterov, bool):
+        raise TypeError(f"nesterov must be a bool; got {type(nesterov).__name__}")
+    if nesterov and optimizer != "sgd":
+        raise ValueError("nesterov=True only applies to optimizer='sgd'")
+    return ModelSpec(tuple(int(n) for n in layers), activation, loss, optimizer, nesterov)
+
+
+def check_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError(f"size must be a positive int (the number of candidates K); got {size!r}")
+    return int(size)
+
+
+def check_hparams(hparams: Mapping[str, Any] | None, optimizer: str, size: int, device: torch.device,
+                  dtype: torch.dtype, fill_defaults: bool = True) -> dict[str, Tensor]:
+    """Hyperparameters as (K,) tensors on ``device``: scalars are broadcast, missing ones take torch.optim's
+    defaults (when ``fill_defaults``), unknown names and out-of-range values raise."""
+    specs = hparam_specs(optimizer)
+    hparams = {} if hparams is None else hparams
+    if not isinstance(hparams, Mapping):
+        raise TypeError(f"hparams must be a dict of name -> scalar or (K,) values; got {type(hparams).__name__}")
+    unknown = sorted(set(hparams) - set(specs))
+    if unknown:
+        raise ValueError(f"hparams has unknown names {unknown} for optimizer={optimizer!r}; "
+                         f"it takes {sorted(specs)}")
+    out = {}
+    for name, spec in specs.items():
+        if name not in hparams:
+            if fill_defaults:
+                out[name] = torch.full((size,), spec.default, device=device, dtype=dtype)
+            continue
+        out[name] = check_hparam(name, hparams[name], spec, size, device, dtype)
+    return out
+
+
+def check_hparam(name: str, value: Any, spec, size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """One hyperparameter as a (K,) tensor, checked against its valid range."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise TypeError(f"hparams[{name!r}] must be a number or a (K,) tensor; got {value!r}")
+    try:
+        t = torch.as_tensor(value).detach()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"hparams[{name!r}] must be a number or a (K,) tensor; got {type(value).__name__}") from e
+    if not (t.dtype.is_floating_point or t.dtype in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)):
+        raise TypeError(f"hparams[{name!r}] must be real numbers; got dtype {t.dtype}")
+    if t.dim() == 0:
+        t = t.expand(size)
+    if t.dim() != 1 or t.shape[0] != size:
+        raise ValueError(f"hparams[{name!r}] must be a scalar or have shape ({size},), one value per candidate; "
+                         f"got shape {tuple(t.shape)}")
+    t = t.to(device=device, dtype=dtype).clone()
+    if not torch.isfinite(t).all():
+        raise ValueError(f"hparams[{name!r}] holds non-finite values")
+    ok = spec.valid(t)
+    if not ok.all():
+        i = int((~ok).nonzero()[0])
+        raise ValueError(f"hparams[{name!r}] must be {spec.rule}; candidate {i} has {t[i].item():g}")
+    return t
+
+
+def as_tensor(name: str, value: Any, device: torch.device, dtype: torch.dtype | None) -> Tensor:
+    """Tensors pass as they are (checked later); numpy arrays and lists become tensors on ``device``
+    (floating ones in ``dtype``)."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (np.ndarray, list, tuple)):
+        arr = np.asarray(value)
+        if arr.dtype == object:
+            raise TypeError(f"{name} must hold numbers; got an array of Python objects")
+        t = torch.as_tensor(arr, device=device)
+        return t.to(dtype) if (dtype is not None and t.dtype.is_floating_point) else t
+    raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
+
+
+def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Check a batch (x, y) against the architecture; returns the tensors to train on.
+
+    Tensors must already be on the population's device and in its dtype (no hidden copies on the hot path);
+    numpy arrays are converted."""
+    x = as_tensor("x", x, device, dtype)
+    y = as_tensor("y", y, device, dtype if spec.loss == "mse" else None)
+    d_in, n_out = spec.layers[0], spec.layers[-1]
+    if x.dim() != 2 or x.shape[1] != d_in:
+        raise ValueError(f"x must have shape (batch, {d_in}) to match layers[0]={d_in}; got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("x is empty: a batch needs at least one row")
+    if not x.dtype.is_floating_point or x.dtype != dtype:
+        raise TypeError(f"x must have dtype {dtype} like the population; got {x.dtype} (use x.to({dtype}))")
+    if x.device != device:
+        raise ValueError(f"x is on {x.device} but the population is on {device}; move it with x.to('{device}')")
+    if y.device != device:
+        raise ValueError(f"y is on {y.device} but the population is on {device}; move it with y.to('{device}')")
+    B = x.shape[0]
+    if spec.loss == "cross_entropy":
+        if y.dtype.is_floating_point or y.dtype == torch.bool or y.dtype.is_complex:
+            raise TypeError(f"y must hold integer class labels for loss='cross_entropy'; got dtype {y.dtype}")
+        if y.dim() != 1 or y.shape[0] != B:
+            raise ValueError(f"y must have shape ({B},), one label per row of x; got {tuple(y.shape)}")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= n_out:
+            raise ValueError(f"y holds labels in [{lo}, {hi}] but layers[-1]={n_out} allows 0..{n_out - 1}")
+        y = y.long()
+    else:
+        if y.dim() == 1 and n_out == 1:
+            y = y.unsqueeze(1)
+        if y.dim() != 2 or y.shape != (B, n_out):
+            raise ValueError(f"y must have shape ({B}, {n_out}) for loss='mse'; got {tuple(y.shape)}")
+        if y.dtype != dtype:
+            raise TypeError(f"y must have dtype {dtype} like the population for loss='mse'; got {y.dtype}")
+        if not torch.isfinite(y).all():
+            raise ValueError("y holds NaN or inf")
+    if not torch.isfinite(x).all():
+        raise ValueError("x holds NaN or inf; clean or impute the data first")
+    return x, y
