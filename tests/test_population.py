@@ -1,0 +1,212 @@
+"""Population behaviour: divergence isolation, export/import, persistence, evaluation, fit, selection."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metahp_fast import Population
+from metahp_fast.backends import resolve_name
+
+from .util import full_state, random_batches, rel_err
+
+BACKENDS = ["torch", "reference"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_diverging_candidate_is_isolated(backend, optimizer):
+    """A candidate with lr=1e6 dies; the others hold no NaN and equal a run without it (fp64, < 1e-12).
+    (AdamW's step is bounded by lr, so there it takes lr=1e200 to overflow float64.)"""
+    gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()).item()))
+    layers, K = [30, 41, 5], 4
+    base = {"sgd": {"momentum": 0.9, "weight_decay": 1e-4}, "adamw": {"weight_decay": 1e-2}}[optimizer]
+    lr_ok = {"sgd": [0.05, 0.1, 0.02], "adamw": [1e-3, 3e-3, 1e-2]}[optimizer]
+    lrs = torch.tensor([lr_ok[0], 1e6 if optimizer == "sgd" else 1e200] + lr_ok[1:], dtype=torch.float64)
+    batches = [(x * 3, y) for x, y in random_batches(layers, "cross_entropy", 23, 30, gen)]
+    pop = Population(layers, K, optimizer, {**base, "lr": lrs}, seed=5, dtype=torch.float64, backend=backend)
+    keep = [0, 2, 3]
+    ref = Population(layers, 3, optimizer, {**base, "lr": lrs[keep]}, seed=5, dtype=torch.float64, backend=backend)
+    saw_inf = False
+    for x, y in batches:
+        losses, ref_losses = pop.step(x, y), ref.step(x, y)
+        assert torch.equal(losses[keep], ref_losses) or rel_err(losses[keep], ref_losses) < 1e-12
+        saw_inf |= bool(torch.isinf(losses[1]))
+    assert pop.alive.tolist() == [True, False, True, True]
+    assert saw_inf
+    for a, b in zip(full_state(pop), full_state(ref)):
+        assert torch.isfinite(a[keep]).all()
+        assert rel_err(a[keep], b) < 1e-12
+    frozen = [p[1].clone() for p in pop.params]
+    pop.step(*batches[0])
+    assert all(torch.equal(f, p[1]) or (torch.isnan(f) == torch.isnan(p[1])).all() for f, p in zip(frozen, pop.params))
+    m = pop.evaluate(*batches[0])
+    assert math.isinf(m["loss"][1]) and math.isnan(m["accuracy"][1])
+    assert torch.isfinite(m["loss"][keep]).all()
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_to_module_and_from_modules_round_trip(activation):
+    pop = Population([12, 20, 9, 4], 3, "adamw", {"lr": [1e-3, 1e-2, 3e-2]}, activation=activation,
+                     init="independent", seed=1)
+    x = torch.randn(50, 12)
+    y = torch.randint(0, 4, (50,))
+    for _ in range(3):
+        pop.step(x, y)
+    outs = pop.forward(x)
+    mods = [pop.to_module(i) for i in range(3)]
+    for i, m in enumerate(mods):
+        assert isinstance(m, torch.nn.Sequential)
+        assert torch.allclose(m(x), outs[i], rtol=1e-5, atol=1e-6)
+    back = Population.from_modules(mods, "adamw", {"lr": [1e-3, 1e-2, 3e-2]})
+    assert back.layers == (12, 20, 9, 4) and back.spec.activation == activation
+    for p, q in zip(back.params, pop.params):
+        assert torch.equal(p, q)
+    mods[0][0].weight.data.zero_()  # exported modules are copies
+    assert not torch.equal(pop.params[0][0], torch.zeros_like(pop.params[0][0]))
+
+
+def test_from_modules_rejects_mixed_architectures():
+    a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    b = torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.ReLU(), torch.nn.Linear(9, 2))
+    with pytest.raises(ValueError, match="modules\\[1\\]"):
+        Population.from_modules([a, b])
+    with pytest.raises(ValueError, match="modules"):
+        Population.from_modules([])
+    with pytest.raises(ValueError, match="modules\\[0\\]"):
+        Population.from_modules([torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout())])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_state_dict_resumes_bit_identically(backend, optimizer, tmp_path):
+    layers = [10, 15, 3]
+    hp = {"lr": torch.logspace(-3, 1, 4)}
+    batches = random_batches(layers, "cross_entropy", 20, 12, torch.Generator().manual_seed(0), torch.float32)
+    a = Population(layers, 4, optimizer, hp, backend=backend)
+    for x, y in batches[:6]:
+        a.step(x, y)
+    torch.save(a.state_dict(), tmp_path / "pop.pt")
+    b = Population(layers, 4, optimizer, {"lr": 0.5}, seed=99, backend=backend)
+    b.load_state_dict(torch.load(tmp_path / "pop.pt"))
+    assert b.steps_done == 6 and torch.equal(b.hparams["lr"], a.hparams["lr"])
+    for x, y in batches[6:]:
+        assert torch.equal(a.step(x, y), b.step(x, y))
+    for p, q in zip(full_state(a), full_state(b)):
+        assert torch.equal(p, q)
+    assert torch.equal(a.alive, b.alive) and torch.equal(a.step_count, b.step_count)
+
+
+def test_state_dict_is_a_copy_and_mismatches_are_refused():
+    pop = Population([6, 8, 2], 2)
+    sd = pop.state_dict()
+    pop.step(torch.randn(5, 6), torch.randint(0, 2, (5,)))
+    assert not torch.equal(sd["params"][0], pop.params[0])
+    other = Population([6, 9, 2], 2)
+    before = copy.deepcopy(other.state_dict())
+    with pytest.raises(ValueError, match="state"):
+        other.load_state_dict(sd)
+    with pytest.raises(ValueError, match="state"):
+        Population([6, 8, 2], 3).load_state_dict(sd)
+    for p, q in zip(before["params"], other.params):
+        assert torch.equal(p, q)
+
+
+def test_evaluate_matches_exported_modules():
+    pop = Population([7, 11, 3], 4, "sgd", {"lr": torch.tensor([0.01, 0.1, 0.3, 1.0])}, init="independent")
+    x, y = torch.randn(300, 7), torch.randint(0, 3, (300,))
+    pop.fit(x, y, steps=15, batch_size=32, progress=False)
+    m = pop.evaluate(x, y, batch_size=64)  # chunked on purpose
+    for i in range(4):
+        out = pop.to_module(i)(x)
+        assert abs(m["loss"][i].item() - torch.nn.functional.cross_entropy(out, y).item()) < 1e-5
+        assert abs(m["accuracy"][i].item() - (out.argmax(1) == y).float().mean().item()) < 1e-6
+
+
+def test_fit_history_and_validation():
+    pop = Population([5, 8, 2], 3, "sgd", {"lr": 0.1, "momentum": 0.9})
+    x = torch.randn(100, 5)
+    y = (x[:, 0] > 0).long()
+    hist = pop.fit(x, y, steps=40, batch_size=16, x_val=x, y_val=y, eval_every=10, progress=False)
+    assert hist["loss"].shape == (40, 3)
+    assert hist["eval_step"] == [10, 20, 30, 40]
+    assert hist["val_loss"].shape == (4, 3) and hist["val_accuracy"].shape == (4, 3)
+    assert (hist["val_loss"][-1] < hist["val_loss"][0]).all()  # it learns a linearly separable rule
+    assert pop.steps_done == 40
+
+
+def test_fit_accepts_numpy_and_is_seeded():
+    x = np.random.default_rng(0).normal(size=(64, 4))
+    y = np.arange(64) % 3
+    a, b = (Population([4, 6, 3], 2) for _ in range(2))
+    ha = a.fit(x, y, steps=5, batch_size=8, seed=3, progress=False)
+    hb = b.fit(x, y, steps=5, batch_size=8, seed=3, progress=False)
+    assert torch.equal(ha["loss"], hb["loss"])
+
+
+def test_init_shared_scaled_and_independent():
+    shared = Population([5, 7, 2], 3, "sgd", {"init_scale": torch.tensor([1.0, 2.0, 0.5])}, seed=4)
+    W = shared.params[0]
+    assert torch.allclose(W[1], 2 * W[0]) and torch.allclose(W[2], 0.5 * W[0])
+    again = Population([5, 7, 2], 3, "sgd", {"init_scale": torch.tensor([1.0, 2.0, 0.5])}, seed=4)
+    assert torch.equal(again.params[0], W)
+    indep = Population([5, 7, 2], 3, init="independent", seed=4)
+    assert not torch.equal(indep.params[0][0], indep.params[0][1])
+    bound = 1 / math.sqrt(5)
+    assert indep.params[0].abs().max() <= bound
+
+
+def test_select_keeps_chosen_candidates_training_identically():
+    layers = [8, 12, 3]
+    batches = random_batches(layers, "cross_entropy", 16, 8, torch.Generator().manual_seed(1), torch.float64)
+    pop = Population(layers, 5, "adamw", {"lr": torch.logspace(-3, -1, 5)}, dtype=torch.float64, init="independent")
+    for x, y in batches[:4]:
+        pop.step(x, y)
+    sub = pop.select([4, 1])
+    assert sub.size == 2 and torch.equal(sub.hparams["lr"], pop.hparams["lr"][[4, 1]])
+    for x, y in batches[4:]:
+        pop.step(x, y)
+        sub.step(x, y)
+    for p, q in zip(full_state(sub), full_state(pop)):
+        assert torch.equal(p, q[[4, 1]])
+
+
+def test_hparams_settable_between_steps_and_validated():
+    pop = Population([4, 6, 2], 3, "sgd", {"lr": 0.1})
+    t = pop.hparams["lr"]
+    pop.hparams["lr"] = torch.tensor([0.0, 0.2, 0.3])
+    assert pop.hparams["lr"] is t and t.tolist() == pytest.approx([0.0, 0.2, 0.3])
+    pop.hparams = {"momentum": 0.5}
+    assert pop.hparams["momentum"].tolist() == [0.5] * 3
+    W0 = pop.params[0][0].clone()
+    pop.step(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+    assert torch.equal(pop.params[0][0], W0)  # lr 0 leaves candidate 0 unchanged
+    with pytest.raises(ValueError, match="lr"):
+        pop.hparams["lr"] = -1.0
+    with pytest.raises(ValueError, match="beta1"):
+        pop.hparams["beta1"] = 0.9
+    with pytest.raises(ValueError, match="momentum"):
+        pop.hparams = {"lr": 0.1, "momentum": 1.5}
+    assert pop.hparams["lr"][1].item() == pytest.approx(0.2)  # the failed update wrote nothing
+
+
+def test_backend_resolution(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("METAHP_BACKEND", raising=False)
+    assert resolve_name("auto", cpu) == "torch"
+    monkeypatch.setenv("METAHP_BACKEND", "reference")
+    assert resolve_name("auto", cpu) == "reference"
+    assert Population([3, 4, 2], 2).backend == "reference"
+    assert Population([3, 4, 2], 2, backend="torch").backend == "torch"  # explicit wins
+    monkeypatch.setenv("METAHP_BACKEND", "fast-please")
+    with pytest.raises(ValueError, match="METAHP_BACKEND"):
+        Population([3, 4, 2], 2)
+
+
+def test_mse_single_output_accepts_flat_targets():
+    pop = Population([3, 5, 1], 2, "sgd", {"lr": 0.05}, loss="mse")
+    x = torch.randn(16, 3)
+    losses = pop.step(x, x.sum(1))
+    assert losses.shape == (2,) and torch.isfinite(losses).all()
+    assert "accuracy" not in pop.evaluate(x, x.sum(1))
