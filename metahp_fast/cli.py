@@ -6,7 +6,6 @@ Thin on purpose: data comes from :mod:`metahp_fast.tasks`, hyperparameters from
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -44,8 +43,11 @@ def _widths(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = _Parser(prog="metahp-fast", description="Tune small dense networks by training a population of "
                      "hyperparameter candidates at once. 'train' is the default command.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     t = sub.add_parser("train", help="train K candidates from the default search space, save the best",
                        description="Train K candidates with hyperparameters sampled from the default search "
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 nothing usable trained, 2 bad arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS + ("-h", "--help"):
+    if not argv or argv[0] not in COMMANDS + ("-h", "--help", "--version"):
         argv.insert(0, "train")
     try:
         args = build_parser().parse_args(argv)
@@ -91,7 +93,6 @@ def train(args: argparse.Namespace) -> int:
     from .tasks import load_task
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
-    out = _check_out(args.out)
     try:
         task = load_task(args.data, seed=args.seed, target=args.target)
         space = SearchSpace.default(args.optimizer)
@@ -101,6 +102,7 @@ def train(args: argparse.Namespace) -> int:
                          device=args.device, backend=args.backend)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         raise UsageError(str(e)) from None
+    out = _check_out(args.out)
     task = task.to(pop.device)
     print(f"{task!r}")
     print(f"training {args.size} candidates: {args.optimizer}, layers {'-'.join(map(str, layers))}, "
@@ -111,7 +113,7 @@ def train(args: argparse.Namespace) -> int:
     val = {k: v.cpu() for k, v in pop.evaluate(task.x_val, task.y_val).items()}
     usable = pop.alive.cpu() & torch.isfinite(val["loss"])
     hps = {k: v.detach().cpu().double() for k, v in pop.hparams.items() if k in space.names}
-    print(_leaderboard(val, usable, hps, args.top))
+    print(_leaderboard(val, usable, {k: hps[k] for k in space.dims}, args.top))
     if not usable.any():
         print("metahp-fast: every candidate diverged; try a smaller learning-rate range or more data",
               file=sys.stderr)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -66,7 +65,8 @@ class Task:
                                             if isinstance(getattr(self, f.name), Tensor)})
 
     def __repr__(self) -> str:
-        kind = f"{self.n_classes} classes" if self.is_classification else f"regression, {self.n_outputs} outputs"
+        n = self.n_outputs
+        kind = f"{n} classes" if self.is_classification else f"regression, {n} output{'s' * (n != 1)}"
         return (f"Task({self.name!r}: {len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} "
                 f"test rows, {self.n_features} features, {kind})")
 
@@ -228,8 +228,8 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     """Check, clean, encode labels, split and standardize."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int; got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
     for arg, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not (isinstance(frac, (int, float)) and 0 < frac < 1):
             raise ValueError(f"{arg} must be in (0, 1); got {frac!r}")

@@ -1,0 +1,8 @@
+"""metahp_fast: tune dense networks by training a population of K hyperparameter candidates at once."""
+from .population import Population
+from .search_space import Fixed, IntUniform, LogUniform, SearchSpace, Uniform
+from .tasks import Task, from_arrays, load_task
+
+__version__ = "0.1.0"
+__all__ = ["Population", "SearchSpace", "LogUniform", "Uniform", "IntUniform", "Fixed", "Task", "load_task",
+           "from_arrays", "__version__"]

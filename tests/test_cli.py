@@ -1,0 +1,120 @@
+"""The metahp-fast command: end to end on digits, the saved model, one-line errors with exit status 2."""
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from metahp_fast import cli
+
+pytest.importorskip("sklearn")
+
+SMALL = ["--data", "digits", "--size", "4", "--steps", "20", "--no-progress"]
+
+
+def test_train_end_to_end_saves_a_model_that_reproduces_the_report(tmp_path, capsys):
+    out = tmp_path / "models" / "best.pt"
+    assert cli.main(SMALL + ["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["best.pt"]  # no temp file left
+    assert "leaderboard (4 of 4 candidates trained, 0 diverged)" in printed
+    board = printed.split("leaderboard")[1].splitlines()
+    assert re.match(r"\s*rank\s+id\s+lr\s+momentum\s+weight_decay\s+val_loss\s+val_acc$", board[1])
+    assert [line.split()[0] for line in board[2:6]] == ["1", "2", "3", "4"]
+
+    saved = torch.load(out, weights_only=False)
+    from metahp_fast.tasks import load_task
+    task = load_task("digits", seed=0)
+    assert isinstance(saved["model"], nn.Sequential) and saved["layers"] == [64, 128, 10]
+    assert saved["task"] == "digits" and saved["class_names"] == [str(i) for i in range(10)]
+    assert torch.equal(saved["mean"], task.mean) and torch.equal(saved["std"], task.std)
+    assert set(saved["hparams"]) == {"lr", "momentum", "weight_decay"}
+    assert all(isinstance(v, float) for v in saved["hparams"].values())
+    # the best row of the leaderboard is the saved candidate
+    best_row = board[2].split()
+    assert int(best_row[1]) == saved["candidate"]
+    assert float(best_row[-2]) == pytest.approx(saved["val_loss"], abs=5e-5)
+    # the saved model's own outputs on the test split give the reported test numbers
+    with torch.no_grad():
+        logits = saved["model"](task.x_test)
+    acc = (logits.argmax(1) == task.y_test).float().mean().item()
+    loss = nn.functional.cross_entropy(logits, task.y_test).item()
+    assert acc == saved["test_accuracy"] and loss == pytest.approx(saved["test_loss"], rel=1e-6)
+    assert f"test: loss {saved['test_loss']:.4f}, accuracy {saved['test_accuracy']:.4f}" in printed
+    assert acc > 0.5  # 20 steps of the best of 4 already learn digits far above chance (0.1)
+    # preprocessing stored with the model: raw test rows through (x - mean) / std give the same logits
+    raw_test = task.x_test * task.std + task.mean
+    with torch.no_grad():
+        again = saved["model"]((raw_test - saved["mean"]) / saved["std"])
+    torch.testing.assert_close(again, logits, rtol=1e-4, atol=1e-4)
+    assert f"saved the best model to {out}" in printed
+
+
+def test_explicit_train_subcommand_adamw_depth_and_replacing(tmp_path, capsys):
+    out = tmp_path / "best.pt"
+    out.write_bytes(b"old")
+    argv = ["train", "--data", "iris", "--optimizer", "adamw", "--hidden", "16", "--hidden", "8,4",
+            "--size", "3", "--steps", "10", "--top", "2", "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    saved = torch.load(out, weights_only=False)
+    assert saved["layers"] == [4, 16, 8, 4, 3] and saved["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert set(saved["hparams"]) == {"lr", "beta1", "beta2", "eps", "weight_decay"}
+    assert "replaced the previous file" in printed and "(1 more trained not shown)" in printed
+
+
+def test_leaderboard_puts_diverged_candidates_at_the_bottom():
+    val = {"loss": torch.tensor([0.5, float("inf"), 0.2, 0.9]), "accuracy": torch.tensor([0.8, float("nan"), 0.9, 0.6])}
+    usable = torch.tensor([True, False, True, True])
+    text = cli._leaderboard(val, usable, {"lr": torch.tensor([0.1, 1e6, 0.01, 0.3])}, top=5)
+    rows = [line.split() for line in text.splitlines()[2:]]
+    assert [r[1] for r in rows] == ["2", "0", "3", "1"]
+    assert rows[-1][0] == "-" and "diverged" in rows[-1]
+    assert "3 of 4 candidates trained, 1 diverged" in text
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--size", "0"], "--size"),
+    (["--steps", "ten"], "--steps"),
+    (["--optimizer", "rmsprop"], "rmsprop"),
+    (["--hidden", "12,x"], "--hidden"),
+    (["--data", "no_such_dataset"], "no_such_dataset"),
+    (["--data", "missing.csv"], "missing.csv"),
+    (["--backend", "cuda-magic"], "backend"),
+    (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
+    (["--bogus"], "--bogus"),
+    (["--data", "iris", "--target", "species"], "target"),
+], ids=["size", "steps", "optimizer", "hidden", "data", "file", "backend", "device", "flag", "target"])
+def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
+    assert cli.main(argv + ["--out", str(tmp_path / "m.pt"), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metahp-fast: error:") and match in lines[0]
+    assert "Traceback" not in captured.err and not (tmp_path / "m.pt").exists()
+
+
+def test_out_must_not_be_a_directory(tmp_path, capsys):
+    assert cli.main(SMALL + ["--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_help_and_version(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+    assert cli.main(["train", "--help"]) == 0
+    assert "--batch-size" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0
+
+
+def test_csv_with_string_labels(tmp_path, capsys):
+    rows = ["height,colour,species"] + [f"{1.0 + (i % 7) * 0.1 + (i % 3)},{'red' if i % 3 else 'blue'},"
+                                        f"{['ant', 'bee', 'cow'][i % 3]}" for i in range(60)] + [",red,ant"]
+    (tmp_path / "animals.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "m.pt"
+    with pytest.warns(UserWarning, match="dropped 1 of 61 rows"):
+        rc = cli.main(["--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3", "--steps", "5",
+                       "--no-progress", "--out", str(out)])
+    assert rc == 0
+    saved = torch.load(out, weights_only=False)
+    assert saved["class_names"] == ["ant", "bee", "cow"] and saved["layers"] == [3, 128, 3]
+    assert saved["task"] == "animals"

@@ -1,0 +1,232 @@
+"""Tasks: built-in datasets, seeded stratified splits, standardization, .npz/.csv files, user arrays, errors."""
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from metahp_fast.tasks import BUILTINS, Task, from_arrays, load_task
+
+sk = pytest.importorskip("sklearn.datasets")
+
+EXPECTED = {"digits": (1797, 64, 10), "wine": (178, 13, 3), "breast_cancer": (569, 30, 2), "iris": (150, 4, 3)}
+
+
+def raw(task: Task, split: str) -> torch.Tensor:
+    """Undo the standardization of one split (float64)."""
+    return getattr(task, f"x_{split}").double() * task.std.double() + task.mean.double()
+
+
+def test_builtins_are_the_four_sklearn_datasets():
+    assert set(BUILTINS) == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_builtin_shapes_dtypes_and_standardization(name):
+    n, f, c = EXPECTED[name]
+    t = load_task(name, seed=0)
+    assert (t.n_features, t.n_classes, len(t.class_names)) == (f, c, c)
+    assert len(t.x_train) + len(t.x_val) + len(t.x_test) == n
+    assert len(t.x_val) == round(0.2 * n) and len(t.x_test) == round(0.2 * n)
+    for s in ("train", "val", "test"):
+        x, y = getattr(t, f"x_{s}"), getattr(t, f"y_{s}")
+        assert x.dtype == torch.float32 and x.shape[1] == f and y.dtype == torch.int64 and y.shape == (len(x),)
+        assert y.min() >= 0 and y.max() < c
+    # train features have mean 0 and std 1 (constant features: std 1 is used, so they become 0)
+    torch.testing.assert_close(t.x_train.double().mean(0), torch.zeros(f, dtype=torch.float64), atol=1e-5, rtol=0)
+    std = t.x_train.double().std(0, unbiased=False)
+    const = t.x_train.abs().amax(0) == 0
+    torch.testing.assert_close(std[~const], torch.ones(int((~const).sum()), dtype=torch.float64), atol=1e-5, rtol=0)
+    assert (t.std[const] == 1).all()
+    # the splits are a partition of the original data, standardized with the train statistics
+    data = getattr(sk, f"load_{name}")()
+    rebuilt = torch.cat([raw(t, s) for s in ("train", "val", "test")]).numpy()
+    labels = torch.cat([t.y_train, t.y_val, t.y_test]).numpy()
+    full = np.column_stack([rebuilt, labels])
+    orig = np.column_stack([data.data, data.target])
+    np.testing.assert_allclose(full[np.lexsort(full.T[::-1])], orig[np.lexsort(orig.T[::-1])], rtol=1e-5, atol=1e-4)
+    assert t.class_names == [str(s) for s in data.target_names]
+    assert t.meta["source"] == f"sklearn.datasets.load_{name}" and t.meta["n_rows_dropped"] == 0
+
+
+def test_split_is_fixed_by_seed_and_differs_across_seeds():
+    a, b, c = load_task("wine", seed=1), load_task("wine", seed=1), load_task("wine", seed=2)
+    for s in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "mean", "std"):
+        assert torch.equal(getattr(a, s), getattr(b, s))
+    assert not torch.equal(a.y_test, c.y_test) or not torch.equal(a.x_test, c.x_test)
+    assert not torch.equal(a.mean, c.mean)
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "digits"])
+def test_splits_are_stratified(name):
+    t = load_task(name, seed=5, val_fraction=0.15, test_fraction=0.25)
+    ys = [t.y_train, t.y_val, t.y_test]
+    total = torch.bincount(torch.cat(ys), minlength=t.n_classes).double()
+    for y, frac in zip(ys, (0.6, 0.15, 0.25)):
+        counts = torch.bincount(y, minlength=t.n_classes).double()
+        assert (counts - total * frac).abs().max() <= 1.0 + 1e-9, (counts, total * frac)
+
+
+def test_from_arrays_partition_label_remap_and_tensor_input():
+    n = 60
+    ids = np.arange(n, dtype=np.float64)
+    y = np.array([3, 7, 9] * 20)
+    t = from_arrays(torch.as_tensor(np.column_stack([ids, ids % 5])), torch.as_tensor(y), name="mine", seed=4)
+    assert t.name == "mine" and t.n_classes == 3 and t.class_names == ["3", "7", "9"]
+    parts = [raw(t, s)[:, 0].round().long() for s in ("train", "val", "test")]
+    all_ids = torch.cat(parts)
+    assert sorted(all_ids.tolist()) == list(range(n))  # disjoint and complete
+    assert [len(p) for p in parts] == [36, 12, 12]
+    for p, yy in zip(parts, (t.y_train, t.y_val, t.y_test)):
+        assert torch.equal(yy, torch.as_tensor(np.searchsorted([3, 7, 9], y[p.numpy()])))
+
+
+def test_from_arrays_regression_and_string_labels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    t = from_arrays(x, x @ np.array([0.5, -1.0, 2.0]) + 0.1, seed=0)
+    assert t.n_classes is None and t.class_names is None and t.loss == "mse" and t.n_outputs == 1
+    assert t.y_train.dtype == torch.float32 and t.y_train.shape == (len(t.x_train), 1)
+    assert t.layers([8]) == [3, 8, 1]
+    s = from_arrays(x, np.array(["b", "a"] * 25))
+    assert s.class_names == ["a", "b"] and s.loss == "cross_entropy" and s.layers([8]) == [3, 8, 2]
+    f = from_arrays(x, np.array([0.0, 1.0] * 25))  # whole-number floats are class labels
+    assert f.n_classes == 2
+    r = from_arrays(x, np.array([0.0, 1.0] * 25), kind="regression")
+    assert r.n_classes is None
+
+
+def test_npz_file(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    y = np.array([10, 20] * 20)
+    x[3, 2] = np.nan
+    path = tmp_path / "data.npz"
+    np.savez(path, x=x, y=y)
+    with pytest.warns(UserWarning, match="dropped 1 of 40 rows"):
+        t = load_task(str(path), seed=0)
+    assert t.name == "data" and t.n_features == 4 and t.class_names == ["10", "20"]
+    assert t.meta["n_rows_dropped"] == 1 and len(t.x_train) + len(t.x_val) + len(t.x_test) == 39
+    assert torch.isfinite(t.x_train).all()
+    np.savez(tmp_path / "bad.npz", features=x, y=y)
+    with pytest.raises(ValueError, match="'x'"):
+        load_task(str(tmp_path / "bad.npz"))
+
+
+CSV = """age,color,label,size
+31,red,cat,1.5
+45,blue,dog,2.5
+,red,cat,1.0
+22,green,bird,0.5
+38,blue,dog,NA
+29,red,cat,1.7
+50,green,bird,0.2
+41,blue,dog,2.9
+33,red,cat,1.1
+27,green,bird,0.4
+36,blue,dog,2.2
+24,red,cat,1.3
+47,green,bird,0.3
+52,blue,dog,3.1
+19,red,cat,1.6
+30,green,bird,0.6
+44,blue,dog,2.7
+26,red,cat,1.2
+39,green,bird,?
+35,green,bird,0.9
+"""
+
+
+def test_csv_with_categories_missing_values_and_string_labels(tmp_path):
+    path = tmp_path / "pets.csv"
+    path.write_text(CSV)
+    with pytest.warns(UserWarning, match="dropped 3 of 20 rows"):
+        t = load_task(str(path), target="label", seed=0, val_fraction=0.25, test_fraction=0.25)
+    assert t.meta["n_rows_dropped"] == 3 and t.meta["target"] == "label"
+    assert t.class_names == ["bird", "cat", "dog"] and t.n_classes == 3
+    assert t.meta["feature_names"] == ["age", "color=blue", "color=green", "color=red", "size"]
+    assert t.meta["categorical_columns"] == ["color"]
+    x = torch.cat([raw(t, s) for s in ("train", "val", "test")])
+    y = torch.cat([t.y_train, t.y_val, t.y_test])
+    assert len(x) == 17
+    onehot = x[:, 1:4].round()
+    assert torch.equal(onehot.sum(1), torch.ones(17, dtype=torch.float64))
+    # in this file cat <-> red, dog <-> blue, bird <-> green; classes (bird, cat, dog), colors (blue, green, red)
+    assert torch.equal(onehot.argmax(1), torch.tensor([1, 2, 0])[y])
+    ages = sorted(round(a) for a in x[:, 0].tolist())
+    assert ages == sorted([31, 45, 22, 29, 50, 41, 33, 27, 36, 24, 47, 52, 19, 30, 44, 26, 35])
+
+
+def test_csv_default_target_is_last_column_and_numeric_regression(tmp_path):
+    path = tmp_path / "reg.csv"
+    rows = ["a,b,out"] + [f"{i},{(i * 7) % 5},{i * 0.37:.3f}" for i in range(30)]
+    path.write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing dropped, nothing to warn about
+        t = load_task(str(path))
+    assert t.n_classes is None and t.n_features == 2 and t.meta["target"] == "out"
+    assert t.y_train.shape == (len(t.x_train), 1)
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    ("mnist_fashion", ValueError, "digits"),
+    ("nowhere/data.csv", FileNotFoundError, "nowhere"),
+    ("nowhere/data.npz", FileNotFoundError, "nowhere"),
+], ids=["unknown", "missing_csv", "missing_npz"])
+def test_unknown_name_and_missing_file(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        load_task(bad)
+
+
+def test_bad_inputs_raise(tmp_path):
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        from_arrays(x, np.zeros(30, dtype=np.int64))
+    with pytest.raises(ValueError, match="too few"):
+        from_arrays(x[:3], np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="too few"):  # every class needs a row in train
+        from_arrays(x[:6], np.arange(6))
+    assert len(from_arrays(x[:5], np.array([0, 1, 0, 1, 0])).x_train) == 3  # the smallest that works
+    with pytest.raises(ValueError, match="rows"):
+        from_arrays(x, np.zeros(29, dtype=np.int64))
+    with pytest.raises(ValueError, match="val_fraction"):
+        from_arrays(x, np.arange(30) % 2, val_fraction=0.0)
+    with pytest.raises(ValueError, match="< 1"):
+        from_arrays(x, np.arange(30) % 2, val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ValueError, match="seed"):
+        from_arrays(x, np.arange(30) % 2, seed=-1)
+    with pytest.raises(ValueError, match="whole numbers"):
+        from_arrays(x, np.linspace(0, 1, 30), kind="classification")
+    with pytest.raises(ValueError, match="target"):
+        load_task("iris", target="species")
+    (tmp_path / "t.csv").write_text("a,b\n1,x\n2,y\n")
+    with pytest.raises(ValueError, match=r"'c'.*\['a', 'b'\]"):
+        load_task(str(tmp_path / "t.csv"), target="c")
+    (tmp_path / "ragged.csv").write_text("a,b\n1,x\n2\n")
+    with pytest.raises(ValueError, match="row 3"):
+        load_task(str(tmp_path / "ragged.csv"))
+    (tmp_path / "data.txt").write_text("1 2\n")
+    with pytest.raises(ValueError, match="unsupported"):
+        load_task(str(tmp_path / "data.txt"))
+
+
+def test_missing_sklearn_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"pip install 'metahp-fast\[data\]'"):
+        load_task("iris")
+
+
+def test_to_device_and_repr():
+    t = load_task("iris")
+    u = t.to("cpu")
+    assert isinstance(u, Task) and torch.equal(u.x_val, t.x_val) and u.meta == t.meta
+    assert repr(t) == "Task('iris': 90 train / 30 val / 30 test rows, 4 features, 3 classes)"
+
+
+def test_every_class_keeps_a_training_row():
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    y = np.array([0] * 9 + [1] * 9 + [2, 2])  # class 2 has only two rows
+    for seed in range(10):
+        t = from_arrays(x, y, seed=seed, val_fraction=0.3, test_fraction=0.3)
+        assert set(t.y_train.tolist()) == {0, 1, 2}
