@@ -313,10 +313,10 @@ class Population:
     @torch.no_grad()
     def evaluate(self, x: Any, y: Any, batch_size: int = 0) -> dict[str, Tensor]:
         """Mean loss (K,) and, for cross-entropy, accuracy (K,) of every candidate on (x, y), computed in
-        chunks of ``batch_size`` rows (default: sized to keep K * rows * width under ~32M values)."""
+        chunks of ``batch_size`` rows (default: sized to keep K * rows * hidden width under ~32M values)."""
         x, y = check_batch(x, y, self.spec, self.device, self.dtype)
         n = x.shape[0]
-        chunk = batch_size or max(1, (1 << 25) // (self.size * max(self.layers)))
+        chunk = batch_size or max(1, (1 << 25) // (self.size * max(self.layers[1:])))
         loss = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         correct = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         for i in range(0, n, chunk):
