@@ -72,7 +72,7 @@ def update_coefficients(optimizer: str, hp: dict[str, Tensor], step: Tensor, ali
     if optimizer == "sgd":
         mom = hp["momentum"]
         return {"lr": out(lr, 0.0), "weight_decay": out(wd, 0.0), "momentum": out(mom, 1.0),
-                "keep_buffer": out((mom > 0).double(), 1.0)}
+                "use_new_buffer": out((mom > 0).double(), 1.0)}
     b1, b2, t = hp["beta1"].double(), hp["beta2"].double(), step.clamp(min=1).double()
     return {
         "decay": out(1 - lr * wd, 1.0),
@@ -90,11 +90,12 @@ def sgd_update(p: Tensor, g: Tensor, buf: Tensor, c: dict[str, Tensor], nesterov
     (new_p, new_buf).
 
     ``buf`` starts at zero, so ``momentum*buf + g`` equals torch's first-step ``buf = g`` exactly. Like torch,
-    a candidate with momentum 0 does plain SGD and keeps no buffer (it stays zero)."""
+    a candidate with momentum 0 does plain SGD and leaves its buffer as it is (zero unless momentum was
+    switched off mid-run); ``lerp`` with a 0/1 weight selects exactly, in one pass."""
     g = torch.addcmul(g, p, _col(c["weight_decay"], p))
-    buf = torch.addcmul(g, buf, _col(c["momentum"], p))
-    d = torch.addcmul(g, buf, _col(c["momentum"], p)) if nesterov else buf
-    return torch.addcmul(p, d, _col(c["lr"], p), value=-1), buf * _col(c["keep_buffer"], p)
+    new_buf = torch.addcmul(g, buf, _col(c["momentum"], p))
+    d = torch.addcmul(g, new_buf, _col(c["momentum"], p)) if nesterov else new_buf
+    return torch.addcmul(p, d, _col(c["lr"], p), value=-1), torch.lerp(buf, new_buf, _col(c["use_new_buffer"], p))
 
 
 def adamw_update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, c: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:

@@ -119,3 +119,25 @@ def test_lr_override_and_schedule_match_manual_steps():
     for p, q in zip(a.params, b.params):
         assert rel_err(p, q) < 1e-10
     assert torch.equal(a.hparams["lr"], hp["lr"])  # the schedule does not overwrite the base values
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_momentum_switched_off_and_on_mid_run_matches_torch_optim(nesterov):
+    """torch.optim keeps a momentum buffer untouched while momentum is 0 and resumes from it later."""
+    gen = torch.Generator().manual_seed(11)
+    layers, K = [9, 13, 4], 3
+    hp = {"lr": torch.tensor([0.05, 0.1, 0.2], dtype=torch.float64), "momentum": 0.9}
+    batches = random_batches(layers, "cross_entropy", 16, 12, gen)
+    pops = [Population(layers, K, "sgd", hp, nesterov=nesterov, dtype=torch.float64, backend=b)
+            for b in ("torch", "reference")]
+    for t, (x, y) in enumerate(batches):
+        if t == 4:
+            for p in pops:
+                p.hparams["momentum"] = torch.tensor([0.0, 0.9, 0.0])
+        if t == 8:
+            for p in pops:
+                p.hparams["momentum"] = 0.5
+        for p in pops:
+            p.step(x, y)
+    for a, b in zip(full_state(pops[0]), full_state(pops[1])):
+        assert rel_err(a, b) < 1e-10
