@@ -3,3 +3,8 @@
 This package knows tensors and Triton only, nothing of metahp_fast; the ``triton`` backend is the one place
 that imports it. It imports cleanly without a GPU (Triton's interpreter runs the kernels there when
 ``TRITON_INTERPRET=1`` is set before triton is first imported)."""
+from .common import PRECISIONS, interpreting
+from .fused_mlp import fused_fits, fused_mlp_step
+from .layer_update import update_layer
+
+__all__ = ["PRECISIONS", "fused_fits", "fused_mlp_step", "interpreting", "update_layer"]

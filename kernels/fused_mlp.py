@@ -1,0 +1,267 @@
+"""One whole training step of K one-hidden-layer MLPs (relu, softmax cross-entropy) in a single launch.
+
+Per candidate k, one program does (``X`` is the minibatch shared by all candidates)::
+
+    pass 1, over tiles of the D input features:   Z1 = X W1[k]                      (B, H), on chip
+    A1 = relu(Z1 + b1);  Z2 = A1 W2[k] + b2;  loss = mean_b CE(Z2, y)
+    G2 = (softmax(Z2) - onehot(y)) / B;  dW2 = A1^T G2;  db2 = sum_b G2
+    dZ1 = (G2 W2[k]^T) * (A1 > 0);  db1 = sum_b dZ1          (with the old W2)
+    update W2, b2, b1 and their optimizer state in place
+    pass 2, over the same tiles:  dW1_tile = X_tile^T dZ1, update that W1 tile and its state in registers
+
+so the hidden activations and every gradient stay on chip, and each candidate's W1 is read twice and written
+once. A candidate that is dead (``alive[k] == 0``) only writes ``loss[k] = inf``; one whose loss is not finite
+is also marked dead and left unchanged; the others update and increment ``step_count[k]``. X tiles are read
+by all K programs and stay in L2. Latency: the small tensors (W2, b2, their state, labels, hyperparameters)
+are loaded before pass 1, and pass 2 loads the next W1 tile and its state one loop trip ahead.
+
+Measured on an H200 (Triton 3.6, tf32, K = 4096 at 64-128-10 and K = 1024 at 784-128-10, batch 128): one
+program of 8 warps per SM (255 registers), bound by shared-memory traffic (layout conversions of the W1 and
+state tiles between the load and the tensor-core layouts, operand staging, spills), not by DRAM: 0.72 ms
+and 1.22 ms per SGD step, 40% of the copy bandwidth at the MNIST shape.
+
+The whole batch's (B, H) activations live in registers, so the launcher accepts a shape only where
+:func:`fused_fits` says so; the caller falls back to the per-layer path (:mod:`.layer_update`) otherwise.
+"""
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+
+from .common import PRECISIONS, block, mm, tuning_configs
+from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update, update_tile
+
+#: Largest BLOCK_B * BLOCK_H (padded batch x hidden) one program holds: two (B, H) fp32 arrays of that size
+#: (the activations and their gradient) are live at once, 64 KB each at 128 x 128, spread over 8 warps.
+MAX_BATCH_HIDDEN = 128 * 128
+#: Largest padded hidden width, and padded classes allowed with it: the W1 tiles (double-buffered), dZ1 and
+#: W2 (in two layouts) share the H100's 227 KB of shared memory. Triton 3.6 needs up to 192 KB at
+#: (B, H, C) = (128, 128, 64) and (64, 256, 16), 288 KB at (64, 256, 64); tests/test_triton_aot.py checks
+#: the largest accepted shapes for every configuration.
+MAX_HIDDEN = 256
+MAX_CLASSES = {128: 64, 256: 16}
+
+#: Autotuning configurations (BLOCK_D: input features per tile; warps; pipeline stages). 8 warps keep each
+#: of the (128, 128) fp32 arrays live in the head at 64 registers per thread (4 warps spill kilobytes and
+#: 16 warps were slower on H200); BLOCK_D trades the W1 bytes in flight per loop trip (16 to 32 KB for W1
+#: and as much for each optimizer state at H = 128) against registers and the number of trips. Measured on
+#: an H200 (Triton 3.6): BLOCK_D 64 best at the MNIST shape with SGD, 16 or 32 best at the digits shape and
+#: with AdamW, each within 10% of the others; 4 warps and 16 warps were 5-40% slower everywhere.
+CONFIGS = [
+    triton.Config({"BLOCK_D": 32}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 64}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 16}, num_warps=8, num_stages=3),
+]
+#: The interpreter cannot benchmark (no driver): it gets exactly one configuration.
+INTERPRETER_CONFIG = triton.Config({"BLOCK_D": 16}, num_warps=4, num_stages=1)
+
+
+@triton.jit
+def fused_mlp_step_kernel(
+    x_ptr, y_ptr,
+    w1_ptr, b1_ptr, w2_ptr, b2_ptr,
+    w1_s1_ptr, b1_s1_ptr, w2_s1_ptr, b2_s1_ptr,
+    w1_s2_ptr, b1_s2_ptr, w2_s2_ptr, b2_s2_ptr,
+    lr_ptr, wd_ptr, beta1_ptr, beta2_ptr, eps_ptr,
+    step_ptr, alive_ptr, loss_ptr,
+    B, D, H, C, stride_xb,
+    BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
+    OPTIMIZER: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr,
+):
+    """One training step of candidate ``k = program_id(0)``: forward, loss, backward, optimizer update.
+
+    Args:
+        x_ptr: Shared minibatch X, (B, D) fp32, strides (stride_xb, 1).
+        y_ptr: Labels, (B,) int64, each in [0, C).
+        w1_ptr, b1_ptr, w2_ptr, b2_ptr: Parameters, contiguous (K, D, H), (K, H), (K, H, C), (K, C) fp32;
+            updated in place.
+        w1_s1_ptr, b1_s1_ptr, w2_s1_ptr, b2_s1_ptr: First optimizer state (SGD momentum buffer or AdamW
+            exp_avg), laid out like the parameters; updated in place.
+        w1_s2_ptr, b1_s2_ptr, w2_s2_ptr, b2_s2_ptr: AdamW's exp_avg_sq, like the parameters (SGD: any
+            pointer, never read).
+        lr_ptr, wd_ptr: (K,) fp32 learning rate and weight decay.
+        beta1_ptr: (K,) fp32 momentum (SGD) or beta1 (AdamW).
+        beta2_ptr, eps_ptr: (K,) fp32 AdamW beta2 and eps (SGD: never read).
+        step_ptr: (K,) int64 updates applied so far; incremented for candidates updated.
+        alive_ptr: (K,) uint8, 1 for live candidates; set to 0 where the loss is not finite.
+        loss_ptr: (K,) fp32 output, the minibatch loss before the update (inf where not updated).
+        B, D, H, C: Batch size, input features, hidden units, classes.
+        stride_xb: Row stride of X in elements.
+        BLOCK_B, BLOCK_H, BLOCK_C: Powers of two >= 16 covering B, H, C (whole batch and layer per program).
+        BLOCK_D: Input features per tile of the two passes over W1 (autotuned).
+        OPTIMIZER: 0 SGD, 1 AdamW (:data:`.optim.SGD`, :data:`.optim.ADAMW`).
+        NESTEROV: Nesterov momentum (SGD).
+        PRECISION: Dot input precision, "ieee", "tf32" or "bf16".
+    """
+    k = tl.program_id(0).to(tl.int64)
+    if tl.load(alive_ptr + k) == 0:
+        tl.store(loss_ptr + k, float("inf"))
+    else:
+        offs_b = tl.arange(0, BLOCK_B)
+        offs_d = tl.arange(0, BLOCK_D)
+        offs_h = tl.arange(0, BLOCK_H)
+        offs_c = tl.arange(0, BLOCK_C)
+        mask_b = offs_b < B
+        mask_h = offs_h < H
+        mask_c = offs_c < C
+        x_rows = x_ptr + offs_b[:, None] * stride_xb
+        w1_k = k * D * H  # candidate k's slices start here (64-bit); offsets inside them are 32-bit
+        w2_k = k * H * C
+
+        # everything small is loaded up front, so that its latency hides behind pass 1
+        step = tl.load(step_ptr + k) + 1
+        c0, c1, c2, c3, c4, c5 = load_coefficients(k, step.to(tl.float32), lr_ptr, wd_ptr, beta1_ptr, beta2_ptr,
+                                                   eps_ptr, OPTIMIZER)
+        labels = tl.load(y_ptr + offs_b, mask=mask_b, other=0)
+        w2_offs = offs_h[:, None] * C + offs_c[None, :]
+        mask_hc = mask_h[:, None] & mask_c[None, :]
+        w2, w2_s1, w2_s2 = load_state(w2_ptr + w2_k + w2_offs, w2_s1_ptr + w2_k + w2_offs,
+                                      w2_s2_ptr + w2_k + w2_offs, mask_hc, OPTIMIZER)
+        b2, b2_s1, b2_s2 = load_state(b2_ptr + k * C + offs_c, b2_s1_ptr + k * C + offs_c,
+                                      b2_s2_ptr + k * C + offs_c, mask_c, OPTIMIZER)
+        b1 = tl.load(b1_ptr + k * H + offs_h, mask=mask_h, other=0.0)
+
+        # pass 1: Z1 = X W1[k], tile by tile over the input features
+        w1_tile = offs_d[:, None] * H + offs_h[None, :]
+        z1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32)
+        for d0 in range(0, D, BLOCK_D):
+            d = d0 + offs_d
+            mask_d = d < D
+            x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & mask_d[None, :], other=0.0)
+            w1 = tl.load(w1_ptr + w1_k + d0 * H + w1_tile, mask=mask_d[:, None] & mask_h[None, :], other=0.0)
+            z1 = mm(x, w1, z1, PRECISION)
+        a1 = tl.maximum(z1 + b1[None, :], 0.0, propagate_nan=tl.PropagateNan.ALL)
+
+        # logits and softmax cross-entropy; padded classes are -inf, padded rows count for nothing
+        z2 = mm(a1, w2, tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32), PRECISION) + b2[None, :]
+        z2 = tl.where(mask_c[None, :], z2, float("-inf"))
+        row_max = tl.max(z2, axis=1)
+        e = tl.exp(z2 - row_max[:, None])
+        sum_e = tl.sum(e, axis=1)
+        onehot = offs_c[None, :] == labels[:, None]
+        z_label = tl.sum(tl.where(onehot, z2, 0.0), axis=1)
+        row_loss = row_max + tl.log(sum_e) - z_label
+        loss = tl.sum(tl.where(mask_b, row_loss, 0.0), axis=0) / B
+
+        if tl.abs(loss) < float("inf"):
+            # backward through the head with the old W2; dW2 is formed as (G2^T A1)^T so that the large
+            # A1 is never transposed in registers
+            g2 = (e / sum_e[:, None] - onehot.to(tl.float32)) / B
+            g2 = tl.where(mask_b[:, None] & mask_c[None, :], g2, 0.0)
+            dw2 = tl.trans(mm(tl.trans(g2), a1, tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32), PRECISION))
+            da1 = mm(g2, tl.trans(w2), tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32), PRECISION)
+            dz1 = tl.where(a1 > 0.0, da1, 0.0)
+            w2, w2_s1, w2_s2 = update(w2, dw2, w2_s1, w2_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+            store_state(w2_ptr + w2_k + w2_offs, w2_s1_ptr + w2_k + w2_offs, w2_s2_ptr + w2_k + w2_offs,
+                        w2, w2_s1, w2_s2, mask_hc, OPTIMIZER)
+            b2, b2_s1, b2_s2 = update(b2, tl.sum(g2, axis=0), b2_s1, b2_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER,
+                                      NESTEROV)
+            store_state(b2_ptr + k * C + offs_c, b2_s1_ptr + k * C + offs_c, b2_s2_ptr + k * C + offs_c,
+                        b2, b2_s1, b2_s2, mask_c, OPTIMIZER)
+            update_tile(b1_ptr + k * H + offs_h, b1_s1_ptr + k * H + offs_h, b1_s2_ptr + k * H + offs_h,
+                        tl.sum(dz1, axis=0), mask_h, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+
+            # pass 2: dW1 tile = X_tile^T dZ1, used at once to update that W1 tile; never stored. The next
+            # tile of W1 and its state is loaded one trip ahead, so its latency hides behind this trip's work.
+            mask_t = (offs_d[:, None] < D) & mask_h[None, :]
+            p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + w1_tile, w1_s1_ptr + w1_k + w1_tile,
+                                                  w1_s2_ptr + w1_k + w1_tile, mask_t, OPTIMIZER)
+            for d0 in range(0, D, BLOCK_D):
+                p, s1, s2 = p_next, s1_next, s2_next
+                mask_p = mask_t
+                nxt = (d0 + BLOCK_D) * H + w1_tile
+                mask_t = ((d0 + BLOCK_D + offs_d)[:, None] < D) & mask_h[None, :]
+                p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + nxt, w1_s1_ptr + w1_k + nxt,
+                                                      w1_s2_ptr + w1_k + nxt, mask_t, OPTIMIZER)
+                d = d0 + offs_d
+                x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & (d < D)[None, :], other=0.0)
+                dw1 = mm(tl.trans(x), dz1, tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32), PRECISION)
+                p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                cur = d0 * H + w1_tile
+                store_state(w1_ptr + w1_k + cur, w1_s1_ptr + w1_k + cur, w1_s2_ptr + w1_k + cur, p, s1, s2,
+                            mask_p, OPTIMIZER)
+            tl.store(step_ptr + k, step)
+            tl.store(loss_ptr + k, loss)
+        else:
+            tl.store(alive_ptr + k, 0)
+            tl.store(loss_ptr + k, float("inf"))
+
+
+#: Arguments the kernel updates in place: autotuning must restore them after each trial run.
+_IN_PLACE = ["w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "w1_s1_ptr", "b1_s1_ptr", "w2_s1_ptr", "b2_s1_ptr",
+             "w1_s2_ptr", "b1_s2_ptr", "w2_s2_ptr", "b2_s2_ptr", "step_ptr", "alive_ptr"]
+
+_tuned_kernel = triton.autotune(
+    configs=tuning_configs(CONFIGS, INTERPRETER_CONFIG),
+    key=["D", "H", "C", "BLOCK_B", "OPTIMIZER", "NESTEROV", "PRECISION"],
+    restore_value=_IN_PLACE,
+)(fused_mlp_step_kernel)
+
+
+def fused_fits(batch: int, d_in: int, hidden: int, classes: int) -> bool:
+    """Whether :func:`fused_mlp_step` takes this shape (the batch's activations must fit on chip)."""
+    if min(batch, d_in, hidden, classes) < 1 or block(hidden) > MAX_HIDDEN:
+        return False
+    return (block(batch) * block(hidden) <= MAX_BATCH_HIDDEN
+            and block(classes) <= MAX_CLASSES[max(128, block(hidden))])
+
+
+def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list, state2: Optional[list],
+                   hparams: dict, step_count: torch.Tensor, alive: torch.Tensor, *, adamw: bool,
+                   nesterov: bool = False, precision: str = "tf32") -> torch.Tensor:
+    """Train K one-hidden-layer relu MLPs one step on (x, y) with one launch; returns the (K,) losses.
+
+    Args:
+        x: (B, D) fp32 minibatch shared by all candidates (any row stride; features contiguous).
+        y: (B,) int64 labels in [0, C).
+        params: [W1 (K, D, H), b1 (K, H), W2 (K, H, C), b2 (K, C)], contiguous fp32, updated in place.
+        state1: momentum buffers (SGD) or exp_avg (AdamW), shaped like ``params``, updated in place.
+        state2: exp_avg_sq (AdamW), shaped like ``params``; None for SGD.
+        hparams: (K,) fp32 tensors: ``lr``, ``weight_decay`` and ``momentum`` (SGD) or ``beta1``, ``beta2``,
+            ``eps`` (AdamW).
+        step_count: (K,) int64, incremented for candidates updated.
+        alive: (K,) bool, cleared for candidates whose loss is not finite.
+        adamw: AdamW if True, else SGD.
+        nesterov: Nesterov momentum (SGD).
+        precision: dot input precision, one of "ieee", "tf32", "bf16".
+
+    Returns:
+        (K,) fp32 losses before the update, inf for candidates dead after this step.
+    """
+    w1, b1, w2, b2 = params
+    K, D, H = w1.shape
+    C, B = w2.shape[2], x.shape[0]
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    if not fused_fits(B, D, H, C):
+        raise ValueError(f"fused_mlp_step does not take batch {B}, hidden {H}, classes {C}; see fused_fits")
+    _check_layout(x, y, params, state1, state2, step_count, alive)
+    if state2 is None:  # SGD: the kernel never reads these, so any valid pointer will do
+        state2 = [w1.new_empty(1)] * 4
+    momentum = hparams["beta1"] if adamw else hparams["momentum"]
+    beta2 = hparams["beta2"] if adamw else momentum
+    eps = hparams["eps"] if adamw else momentum
+    losses = torch.empty(K, dtype=torch.float32, device=w1.device)
+    _tuned_kernel[(K,)](
+        x, y, w1, b1, w2, b2, *state1, *state2,
+        hparams["lr"], hparams["weight_decay"], momentum, beta2, eps,
+        step_count, alive.view(torch.uint8), losses,
+        B, D, H, C, x.stride(0),
+        BLOCK_B=block(B), BLOCK_H=block(H), BLOCK_C=block(C),
+        OPTIMIZER=ADAMW if adamw else SGD, NESTEROV=bool(nesterov), PRECISION=precision,
+    )
+    return losses
+
+
+def _check_layout(x, y, params, state1, state2, step_count, alive) -> None:
+    """The kernel's assumptions about dtypes and layouts, checked on the host (no device sync)."""
+    if x.dtype != torch.float32 or x.stride(1) != 1:
+        raise ValueError("x must be float32 with contiguous features")
+    if y.dtype != torch.int64 or y.dim() != 1:
+        raise ValueError("y must be a (B,) int64 tensor of labels")
+    for t in list(params) + list(state1) + list(state2 or []):
+        if t.dtype != torch.float32 or not t.is_contiguous():
+            raise ValueError("parameters and optimizer state must be contiguous float32 tensors")
+    if step_count.dtype != torch.int64 or alive.dtype != torch.bool:
+        raise ValueError("step_count must be int64 and alive bool")

@@ -1,0 +1,122 @@
+"""The ``triton`` backend: one population step in fused Triton kernels (:mod:`metahp_fast.kernels`).
+
+Two paths, chosen per step from the architecture and the batch size (no host sync either way):
+
+- **fused**, for the seed model (one hidden layer, relu, softmax cross-entropy) when the whole batch's hidden
+  activations fit on chip (``kernels.fused_fits``): one launch for the whole population does forward, loss,
+  backward and optimizer update; weight gradients never reach device memory.
+- **per layer**, for everything else (deeper models, other activations, MSE, large batches): the forward pass,
+  the loss and the backward pass through the activations run as torch ops (the functions of
+  :mod:`.torch_backend`), then one kernel per layer computes that layer's weight gradient tile by tile and
+  applies the optimizer to it in place.
+
+Both read the per-candidate hyperparameters, the step counts and the alive mask from device tensors, so
+changing hyperparameters never recompiles and nothing waits for the host. The semantics are those of
+:class:`~metahp_fast.backends.base.Backend` and of the ``torch`` backend exactly.
+
+Dot precision: ``"tf32"`` (default on GPU), ``"ieee"`` (exact fp32 products, for checks) or ``"bf16"``
+(bf16 operands, fp32 accumulation; opt-in), from the constructor or ``$METAHP_TRITON_PRECISION``. Master
+weights and optimizer state are always fp32. Under Triton's CPU interpreter (``TRITON_INTERPRET=1``) the
+products are always exact fp32 (``"ieee"``): the interpreter ignores tf32 and gets bf16 wrong.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from ..kernels import PRECISIONS, fused_fits, fused_mlp_step, interpreting, update_layer
+from ..optimizers import STATE_NAMES
+from .base import ModelSpec, PopulationState
+from .torch_backend import activation_backward, bmm, forward, loss_and_grad
+
+PRECISION_ENV = "METAHP_TRITON_PRECISION"
+
+
+class TritonBackend:
+    """Fused Triton kernels on CUDA float32 tensors (or CPU tensors under ``TRITON_INTERPRET=1``).
+
+    Args:
+        precision: dot input precision, ``"tf32"``, ``"ieee"`` or ``"bf16"``; default ``$METAHP_TRITON_PRECISION``
+            or ``"tf32"``. Always ``"ieee"`` under the interpreter.
+    """
+
+    name = "triton"
+
+    def __init__(self, precision: Optional[str] = None):
+        self.precision = precision or os.environ.get(PRECISION_ENV, "").strip() or "tf32"
+
+    @property
+    def precision(self) -> str:
+        """The dot precision the kernels run with (``"ieee"`` under the interpreter); settable."""
+        return "ieee" if interpreting() else self.requested_precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ValueError(f"precision (or ${PRECISION_ENV}) must be one of {PRECISIONS}; got {value!r}")
+        self.requested_precision = value
+
+    def check(self, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> None:
+        if dtype != torch.float32:
+            raise TypeError(f"backend 'triton' runs float32 only; got dtype {dtype}: use dtype=torch.float32 "
+                            "or backend='torch'")
+        if device.type != "cuda" and not interpreting():
+            raise ValueError(f"backend 'triton' needs a CUDA device; got {device}. Use backend='torch' there, or "
+                             "set TRITON_INTERPRET=1 (before triton is imported) to run the kernels on the CPU")
+
+    def uses_fused_kernel(self, spec: ModelSpec, batch: int) -> bool:
+        """Whether a step of ``spec`` on a batch of ``batch`` rows runs as the single fused launch."""
+        return (len(spec.layers) == 3 and spec.activation == "relu" and spec.loss == "cross_entropy"
+                and fused_fits(batch, *spec.layers))
+
+    def step(self, state: PopulationState, x: Tensor, y: Tensor, lr: Optional[Tensor] = None) -> Tensor:
+        spec = state.spec
+        hp = _kernel_hparams(state, lr)
+        x = x.contiguous()
+        y = y.contiguous()
+        adamw = spec.optimizer == "adamw"
+        state1 = state.opt_state[STATE_NAMES[spec.optimizer][0]]
+        state2 = state.opt_state["exp_avg_sq"] if adamw else None
+        if self.uses_fused_kernel(spec, x.shape[0]):
+            return fused_mlp_step(x, y, state.params, state1, state2, hp, state.step_count, state.alive,
+                                  adamw=adamw, nesterov=spec.nesterov, precision=self.precision)
+        return self._layerwise_step(state, x, y, hp, state1, state2)
+
+    def _layerwise_step(self, state: PopulationState, x: Tensor, y: Tensor, hp: dict[str, Tensor],
+                        state1: list[Tensor], state2: Optional[list[Tensor]]) -> Tensor:
+        """Forward, loss and activation gradients in torch ops; per layer, the fused weight-gradient and
+        update kernel, launched after the gradient for the layer below is taken from the old weights."""
+        spec, params = state.spec, state.params
+        out, saved = forward(params, x, spec.activation, keep=True)
+        losses, g = loss_and_grad(out, y, spec.loss)
+        alive = state.alive & torch.isfinite(losses)
+        state.alive.copy_(alive)
+        state.step_count.add_(alive.to(state.step_count.dtype))
+        g = g.masked_fill(~alive.view(-1, 1, 1), 0.0)
+        n = len(params) // 2
+        for i in range(n - 1, -1, -1):
+            h = saved[i - 1][1] if i > 0 else x
+            g_below = None
+            if i > 0:
+                z, a = saved[i - 1]
+                g_below = activation_backward(bmm(g, params[2 * i].mT), z, a, spec.activation)
+            update_layer(h, g, params[2 * i], params[2 * i + 1], state1[2 * i:2 * i + 2],
+                         None if state2 is None else state2[2 * i:2 * i + 2], hp, state.step_count, state.alive,
+                         adamw=spec.optimizer == "adamw", nesterov=spec.nesterov, precision=self.precision)
+            g = g_below
+        return losses.masked_fill(~alive, math.inf)
+
+
+def _kernel_hparams(state: PopulationState, lr: Optional[Tensor]) -> dict[str, Tensor]:
+    """The (K,) hyperparameter tensors the kernels read: contiguous float32, ``lr`` replaced by the override."""
+    hp = dict(state.hparams)
+    if lr is not None:
+        hp["lr"] = lr
+    return {k: v.to(torch.float32).contiguous() for k, v in hp.items()}
+
+
+__all__ = ["TritonBackend", "PRECISION_ENV"]

@@ -1,0 +1,264 @@
+"""The ``triton`` backend and its kernels under Triton's CPU interpreter (``TRITON_INTERPRET=1``, set by
+conftest.py where there is no GPU), against the ``reference`` backend and plain torch maths.
+
+Small, non-round sizes (none a multiple of the kernels' blocks), exact fp32 products ("ieee"), float32
+relative error below 1e-4 per candidate and tensor.
+"""
+import math
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("interpreter tests run with TRITON_INTERPRET=1 (test_triton_cuda.py covers the GPU)",
+                allow_module_level=True)
+
+from metahp_fast import Population  # noqa: E402
+from metahp_fast.backends.base import ModelSpec  # noqa: E402
+from metahp_fast.backends.torch_backend import functional_step  # noqa: E402
+from metahp_fast.backends.triton_backend import TritonBackend  # noqa: E402
+from metahp_fast.kernels import fused_fits, fused_mlp_step, update_layer  # noqa: E402
+from metahp_fast.optimizers import adamw_update, sgd_update, update_coefficients  # noqa: E402
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # numpy overflow in the diverging candidate
+    # Triton 3.6's interpreter on numpy < 2.4 (it fails on numpy >= 2.4, where this deprecation became an error)
+    pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning"),
+]
+
+RTOL = 1e-4
+K = 5
+DIVERGING, DEAD = 2, 4  # candidate with lr 1e6, candidate marked dead before training
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b| over one candidate's tensor."""
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+
+
+def assert_close_per_candidate(got: list, want: list, live: torch.Tensor, what: str) -> None:
+    for j, (a, b) in enumerate(zip(got, want)):
+        for k in torch.nonzero(live).flatten().tolist():
+            err = rel_err(a[k], b[k])
+            assert err < RTOL, f"{what}[{j}] of candidate {k}: relative error {err:.2e}"
+
+
+def assert_losses_close(got: torch.Tensor, want: torch.Tensor) -> None:
+    assert torch.equal(torch.isinf(got), torch.isinf(want)), (got, want)
+    fin = torch.isfinite(want)
+    err = ((got[fin] - want[fin]).abs() / want[fin].abs().clamp_min(1e-30)).max().item()
+    assert err < RTOL, f"losses {got} vs {want}"
+
+
+def assert_same_state(pop: Population, ref: Population) -> None:
+    live = ref.alive
+    assert torch.equal(pop.alive, ref.alive)
+    assert torch.equal(pop.step_count, ref.step_count)
+    assert_close_per_candidate(pop.params, ref.params, live, "params")
+    for name in ref.optimizer_state:
+        assert_close_per_candidate(pop.optimizer_state[name], ref.optimizer_state[name], live, name)
+
+
+def hparams_for(optimizer: str) -> dict:
+    """Mixed per-candidate hyperparameters: zero and non-zero momentum, one diverging learning rate."""
+    if optimizer == "sgd":
+        hp = {"lr": torch.tensor([0.1, 0.05, 1e6, 0.2, 0.1]), "momentum": torch.tensor([0.9, 0.0, 0.5, 0.95, 0.9]),
+              "weight_decay": torch.tensor([1e-3, 0.0, 1e-2, 1e-4, 0.0])}
+    else:
+        hp = {"lr": torch.tensor([1e-3, 3e-3, 1e6, 1e-2, 1e-3]), "beta1": torch.tensor([0.9, 0.0, 0.5, 0.8, 0.9]),
+              "beta2": torch.tensor([0.999, 0.99, 0.9, 0.9999, 0.999]),
+              "eps": torch.tensor([1e-8, 1e-6, 1e-8, 1e-8, 1e-8]),
+              "weight_decay": torch.tensor([1e-2, 0.0, 1e-2, 0.1, 0.0])}
+    return hp
+
+
+def batch(layers, loss: str, n: int):
+    x = torch.randn(n, layers[0])
+    y = torch.randint(0, layers[-1], (n,)) if loss == "cross_entropy" else torch.randn(n, layers[-1])
+    return x, y
+
+
+CASES = [  # id, layers, activation, loss, optimizer, nesterov, batch
+    ("fused-37-53-7-sgd", (37, 53, 7), "relu", "cross_entropy", "sgd", False, 29),
+    ("fused-37-53-7-nesterov", (37, 53, 7), "relu", "cross_entropy", "sgd", True, 29),
+    ("fused-37-53-7-adamw", (37, 53, 7), "relu", "cross_entropy", "adamw", False, 29),
+    ("layers-13-24-19-3-mse-tanh-nesterov", (13, 24, 19, 3), "tanh", "mse", "sgd", True, 29),
+    ("layers-13-24-19-3-mse-gelu-adamw", (13, 24, 19, 3), "gelu", "mse", "adamw", False, 29),
+    ("layers-seed-model-large-batch-sgd", (21, 100, 5), "relu", "cross_entropy", "sgd", False, 150),
+    ("layers-linear-11-5-adamw", (11, 5), "relu", "cross_entropy", "adamw", False, 17),
+]
+
+
+@pytest.mark.parametrize("layers,activation,loss,optimizer,nesterov,n", [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_backend_matches_reference(layers, activation, loss, optimizer, nesterov, n):
+    """Several steps from independent random weights: parameters, optimizer state, step counts, alive mask
+    and losses equal the reference; the diverging candidate dies alone, the dead one never moves."""
+    hp = hparams_for(optimizer)
+    kw = dict(nesterov=nesterov, activation=activation, loss=loss, seed=7, init="independent")
+    pop = Population(layers, K, optimizer, hp, backend="triton", **kw)
+    ref = Population(layers, K, optimizer, hp, backend="reference", **kw)
+    assert pop.backend == "triton"
+    fused = TritonBackend().uses_fused_kernel(pop.spec, n)
+    assert fused == (layers == (37, 53, 7)), "this case is meant for the other path"
+    for p in (pop, ref):
+        p.alive[DEAD] = False
+    dead_before = [t[DEAD].clone() for t in pop.params]
+    for _ in range(6):
+        x, y = batch(layers, loss, n)
+        assert_losses_close(pop.step(x, y), ref.step(x, y))
+        assert_same_state(pop, ref)
+    if len(layers) > 2:  # a linear softmax model stays finite for a while even at lr 1e6
+        assert not pop.alive[DIVERGING], "the lr=1e6 candidate should have diverged by now"
+    assert not pop.alive[DEAD] and pop.step_count[DEAD] == 0
+    assert all(torch.equal(a[DEAD], b) for a, b in zip(pop.params, dead_before))
+    assert pop.alive[[0, 1, 3]].all()
+
+
+def test_diverging_candidate_leaves_the_others_untouched():
+    """A population with a 1e6 learning rate in it trains the others bit for bit as without it."""
+    layers, hp = (37, 53, 7), hparams_for("sgd")
+    calm = {**hp, "lr": hp["lr"].clone()}
+    calm["lr"][DIVERGING] = 0.1
+    pops = [Population(layers, K, "sgd", h, seed=3, init="independent", backend="triton") for h in (hp, calm)]
+    for _ in range(5):
+        x, y = batch(layers, "cross_entropy", 29)
+        losses = [p.step(x, y) for p in pops]
+    others = [k for k in range(K) if k != DIVERGING]
+    assert torch.equal(losses[0][others], losses[1][others])
+    for a, b in zip(pops[0].params, pops[1].params):
+        assert torch.equal(a[others], b[others])
+    assert not pops[0].alive[DIVERGING] and math.isinf(losses[0][DIVERGING])
+
+
+@pytest.mark.parametrize("layers", [(37, 53, 7), (13, 24, 3)], ids=["fused", "layers"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_hyperparameter_changes_take_effect(layers, optimizer):
+    """New hyperparameters between steps, and the per-step ``lr`` override, act at once (no recompile)."""
+    hp = hparams_for(optimizer)
+    hp["lr"][DIVERGING] = hp["lr"][0]
+    pop, ref = (Population(layers, K, optimizer, hp, seed=5, backend=b) for b in ("triton", "reference"))
+    new = {"lr": hp["lr"] * 2, "weight_decay": hp["weight_decay"] + 0.01}
+    new["momentum" if optimizer == "sgd" else "beta1"] = torch.tensor([0.0, 0.9, 0.3, 0.5, 0.7])
+    for t in range(3):
+        x, y = batch(layers, "cross_entropy", 19)
+        if t == 1:
+            pop.hparams = new
+            ref.hparams = new
+        lr = hp["lr"] * torch.tensor([1.0, 0.5, 0.1, 2.0, 0.0]) if t == 2 else None
+        assert_losses_close(pop.step(x, y, lr=lr), ref.step(x, y, lr=lr))
+        assert_same_state(pop, ref)
+    assert pop.alive.all()
+
+
+# ------------------------------------------------------------------ the launchers, against torch maths
+
+
+def _random_state(shapes, optimizer):
+    names = ["momentum_buffer"] if optimizer == "sgd" else ["exp_avg", "exp_avg_sq"]
+    state = {n: [torch.rand(K, *s) * 0.1 for s in shapes] for n in names}
+    if optimizer == "sgd":
+        for t in state["momentum_buffer"]:
+            t[1] = 0.0  # candidate 1 has momentum 0: its buffer is zero, as torch keeps none
+    return names, state
+
+
+@pytest.mark.parametrize("optimizer,nesterov", [("sgd", False), ("sgd", True), ("adamw", False)])
+def test_fused_launcher_matches_torch(optimizer, nesterov):
+    """``fused_mlp_step`` against ``functional_step`` of the torch backend, from non-zero optimizer state
+    and step counts, with a dead candidate."""
+    D, H, C, B = 37, 53, 7, 29
+    assert fused_fits(B, D, H, C) and not fused_fits(1024, D, 200, C)
+    spec = ModelSpec((D, H, C), optimizer=optimizer, nesterov=nesterov)
+    params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
+    names, state = _random_state(spec.shapes(), optimizer)
+    hp = hparams_for(optimizer)
+    hp["lr"][DIVERGING] = 0.01
+    steps = torch.tensor([0, 3, 10, 1, 5])
+    alive = torch.tensor([True, True, True, True, False])
+    x, y = batch((D, H, C), "cross_entropy", B)
+    want = functional_step(params, state, steps, hp, alive, x, y, spec)
+    got_state = {n: [t.clone() for t in v] for n, v in state.items()}
+    got_params = [p.clone() for p in params]
+    got_steps, got_alive = steps.clone(), alive.clone()
+    losses = fused_mlp_step(x, y, got_params, got_state[names[0]], got_state.get("exp_avg_sq"), hp, got_steps,
+                            got_alive, adamw=optimizer == "adamw", nesterov=nesterov, precision="ieee")
+    assert_losses_close(losses, want[0])
+    assert torch.equal(got_steps, want[3]) and torch.equal(got_alive, want[4])
+    live = want[4]
+    assert_close_per_candidate(got_params, want[1], live, "params")
+    for n in names:
+        assert_close_per_candidate(got_state[n], want[2][n], live, n)
+    assert all(torch.equal(a[~live], b[~live]) for a, b in zip(got_params, params))
+
+
+@pytest.mark.parametrize("shared_input", [True, False], ids=["shared-input", "per-candidate-input"])
+@pytest.mark.parametrize("optimizer,nesterov", [("sgd", True), ("adamw", False)])
+def test_layer_launcher_matches_torch(optimizer, nesterov, shared_input):
+    """``update_layer`` against ``dW = h^T g``, ``db = sum_b g`` and the torch optimizer maths, with a
+    transposed (non-contiguous) gradient and a dead candidate."""
+    B, IN, OUT = 23, 45, 19
+    w, b = torch.randn(K, IN, OUT), torch.randn(K, OUT)
+    names, state = _random_state([(IN, OUT), (OUT,)], optimizer)
+    hp = hparams_for(optimizer)
+    hp["lr"][DIVERGING] = 0.01
+    h = torch.randn(B, IN) if shared_input else torch.randn(K, B, IN)
+    g = torch.randn(K, OUT, B).mT  # strides (OUT*B, 1, B)
+    step = torch.tensor([1, 4, 2, 7, 3])
+    alive = torch.tensor([True, True, True, True, False])
+    hk = h.expand(K, B, IN) if shared_input else h
+    grads = [hk.mT @ g, g.sum(1)]
+    coef = update_coefficients(optimizer, hp, step, alive)
+    want_p, want_s = [], {n: [] for n in names}
+    for p, gr, j in zip([w, b], grads, range(2)):
+        if optimizer == "sgd":
+            p2, s2 = sgd_update(p, gr, state["momentum_buffer"][j], coef, nesterov)
+            want_p.append(p2)
+            want_s["momentum_buffer"].append(s2)
+        else:
+            p2, m2, v2 = adamw_update(p, gr, state["exp_avg"][j], state["exp_avg_sq"][j], coef)
+            want_p.append(p2)
+            want_s["exp_avg"].append(m2)
+            want_s["exp_avg_sq"].append(v2)
+    got_p = [w.clone(), b.clone()]
+    got_s = {n: [t.clone() for t in v] for n, v in state.items()}
+    update_layer(h, g, got_p[0], got_p[1], got_s[names[0]], got_s.get("exp_avg_sq"), hp, step, alive,
+                 adamw=optimizer == "adamw", nesterov=nesterov, precision="ieee")
+    assert_close_per_candidate(got_p, want_p, alive, "params")
+    for n in names:
+        assert_close_per_candidate(got_s[n], want_s[n], alive, n)
+    assert torch.equal(got_p[0][DEAD], w[DEAD]) and torch.equal(got_p[1][DEAD], b[DEAD])
+
+
+# ------------------------------------------------------------------ options and checks
+
+
+def test_precision_option(monkeypatch):
+    monkeypatch.delenv("METAHP_TRITON_PRECISION", raising=False)
+    assert TritonBackend().requested_precision == "tf32"
+    monkeypatch.setenv("METAHP_TRITON_PRECISION", "bf16")
+    assert TritonBackend().requested_precision == "bf16"
+    assert TritonBackend("ieee").requested_precision == "ieee"  # the argument wins
+    assert TritonBackend().precision == "ieee"  # the interpreter computes exact fp32 products
+    backend = TritonBackend()
+    backend.precision = "tf32"
+    assert backend.requested_precision == "tf32"
+    with pytest.raises(ValueError, match="precision"):
+        backend.precision = "fp16"
+    monkeypatch.setenv("METAHP_TRITON_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="METAHP_TRITON_PRECISION"):
+        TritonBackend()
+
+
+def test_check_rejects_what_it_cannot_run(monkeypatch):
+    spec = ModelSpec((4, 8, 3))
+    with pytest.raises(TypeError, match="float32"):
+        TritonBackend().check(spec, torch.device("cpu"), torch.float64)
+    with pytest.raises(TypeError, match="float32"):
+        Population([4, 8, 3], 2, dtype=torch.float64, backend="triton")
+    TritonBackend().check(spec, torch.device("cpu"), torch.float32)  # fine under the interpreter
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match="CUDA"):
+        TritonBackend().check(spec, torch.device("cpu"), torch.float32)
