@@ -1,4 +1,5 @@
-"""The ``metahp-fast`` command: train K candidates on a dataset, print a leaderboard, save the best model.
+"""The ``metahp-fast`` command: ``train`` K candidates and save the best (the default command), ``tune`` with
+one of the tuners and write a report, ``evaluate`` the tuners with the quality harness.
 
 Thin on purpose: data comes from :mod:`metahp_fast.tasks`, hyperparameters from
 :mod:`metahp_fast.search_space`, training from :class:`metahp_fast.Population`. Nothing imports this module.
@@ -6,16 +7,17 @@ Thin on purpose: data comes from :mod:`metahp_fast.tasks`, hyperparameters from
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "tune", "evaluate")
 
 
 class UsageError(Exception):
@@ -35,6 +37,20 @@ def _positive(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
     return v
+
+
+def _budget(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of full trainings; got {text!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of full trainings; got {text!r}")
+    return v
+
+
+def _names(text: str) -> list[str]:
+    return [w.strip() for w in text.split(",") if w.strip()]
 
 
 def _widths(text: str) -> list[int]:
@@ -67,6 +83,47 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--top", type=_positive, default=5, help="leaderboard rows (default 5)")
     t.add_argument("--out", default="best.pt", help="where to save the best model (default best.pt)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from .tuners import TUNERS
+    u = sub.add_parser("tune", help="tune with random search, successive halving, Hyperband, PBT, ES or TPE",
+                       description="Tune the hyperparameters of an MLP with one of the tuners, print a leaderboard, "
+                       "and write report.json, best.pt (and with --plot, PNG plots) into --out. A killed run "
+                       "resumes from --out/checkpoint.pt when started again with the same arguments.")
+    u.add_argument("--data", default="digits",
+                   help="built-in or generated dataset (digits, wine, breast_cancer, iris, mnist1d, teacher, "
+                   "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file")
+    u.add_argument("--target", help="target column of a .csv file (default: the last column)")
+    u.add_argument("--method", choices=sorted(TUNERS), default="sh", help="the tuner (default sh)")
+    u.add_argument("--budget", type=_budget, default=64.0,
+                   help="budget in full trainings: at most budget * steps candidate-steps (default 64)")
+    u.add_argument("--steps", type=_positive, default=300, help="steps of one full training (default 300)")
+    u.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
+    u.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    u.add_argument("--hidden", type=_widths, action="append", help="hidden layer widths (default 128)")
+    u.add_argument("--objective", choices=("loss", "error"), default="loss",
+                   help="validation objective to minimise: loss, or error = 1 - accuracy (default loss)")
+    u.add_argument("--seed", type=int, default=0, help="seeds the split, the sampling and the training")
+    u.add_argument("--backend", default="auto", help="auto, torch, reference or triton (default auto)")
+    u.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    u.add_argument("--top", type=_positive, default=5, help="leaderboard rows (default 5)")
+    u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
+    u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
+    u.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    from .quality import DEFAULT_TASKS, METHODS
+    e = sub.add_parser("evaluate", help="run the quality harness: every tuner against a 256-candidate search",
+                       description="Run the quality harness: for each task and seed, a 256-candidate random search "
+                       "gives L_best and L_median; each method's pick is scored by test loss, normalized regret, "
+                       "cost and wall-clock. Writes quality.md, quality.json and quality.png into --out.")
+    e.add_argument("--tasks", type=_names, default=[t.data for t in DEFAULT_TASKS],
+                   help=f"comma list of datasets (default {','.join(t.data for t in DEFAULT_TASKS)})")
+    e.add_argument("--methods", type=_names, default=list(METHODS),
+                   help=f"comma list of methods (default {','.join(METHODS)})")
+    e.add_argument("--seeds", type=_positive, default=3, help="number of seeds, 0..N-1 (default 3)")
+    e.add_argument("--steps", type=_positive, help="steps of one full training for every task (default: per task)")
+    e.add_argument("--threads", type=_positive, default=1,
+                   help="torch CPU threads (default 1: robust timings on a shared machine)")
+    e.add_argument("--out", default="quality-results", help="output directory (default quality-results)")
     return parser
 
 
@@ -77,7 +134,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv.insert(0, "train")
     try:
         args = build_parser().parse_args(argv)
-        return train(args)
+        return {"train": train, "tune": tune, "evaluate": evaluate}[args.command](args)
     except UsageError as e:
         print(f"metahp-fast: error: {e}", file=sys.stderr)
         return 2
@@ -91,6 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def train(args: argparse.Namespace) -> int:
     from . import Population, SearchSpace
     from .tasks import load_task
+    from .training import atomic_save, model_metrics
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
     try:
@@ -120,7 +178,7 @@ def train(args: argparse.Namespace) -> int:
         return 1
     best = int(torch.where(usable, val["loss"], torch.inf).argmin())
     model = pop.to_module(best).cpu().eval()
-    test = _test_metrics(model, task.to("cpu"))
+    test = model_metrics(model, task.to("cpu"))
     best_hp = {k: float(v[best]) for k, v in hps.items()}
     print(f"best: candidate {best} ({_fmt_hp(best_hp)}): val loss {float(val['loss'][best]):.4f}"
           + (f", val accuracy {float(val['accuracy'][best]):.4f}" if "accuracy" in val else ""))
@@ -132,10 +190,132 @@ def train(args: argparse.Namespace) -> int:
                "val_accuracy": float(val["accuracy"][best]) if "accuracy" in val else None,
                "test_loss": test["loss"], "test_accuracy": test.get("accuracy")}
     replaced = out.exists()
-    _atomic_save(payload, out)
+    atomic_save(payload, out)
     print(f"saved the best model to {out}" + (" (replaced the previous file)" if replaced else "")
           + "; load it with torch.load(path, weights_only=False) and feed it (x - mean) / std")
     return 0
+
+
+def tune(args: argparse.Namespace) -> int:
+    from .plots import plot_hparams, plot_learning_curves
+    from .tasks import load_task
+    from .training import atomic_save, model_metrics
+    from .tuners import TUNERS
+
+    hidden = [w for group in (args.hidden or [[128]]) for w in group]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            task = load_task(args.data, seed=args.seed, target=args.target)
+        except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+            raise UsageError(str(e)) from None
+    out = _check_dir(args.out)
+    try:
+        tuner = TUNERS[args.method](optimizer=args.optimizer, hidden=hidden, steps=args.steps,
+                                    batch_size=args.batch_size, objective=args.objective, backend=args.backend,
+                                    device=args.device, progress=not args.no_progress)
+    except (ValueError, TypeError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    print(f"{task!r}")
+    for w in caught:  # e.g. how many rows with missing values a CSV lost
+        print(f"note: {w.message}")
+    ckpt = out / "checkpoint.pt"
+    print(f"tuning with {args.method}: budget {args.budget:g} full trainings of {args.steps} steps "
+          f"({int(args.budget * args.steps)} candidate-steps), {args.optimizer}, layers "
+          f"{'-'.join(map(str, task.layers(hidden)))}" + (" (resuming from checkpoint.pt)" if ckpt.exists() else ""))
+    try:
+        result = tuner.run(task, args.budget, seed=args.seed, checkpoint=ckpt)
+    except RuntimeError as e:
+        print(f"metahp-fast: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    print(_tune_leaderboard(result, args.top))
+    cpu_task = task.to("cpu")
+    test = model_metrics(result.best_model, cpu_task)
+    print(f"best: candidate {result.best_id} ({_fmt_hp(result.best_hparams)}): "
+          + ", ".join(f"val {k} {v:.4f}" for k, v in result.best_val.items()))
+    print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    print(f"cost: {result.cost_steps} candidate-steps ({result.cost_steps / args.steps:.1f} full trainings), "
+          f"{result.seconds:.1f} s")
+    report = {"method": args.method, "data": args.data, "task": task.name, "seed": args.seed,
+              "budget": args.budget, "objective": args.objective, "best_hparams": result.best_hparams,
+              "validation": result.best_val, "test": test,
+              "cost": {"candidate_steps": result.cost_steps, "full_trainings": result.cost_steps / args.steps,
+                       "seconds": result.seconds},
+              "class_names": task.class_names, "n_rows_dropped": task.meta.get("n_rows_dropped", 0),
+              "layers": task.layers(hidden), "optimizer": args.optimizer, "config": result.config,
+              "history": result.history, "trials": result.trials}
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    payload = {"model": result.best_model, "hparams": result.best_hparams, "optimizer": args.optimizer,
+               "layers": task.layers(hidden), "loss": task.loss, "mean": cpu_task.mean, "std": cpu_task.std,
+               "class_names": task.class_names, "task": task.name, "seed": args.seed, "steps": args.steps,
+               "method": args.method, "val": result.best_val, "test": test}
+    atomic_save(payload, out / "best.pt")
+    written = ["report.json", "best.pt"]
+    if args.plot:
+        try:
+            plot_learning_curves(result, out / "learning_curves.png")
+            plot_hparams(result, tuner.space, out / "hparams.png")
+            written += ["learning_curves.png", "hparams.png"]
+        except ImportError as e:
+            print(f"metahp-fast: no plots: {e}", file=sys.stderr)
+    ckpt.unlink(missing_ok=True)
+    print(f"wrote {', '.join(written)} to {out}; load the model with torch.load(path, weights_only=False) "
+          "and feed it (x - mean) / std")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from .quality import DEFAULT_TASKS, METHODS, HarnessTask, run_harness, write
+
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+    known = {t.data: t for t in DEFAULT_TASKS}
+    tasks = [known.get(name, HarnessTask(name)) for name in args.tasks]
+    if args.steps:
+        tasks = [HarnessTask(t.data, args.steps, t.hidden, t.batch_size, t.optimizer) for t in tasks]
+    out = _check_dir(args.out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    command = (f"metahp-fast evaluate --tasks {','.join(args.tasks)} --methods {','.join(args.methods)} "
+               f"--seeds {args.seeds} --threads {args.threads}" + (f" --steps {args.steps}" if args.steps else ""))
+    try:
+        results = run_harness(tasks, {m: METHODS[m] for m in args.methods}, seeds=range(args.seeds))
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    finally:
+        torch.set_num_threads(threads)
+    paths = write(results, out, command)
+    print((out / "quality.md").read_text())
+    print(f"wrote {', '.join(p.name for p in paths)} to {out}")
+    return 0
+
+
+def _check_dir(path: str) -> Path:
+    """An output directory, created if needed; fail before any work if it cannot be written."""
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {path!r} is a file; give a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out {path!r}: cannot create it: {e.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"--out {path!r} is not writable")
+    return out
+
+
+def _tune_leaderboard(result, top: int) -> str:
+    """The leaderboard of the candidates trained the full steps."""
+    full = [t for t in result.trials if t["steps"] >= result.config["steps"]]
+    val = {"loss": torch.tensor([t["val_loss"] for t in full], dtype=torch.float64)}
+    if full and "val_accuracy" in full[0]:
+        val["accuracy"] = torch.tensor([t["val_accuracy"] for t in full], dtype=torch.float64)
+    usable = torch.isfinite(val["loss"])
+    hps = {k: torch.tensor([t["hparams"][k] for t in full], dtype=torch.float64) for k in result.best_hparams}
+    return _leaderboard(val, usable, hps, top, ids=[t["id"] for t in full])
 
 
 def _check_out(path: str) -> Path:
@@ -155,46 +335,25 @@ def _check_out(path: str) -> Path:
     return out
 
 
-def _atomic_save(obj: Any, out: Path) -> None:
-    """torch.save into a temporary file next to ``out``, then rename it over ``out`` in one step."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-@torch.no_grad()
-def _test_metrics(model: nn.Module, task) -> dict[str, float]:
-    """Loss (and accuracy) of the exported model itself on the test split: what the saved file gives."""
-    out = model(task.x_test)
-    if task.is_classification:
-        return {"loss": float(nn.functional.cross_entropy(out, task.y_test)),
-                "accuracy": float((out.argmax(1) == task.y_test).float().mean())}
-    return {"loss": float(nn.functional.mse_loss(out, task.y_test))}
-
-
 def _fmt_hp(hp: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in hp.items())
 
 
-def _leaderboard(val: dict[str, Tensor], usable: Tensor, hps: dict[str, Tensor], top: int) -> str:
-    """The best ``top`` candidates by validation loss, then the diverged ones."""
+def _leaderboard(val: dict[str, Tensor], usable: Tensor, hps: dict[str, Tensor], top: int,
+                 ids: Optional[list[int]] = None) -> str:
+    """The best ``top`` candidates by validation loss, then the diverged ones (shown by ``ids[i]`` if given)."""
+    name = (lambda i: str(ids[i])) if ids is not None else str
     order = [int(i) for i in torch.argsort(torch.where(usable, val["loss"], torch.inf)) if usable[i]]
     dead = [int(i) for i in torch.nonzero(~usable).flatten()]
     headers = ["rank", "id", *hps, "val_loss"] + (["val_acc"] if "accuracy" in val else [])
     rows = []
     for r, i in enumerate(order[:top], 1):
-        row = [str(r), str(i), *(f"{float(v[i]):.3g}" for v in hps.values()), f"{float(val['loss'][i]):.4f}"]
+        row = [str(r), name(i), *(f"{float(v[i]):.3g}" for v in hps.values()), f"{float(val['loss'][i]):.4f}"]
         if "accuracy" in val:
             row.append(f"{float(val['accuracy'][i]):.4f}")
         rows.append(row)
     for i in dead[:top]:
-        rows.append(["-", str(i), *(f"{float(v[i]):.3g}" for v in hps.values()), "diverged"]
+        rows.append(["-", name(i), *(f"{float(v[i]):.3g}" for v in hps.values()), "diverged"]
                     + (["-"] if "accuracy" in val else []))
     widths = [max(len(h), *(len(r[j]) for r in rows)) if rows else len(h) for j, h in enumerate(headers)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths))]

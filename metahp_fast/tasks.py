@@ -1,13 +1,18 @@
 """Tasks: datasets with fixed train/validation/test splits (by seed) and features standardized on train.
 
-Sources: scikit-learn's shipped datasets (:data:`BUILTINS`), ``.npz``/``.csv`` files and the user's own
-arrays (:func:`from_arrays`). New sources (MNIST-1D, synthetic families) register a loader in ``_LOADERS``.
+Sources: scikit-learn's shipped datasets (:data:`BUILTINS`), generated datasets (:data:`GENERATED`: MNIST-1D
+made locally by the ``mnist1d`` package, and the synthetic families ``teacher`` and ``gaussian_mixture``, whose
+sizes and noise are parameters: ``"teacher:n_features=10,noise=0.2"``), ``.npz``/``.csv`` files and the user's
+own arrays (:func:`from_arrays`). Every source registers a loader in ``_LOADERS``.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import inspect
 import os
+import random
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
@@ -88,6 +93,121 @@ def _sklearn(loader: str) -> Loader:
     return load
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """MNIST-1D with the package's default arguments (5000 rows: 4000 train then 1000 test), generated locally;
+    the generator reseeds numpy's and Python's global RNGs, so their states are restored afterwards."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as e:
+        raise ImportError("the mnist1d dataset needs the mnist1d package: pip install 'metahp-fast[data]'") from e
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        d = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return np.concatenate([d["x"], d["x_test"]]), np.concatenate([d["y"], d["y_test"]])
+
+
+def _mnist1d(seed: int) -> tuple[np.ndarray, np.ndarray, Optional[list[str]]]:
+    x, y = _mnist1d_arrays()
+    return x.copy(), y.copy(), [str(i) for i in range(10)]
+
+
+_mnist1d.source = "mnist1d.data.make_dataset (default args, generated locally)"  # type: ignore[attr-defined]
+_mnist1d.fixed_test = 1000  # type: ignore[attr-defined]  # the last 1000 rows: MNIST-1D's own test split
+
+
+def teacher_data(seed: int = 0, n_samples: int = 2000, n_features: int = 20, n_classes: int = 5,
+                 hidden: int = 32, noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ~ N(0, I) labelled by a random one-hidden-layer tanh teacher MLP: the argmax class with a fraction
+    ``noise`` of labels replaced by uniformly random classes, or (``n_classes=0``) a regression target, the
+    teacher's scalar output plus Gaussian noise of standard deviation ``noise``."""
+    n_samples, n_features, hidden = (_count(k, v, lo) for k, v, lo in
+                                     (("n_samples", n_samples, 2), ("n_features", n_features, 1),
+                                      ("hidden", hidden, 1)))
+    n_classes = _count("n_classes", n_classes, 0)
+    if n_classes == 1:
+        raise ValueError("n_classes must be 0 (regression) or at least 2; got 1")
+    noise = _noise(noise, upper=1.0 if n_classes else None)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, n_features))
+    w1 = rng.standard_normal((n_features, hidden)) * np.sqrt(2.0 / n_features)
+    w2 = rng.standard_normal((hidden, max(n_classes, 1))) / np.sqrt(hidden)
+    out = np.tanh(x @ w1 + rng.standard_normal(hidden) * 0.5) @ w2
+    if not n_classes:
+        return x, out[:, 0] + noise * rng.standard_normal(n_samples)
+    y = out.argmax(1)
+    flip = rng.random(n_samples) < noise
+    y[flip] = rng.integers(0, n_classes, int(flip.sum()))
+    return x, y
+
+
+def gaussian_mixture_data(seed: int = 0, n_samples: int = 2000, n_features: int = 10, n_classes: int = 4,
+                          clusters_per_class: int = 2, separation: float = 2.0,
+                          noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Each class a mixture of ``clusters_per_class`` Gaussian blobs: centres ~ N(0, separation^2 I), points
+    a centre plus N(0, noise^2 I); classes are as balanced as ``n_samples`` allows."""
+    n_samples, n_features = _count("n_samples", n_samples, 2), _count("n_features", n_features, 1)
+    n_classes, clusters = _count("n_classes", n_classes, 2), _count("clusters_per_class", clusters_per_class, 1)
+    separation, noise = _noise(separation, name="separation"), _noise(noise)
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_classes * clusters, n_features)) * separation
+    cluster = rng.permutation(np.arange(n_samples) % (n_classes * clusters))
+    x = centres[cluster] + noise * rng.standard_normal((n_samples, n_features))
+    return x, cluster % n_classes
+
+
+def _count(name: str, v: Any, low: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+        raise ValueError(f"{name} must be an int >= {low}; got {v!r}")
+    return int(v)
+
+
+def _noise(v: Any, upper: Optional[float] = None, name: str = "noise") -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0 or \
+            (upper is not None and v > upper):
+        raise ValueError(f"{name} must be a number in [0, {upper if upper is not None else 'inf'}]; got {v!r}")
+    return float(v)
+
+
+#: Synthetic families: name -> generator ``(seed, **params) -> (x, y)``.
+FAMILIES: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "teacher": teacher_data, "gaussian_mixture": gaussian_mixture_data}
+
+
+def _family(name: str, params: dict[str, Any]) -> Loader:
+    """A loader for a synthetic family with ``params`` (its ``seed`` defaults to the split seed)."""
+    gen = FAMILIES[name]
+
+    def load(seed: int) -> tuple[np.ndarray, np.ndarray, Optional[list[str]]]:
+        x, y = gen(**{"seed": seed, **params})
+        return x, y, None
+    load.source = f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"  # type: ignore[attr-defined]
+    return load
+
+
+def _parse_family(spec: str) -> Optional[tuple[str, dict[str, Any]]]:
+    """``"teacher:n_features=10,noise=0.2"`` -> ("teacher", {...}); None if ``spec`` names no family."""
+    name, _, rest = spec.partition(":")
+    if name not in FAMILIES:
+        return None
+    allowed = [p for p in inspect.signature(FAMILIES[name]).parameters]
+    params: dict[str, Any] = {}
+    for item in filter(None, (i.strip() for i in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in allowed:
+            raise ValueError(f"{spec!r}: parameters of {name!r} are key=value pairs with keys {allowed}; "
+                             f"got {item!r}")
+        try:
+            params[key] = int(value) if value.strip().lstrip("-").isdigit() else float(value)
+        except ValueError:
+            raise ValueError(f"{spec!r}: {key} must be a number; got {value!r}") from None
+    return name, params
+
+
 #: name -> loader ``(seed) -> (x, y, names of the classes y indexes)``; generated datasets use the seed.
 _LOADERS: dict[str, Loader] = {
     "digits": _sklearn("load_digits"),
@@ -96,12 +216,19 @@ _LOADERS: dict[str, Loader] = {
     "iris": _sklearn("load_iris"),
 }
 BUILTINS = tuple(_LOADERS)
+_LOADERS.update({"mnist1d": _mnist1d, "teacher": _family("teacher", {}),
+                 "gaussian_mixture": _family("gaussian_mixture", {})})
+#: Datasets generated on this machine (MNIST-1D, synthetic families with their default parameters).
+GENERATED = tuple(n for n in _LOADERS if n not in BUILTINS)
 
 
 def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, val_fraction: float = 0.2,
               test_fraction: float = 0.2, kind: str = "auto") -> Task:
-    """A built-in dataset by name (:data:`BUILTINS`) or a ``.npz`` (arrays ``x``, ``y``) / ``.csv`` file
-    (``target`` column, default the last), split by ``seed`` (stratified for classification).
+    """A built-in dataset by name (:data:`BUILTINS`), a generated one (:data:`GENERATED`; a synthetic family may
+    carry parameters, ``"teacher:n_features=10,noise=0.2"``, and is drawn from ``seed`` unless they set
+    ``seed``) or a ``.npz`` (arrays ``x``, ``y``) / ``.csv`` file (``target`` column, default the last), split
+    by ``seed`` (stratified for classification). MNIST-1D keeps its own 1000-row test split (``test_fraction``
+    does not apply) and splits its 4000 training rows into train and validation.
 
     ``kind`` is ``"classification"``, ``"regression"`` or ``"auto"``: string, integer or whole-number
     labels mean classification. CSV: string feature columns are one-hot encoded, rows with missing values
@@ -110,17 +237,20 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
         raise TypeError(f"name_or_path must be a dataset name or a file path; got {type(name_or_path).__name__}")
     spec = os.fspath(name_or_path)
     split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind)
-    if spec in _LOADERS:
+    family = _parse_family(spec)
+    if spec in _LOADERS or family is not None:
         if target is not None:
             raise ValueError(f"target only applies to .csv files, not the built-in dataset {spec!r}")
-        loader = _LOADERS[spec]
+        loader = _LOADERS[spec] if spec in _LOADERS else _family(*family)  # type: ignore[misc]
         x, y, names = loader(seed)
-        return _build(spec, x, y, names, source=getattr(loader, "source", spec), **split)
+        return _build(spec, x, y, names, source=getattr(loader, "source", spec),
+                      fixed_test=getattr(loader, "fixed_test", 0), **split)
     ext = os.path.splitext(spec)[1].lower()
     if ext not in (".npz", ".csv"):
         if os.path.exists(spec):
             raise ValueError(f"{spec!r}: unsupported file type {ext or '(none)'}; use .npz (x, y) or .csv")
-        raise ValueError(f"unknown dataset {spec!r}: use one of the built-ins {list(BUILTINS)} "
+        raise ValueError(f"unknown dataset {spec!r}: use one of the built-ins {list(BUILTINS)}, a generated "
+                         f"dataset {list(GENERATED)} (families take parameters, e.g. 'teacher:noise=0.2') "
                          f"or a path to a .npz or .csv file")
     if not os.path.isfile(spec):
         raise FileNotFoundError(f"no such data file: {spec!r}")
@@ -224,8 +354,9 @@ def _floats(values: list[str]) -> Optional[np.ndarray]:
 # ---------------------------------------------------------------- building a task
 def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequence[str]], *, seed: int,
            val_fraction: float, test_fraction: float, kind: str, source: str,
-           extra_meta: Optional[dict[str, Any]] = None) -> Task:
-    """Check, clean, encode labels, split and standardize."""
+           extra_meta: Optional[dict[str, Any]] = None, fixed_test: int = 0) -> Task:
+    """Check, clean, encode labels, split and standardize; ``fixed_test`` > 0 makes the last that many rows
+    the test split (a dataset's own split) and splits only the rest into train/validation."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -276,7 +407,13 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
             names = [_label_name(v) for v in uniq]
         n_classes, strata = len(uniq), ids.astype(np.int64)
         y_t = torch.as_tensor(strata)
-    parts = _split(strata, seed, val_fraction, test_fraction, name)
+    if fixed_test:
+        head = len(strata) - fixed_test
+        tr, va, _ = _split(strata[:head], seed, val_fraction, 0.0, name)
+        parts = (tr, va, torch.arange(head, len(strata)))
+        test_fraction = fixed_test / len(strata)
+    else:
+        parts = _split(strata, seed, val_fraction, test_fraction, name)
     x_t = torch.as_tensor(x)
     tr = parts[0]
     mean = x_t[tr].mean(0)
@@ -306,7 +443,7 @@ def _split(strata: np.ndarray, seed: int, val_fraction: float, test_fraction: fl
     n = len(strata)
     n_test, n_val = round(test_fraction * n), round(val_fraction * n)
     counts = np.bincount(strata)
-    if n_test < 1 or n_val < 1 or n - n_test - n_val < max(2, len(counts)):
+    if (n_test < 1 and test_fraction > 0) or n_val < 1 or n - n_test - n_val < max(2, len(counts)):
         raise ValueError(f"{name}: {n} rows are too few for train/val/test splits of "
                          f"{1 - val_fraction - test_fraction:.2f}/{val_fraction:.2f}/{test_fraction:.2f}")
     rng = np.random.default_rng(seed)
@@ -341,4 +478,5 @@ def _allocate(ideal: np.ndarray, total: int, cap: np.ndarray, rng: np.random.Gen
     return take
 
 
-__all__ = ["Task", "BUILTINS", "load_task", "from_arrays"]
+__all__ = ["Task", "BUILTINS", "GENERATED", "FAMILIES", "load_task", "from_arrays", "teacher_data",
+           "gaussian_mixture_data"]

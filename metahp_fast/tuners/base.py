@@ -1,0 +1,300 @@
+"""The tuners' common interface: ``tuner.run(task_or_data, budget, seed)`` -> :class:`TuneResult`.
+
+A tuner advances in rounds (a chunk of training, a rung, an ES iteration, a trial); after each round its whole
+state (populations, bookkeeping, cost) can be written to a checkpoint file, and a run given the same checkpoint
+path resumes from the last finished round. ``budget`` counts full trainings (``steps`` steps of one
+candidate): a tuner never spends more than ``budget * steps`` candidate-steps.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..population import Population
+from ..search_space import SearchSpace
+from ..tasks import Task
+from ..training import (OBJECTIVES, TaskLike, TrainConfig, as_task, atomic_save, check_objective, check_space,
+                        check_u, derive_seed, fit, make_population, objective_values, population_from_state,
+                        prepare_task, u_bounds)
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TuneResult:
+    """What a tuner found: the best candidate (by the validation objective) among those trained to the full
+    ``steps``, as hyperparameters and as a plain model, with everything that was measured on the way."""
+
+    method: str
+    task: str
+    seed: int
+    budget: float
+    objective: str
+    best_hparams: dict[str, float]
+    best_model: nn.Sequential
+    best_val: dict[str, float]
+    best_id: int
+    history: list[dict[str, Any]]
+    trials: list[dict[str, Any]]
+    curves: dict[int, list[list[float]]]
+    cost_steps: int
+    seconds: float
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the model, JSON-ready."""
+        return {"method": self.method, "task": self.task, "seed": self.seed, "budget": self.budget,
+                "objective": self.objective, "best_hparams": self.best_hparams, "best_val": self.best_val,
+                "best_id": self.best_id,
+                "cost_steps": self.cost_steps, "seconds": self.seconds, "config": self.config,
+                "history": self.history, "trials": self.trials,
+                "curves": {str(k): v for k, v in self.curves.items()}}
+
+
+class Tuner:
+    """Base of the tuners. Subclasses set ``name`` and implement ``_start`` (set up ``run.state``) and
+    ``_advance`` (one round; set ``run.state["done"]`` at the end); ``settings`` lists their own options.
+
+    Args:
+        space: the :class:`SearchSpace` (default: the optimizer's default space).
+        optimizer: ``"sgd"`` or ``"adamw"`` (default: the space's optimizer, else sgd).
+        hidden, activation, nesterov: the architecture and update rule of every candidate.
+        steps: steps of one full training; batch_size: its minibatch size.
+        objective: what to minimise on the validation split: ``"loss"`` or ``"error"`` (1 - accuracy).
+        init: a center ``u`` (d,) for the initial candidates (warm start), spread by ``init_spread`` in u.
+        eval_every: steps between validation evaluations for learning curves (default: 10 per training).
+        backend, device, dtype: where the populations run.
+        progress: show a progress bar over the budget."""
+
+    name: ClassVar[str] = "tuner"
+
+    def __init__(self, space: Optional[SearchSpace] = None, *, optimizer: Optional[str] = None,
+                 hidden: Sequence[int] = (128,), steps: int = 300, batch_size: int = 128, activation: str = "relu",
+                 nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
+                 eval_every: Optional[int] = None, backend: str = "auto", device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, progress: bool = False):
+        opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
+        if opt not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
+        self.space = check_space(space, opt)
+        self.config = TrainConfig(hidden=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
+                                  steps=steps, batch_size=batch_size, optimizer=opt, activation=activation,
+                                  nesterov=nesterov, eval_every=eval_every, backend=backend, device=str(device),
+                                  dtype=dtype)
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}")
+        self.objective = objective
+        self.init = None if init is None else check_u("init", init, self.space)[0]
+        self.init_spread = _positive("init_spread", init_spread)
+        self.progress = bool(progress)
+
+    def settings(self) -> dict[str, Any]:
+        """The subclass's own options (they must match when a run resumes from a checkpoint)."""
+        return {}
+
+    def run(self, task_or_data: TaskLike, budget: float, seed: int = 0,
+            checkpoint: Union[str, os.PathLike, None] = None) -> TuneResult:
+        """Tune on ``task_or_data`` (a Task, a dataset name or path, or ``(x, y)``) with ``budget`` full
+        trainings' worth of candidate-steps; with ``checkpoint``, save the state there after every round and
+        resume from it if it exists."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
+            raise ValueError(f"budget must be a positive number of full trainings; got {budget!r}")
+        task = prepare_task(as_task(task_or_data, seed), self.config)
+        check_objective(self.objective, task)
+        return TuningRun(self, task, float(budget), seed, checkpoint).execute()
+
+    def _start(self, run: "TuningRun") -> None:
+        raise NotImplementedError
+
+    def _advance(self, run: "TuningRun") -> None:
+        raise NotImplementedError
+
+
+class TuningRun:
+    """One run of a tuner: the task, the budget, the resumable ``state`` and the helpers rounds use."""
+
+    def __init__(self, tuner: Tuner, task: Task, budget: float, seed: int,
+                 checkpoint: Union[str, os.PathLike, None]):
+        self.tuner, self.task, self.budget, self.seed = tuner, task, budget, seed
+        self.space, self.config = tuner.space, tuner.config
+        self.max_cost = int(budget * self.config.steps)
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.cache: dict[str, Any] = {}  # per-process objects rounds may keep (never saved)
+        self.header = {"version": CHECKPOINT_VERSION, "method": tuner.name, "settings": tuner.settings(),
+                       "config": self.config.to_dict(), "space": self.space.to_dict(), "objective": tuner.objective,
+                       "init": None if tuner.init is None else tuner.init.tolist(), "seed": seed, "budget": budget,
+                       "task": _fingerprint(task)}
+        self.state: dict[str, Any] = {}
+        if self.checkpoint is not None and self.checkpoint.exists():
+            self._resume()
+        else:
+            self.state = {"done": False, "round": 0, "cost": 0, "seconds": 0.0, "next_id": 0, "history": [],
+                          "trials": {}, "curves": {}, "best": None}
+            tuner._start(self)
+
+    def _resume(self) -> None:
+        try:
+            saved = torch.load(self.checkpoint, weights_only=False)
+        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+            raise ValueError(f"checkpoint {str(self.checkpoint)!r} cannot be read ({e}); delete it to start over")
+        if not isinstance(saved, dict) or saved.get("header") != self.header:
+            old = saved.get("header", {}) if isinstance(saved, dict) else {}
+            diff = sorted(k for k in self.header if old.get(k) != self.header[k])
+            raise ValueError(f"checkpoint {str(self.checkpoint)!r} belongs to a different run (differs in {diff}); "
+                             f"use another path or delete it")
+        self.state = saved["state"]
+
+    def execute(self) -> TuneResult:
+        """Advance round by round until the tuner is done, saving after each round; then build the result."""
+        bar = _bar(self.max_cost, self.tuner.progress, self.tuner.name)
+        if bar is not None:
+            bar.update(self.state["cost"])
+        while not self.state["done"]:
+            t0, cost0 = time.perf_counter(), self.state["cost"]
+            self._note: dict[str, Any] = {}
+            self.tuner._advance(self)
+            self.state["seconds"] += time.perf_counter() - t0
+            self.state["round"] += 1
+            best = self.state["best"]
+            self.state["history"].append({"round": self.state["round"], "cost": self.state["cost"],
+                                          "seconds": self.state["seconds"],
+                                          "best_objective": None if best is None else best["objective"],
+                                          **self._note})
+            if self.checkpoint is not None:
+                atomic_save({"header": self.header, "state": self.state}, self.checkpoint)
+            if bar is not None:
+                bar.update(self.state["cost"] - cost0)
+                if best is not None:
+                    bar.set_postfix({f"best_val_{self.tuner.objective}": f"{best['objective']:.4f}"})
+        if bar is not None:
+            bar.close()
+        return self._result()
+
+    # ---------------------------------------------------------------- helpers for rounds
+    def note(self, **info: Any) -> None:
+        """Add fields to this round's history record."""
+        self._note.update(info)
+
+    def seed_for(self, *keys: int) -> int:
+        """A seed derived from the run's seed and ``keys`` (stable across resumes)."""
+        return derive_seed(self.seed, *keys)
+
+    def new_ids(self, n: int) -> list[int]:
+        """``n`` fresh candidate ids."""
+        start = self.state["next_id"]
+        self.state["next_id"] = start + n
+        return list(range(start, start + n))
+
+    def clamp_u(self, u: Tensor) -> Tensor:
+        """``u`` clamped into the images of the space's ranges."""
+        lo, hi = u_bounds(self.space)
+        return torch.maximum(torch.minimum(u, hi), lo)
+
+    def initial_u(self, n: int, key: int) -> Tensor:
+        """``n`` starting points (n, d): draws from the space, or around the tuner's ``init`` (the first
+        exactly at it) when one is given."""
+        gen_seed = self.seed_for(key)
+        init = self.tuner.init
+        if init is None:
+            values = self.space.sample(n, seed=gen_seed)
+            return self.space.to_unconstrained({k: values[k] for k in self.space.dims})
+        noise = torch.randn(n, init.numel(), generator=torch.Generator().manual_seed(gen_seed), dtype=torch.float64)
+        noise[0] = 0
+        return self.clamp_u(init + self.tuner.init_spread * noise)
+
+    def population(self, u: Tensor) -> Population:
+        """A population with one candidate per row of ``u``, from the run's shared initial weights."""
+        return make_population(self.task, self.space, u, self.config, self.seed)
+
+    def load(self, key: str = "pop") -> Population:
+        """The population saved in ``state[key]``."""
+        return population_from_state(self.state[key], self.config)
+
+    def train(self, pop: Population, ids: Sequence[int], steps: int, key: int) -> dict[str, Tensor]:
+        """Train ``pop`` for ``steps`` steps (batches seeded by ``key``), charge the cost, extend the learning
+        curves of ``ids``; returns the final validation metrics (CPU tensors)."""
+        h = fit(pop, self.task, steps, self.config, self.seed_for(key))
+        self.state["cost"] += pop.size * steps
+        curves = self.state["curves"]
+        loss = h["val_loss"]
+        for j, i in enumerate(ids):
+            curves.setdefault(i, []).extend([s, float(v)] for s, v in zip(h["eval_step"], loss[:, j]))
+        out = {"loss": loss[-1]}
+        if "val_accuracy" in h:
+            out["accuracy"] = h["val_accuracy"][-1]
+        return out
+
+    def objective(self, metrics: dict[str, Tensor]) -> Tensor:
+        """The validation objective (K,) of ``metrics`` (``inf`` for diverged candidates)."""
+        return objective_values(metrics, self.tuner.objective)
+
+    def observe(self, pop: Population, ids: Sequence[int], metrics: dict[str, Tensor], final: bool,
+                **extra: Any) -> None:
+        """Record every candidate's hyperparameters and validation metrics as trials; if ``final`` (trained
+        the full ``steps``), candidates may become the run's best."""
+        hp = {k: pop.hparams[k].detach().cpu().double() for k in self.space.names}
+        obj = self.objective(metrics)
+        for j, i in enumerate(ids):
+            rec = {"id": i, "steps": pop.steps_done, "hparams": {k: float(v[j]) for k, v in hp.items()},
+                   "val_loss": float(metrics["loss"][j]), "objective": float(obj[j]), **extra}
+            if "accuracy" in metrics:
+                rec["val_accuracy"] = float(metrics["accuracy"][j])
+            self.state["trials"][i] = rec
+        if not final:
+            return
+        j = int(torch.argmin(obj))
+        best = self.state["best"]
+        if math.isfinite(float(obj[j])) and (best is None or float(obj[j]) < best["objective"]):
+            self.state["best"] = {"id": ids[j], "objective": float(obj[j]),
+                                  "hparams": {k: float(v[j]) for k, v in hp.items()},
+                                  "val": {k: float(v[j]) for k, v in metrics.items()},
+                                  "pop": pop.select([j]).state_dict()}
+
+    def _result(self) -> TuneResult:
+        best = self.state["best"]
+        if best is None:
+            raise RuntimeError(f"{self.tuner.name}: every candidate diverged or none was trained to the full "
+                               f"{self.config.steps} steps; try a smaller learning-rate range")
+        model = population_from_state(best["pop"], self.config).to_module(0).cpu().eval()
+        return TuneResult(method=self.tuner.name, task=self.task.name, seed=self.seed, budget=self.budget,
+                          objective=self.tuner.objective, best_hparams=dict(best["hparams"]), best_model=model,
+                          best_val=dict(best["val"]), best_id=int(best["id"]), history=list(self.state["history"]),
+                          trials=[self.state["trials"][k] for k in sorted(self.state["trials"])],
+                          curves=dict(self.state["curves"]), cost_steps=int(self.state["cost"]),
+                          seconds=float(self.state["seconds"]),
+                          config={**self.config.to_dict(), **self.tuner.settings(), "space": self.space.to_dict()})
+
+
+def _fingerprint(task: Task) -> dict[str, Any]:
+    """Enough of a task to tell whether a checkpoint was made on it."""
+    return {"name": task.name, "rows": [len(task.x_train), len(task.x_val), len(task.x_test)],
+            "features": task.n_features, "outputs": task.n_outputs,
+            "sum": round(float(task.x_train.double().sum()), 3)}
+
+
+def _positive(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf:
+        raise ValueError(f"{name} must be a positive number; got {v!r}")
+    return float(v)
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="cand-step", unit_scale=True, leave=False)
+
+
+__all__ = ["TuneResult", "Tuner", "TuningRun", "CHECKPOINT_VERSION"]

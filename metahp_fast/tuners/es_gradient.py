@@ -1,0 +1,70 @@
+"""Gradient-based tuning: Adam on ``u`` with hypergradients from antithetic ES, each iteration one
+population of ``2 * n_pairs + 1`` candidates (the pairs and the current center) trained the full ``steps``."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ..hypergrad import es_hypergradient
+from ..search_space import SearchSpace
+from ..training import baseline_objective
+from .base import Tuner, TuningRun, _positive
+
+
+class ESGradient(Tuner):
+    """ES-gradient tuning from ``init`` (default: the center of the space) with ``n_pairs`` antithetic pairs
+    of spread ``sigma`` (in ``u``) per iteration and Adam (``lr``, ``betas``) on ``u``; the pick is the best
+    candidate trained on the way (pairs and centers alike). Losses are capped at the larger of the untrained
+    model's and the label prior's, so diverged or exploding candidates count as "learned nothing"."""
+
+    name = "es"
+
+    def __init__(self, space: Optional[SearchSpace] = None, *, n_pairs: int = 3, sigma: float = 0.5,
+                 lr: float = 1.0, betas: tuple[float, float] = (0.5, 0.9), **kwargs: Any):
+        super().__init__(space, **kwargs)
+        if isinstance(n_pairs, bool) or not isinstance(n_pairs, int) or n_pairs < 1:
+            raise ValueError(f"n_pairs must be a positive int; got {n_pairs!r}")
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
+        self.n_pairs, self.sigma, self.lr = n_pairs, _positive("sigma", sigma), _positive("lr", lr)
+        self.betas = (float(betas[0]), float(betas[1]))
+
+    def settings(self) -> dict[str, Any]:
+        return {"n_pairs": self.n_pairs, "sigma": self.sigma, "lr": self.lr, "betas": list(self.betas)}
+
+    def _start(self, run: TuningRun) -> None:
+        per_iter = 2 * self.n_pairs + 1
+        iterations = int(run.budget // per_iter)
+        if iterations < 1:
+            raise ValueError(f"budget={run.budget} is too small for ES with n_pairs={self.n_pairs}: one iteration "
+                             f"trains {per_iter} candidates")
+        center = self.init.clone() if self.init is not None else run.space.center()
+        d = center.numel()
+        center = run.clamp_u(center)
+        untrained = run.objective(run.population(center.unsqueeze(0)).evaluate(run.task.x_val, run.task.y_val))
+        cap = max(baseline_objective(run.task, self.objective), float(untrained[0]))
+        run.state.update(center=center, m=torch.zeros(d, dtype=torch.float64), cap=cap,
+                         v=torch.zeros(d, dtype=torch.float64), iterations=iterations)
+
+    def _evaluate(self, run: TuningRun, u: Tensor) -> Tensor:
+        pop = run.population(u)
+        ids = run.new_ids(pop.size)
+        metrics = run.train(pop, ids, run.config.steps, key=run.state["round"])
+        run.observe(pop, ids, metrics, final=True, iteration=run.state["round"])
+        return run.objective(metrics)
+
+    def _advance(self, run: TuningRun) -> None:
+        it, center = run.state["round"], run.state["center"]
+        est = es_hypergradient(lambda u: self._evaluate(run, u), center, self.sigma, self.n_pairs,
+                               seed=run.seed_for(it, 2), extra=center.unsqueeze(0),
+                               cap=run.state["cap"])
+        b1, b2 = self.betas
+        t = it + 1
+        m = b1 * run.state["m"] + (1 - b1) * est.grad
+        v = b2 * run.state["v"] + (1 - b2) * est.grad ** 2
+        step = self.lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + 1e-12)
+        new_center = run.clamp_u(center - step)
+        run.note(center=center.tolist(), center_objective=float(est.extra_losses[0]), grad=est.grad.tolist())
+        run.state.update(center=new_center, m=m, v=v, done=t >= run.state["iterations"])

@@ -1,0 +1,88 @@
+"""Population based training: at regular intervals the worst candidates take the weights and optimizer
+state of the best (exploit) and perturb the hyperparameters they inherit in ``u`` (explore)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from ..population import Population
+from ..search_space import SearchSpace
+from ..training import hparams_from_u
+from .base import Tuner, TuningRun, _positive
+
+
+@torch.no_grad()
+def copy_candidates(pop: Population, src: Tensor, dst: Tensor) -> None:
+    """Overwrite candidates ``dst`` with the weights, optimizer state, step counts and alive flags of ``src``
+    (same length), in place; hyperparameters are left to the caller."""
+    src, dst = torch.as_tensor(src, dtype=torch.long), torch.as_tensor(dst, dtype=torch.long)
+    if src.shape != dst.shape or src.dim() != 1:
+        raise ValueError(f"src and dst must be 1-D index lists of one length; got {tuple(src.shape)}, "
+                         f"{tuple(dst.shape)}")
+    if len(set(dst.tolist())) != len(dst) or (torch.cat([src, dst]) >= pop.size).any() or \
+            (torch.cat([src, dst]) < 0).any():
+        raise ValueError(f"dst must be distinct indices and all indices in [0, {pop.size})")
+    src, dst = src.to(pop.device), dst.to(pop.device)
+    tensors = [*pop.params, *(t for ts in pop.optimizer_state.values() for t in ts), pop.step_count, pop.alive]
+    for t in tensors:
+        t.index_copy_(0, dst, t.index_select(0, src))
+
+
+class PBT(Tuner):
+    """Population based training of ``size`` candidates (default ``int(budget)``) for the full ``steps`` in
+    ``rounds`` intervals. After each interval but the last, the worst ``fraction`` copy a random one of the
+    best ``fraction`` and perturb its ``u`` by Gaussian noise of standard deviation ``perturb``."""
+
+    name = "pbt"
+
+    def __init__(self, space: Optional[SearchSpace] = None, *, size: Optional[int] = None, rounds: int = 10,
+                 fraction: float = 0.25, perturb: float = 0.25, **kwargs: Any):
+        super().__init__(space, **kwargs)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 2):
+            raise ValueError(f"size must be an int >= 2 or None; got {size!r}")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be a positive int; got {rounds!r}")
+        if not isinstance(fraction, (int, float)) or not 0 < fraction <= 0.5:
+            raise ValueError(f"fraction must be in (0, 0.5]; got {fraction!r}")
+        self.size, self.rounds, self.fraction = size, rounds, float(fraction)
+        self.perturb = _positive("perturb", perturb)
+
+    def settings(self) -> dict[str, Any]:
+        return {"size": self.size, "rounds": self.rounds, "fraction": self.fraction, "perturb": self.perturb}
+
+    def _start(self, run: TuningRun) -> None:
+        k = self.size or int(run.budget)
+        if k < 2 or k > run.budget:
+            raise ValueError(f"PBT trains {k} candidates for the full steps: budget must be >= {max(k, 2)}; "
+                             f"got {run.budget}")
+        u = run.initial_u(k, 0)
+        run.state.update(pop=run.population(u).state_dict(), ids=run.new_ids(k), u=u)
+
+    def _advance(self, run: TuningRun) -> None:
+        pop, ids, u = run.load(), list(run.state["ids"]), run.state["u"]
+        r, steps = run.state["round"], run.config.steps
+        end = min(steps, round((r + 1) * steps / self.rounds)) if r + 1 < self.rounds else steps
+        metrics = run.train(pop, ids, max(1, end - pop.steps_done), key=r)
+        done = pop.steps_done >= steps
+        run.observe(pop, ids, metrics, final=done)
+        run.note(population=pop.size, steps=pop.steps_done)
+        if not done:
+            obj = run.objective(metrics)
+            order = torch.argsort(obj, stable=True)
+            q = max(1, int(pop.size * self.fraction))
+            top, bottom = order[:q], order[-q:]
+            gen = torch.Generator().manual_seed(run.seed_for(r, 1))
+            src = top[torch.randint(0, q, (q,), generator=gen)]
+            copy_candidates(pop, src, bottom)
+            u = u.clone()
+            u[bottom] = run.clamp_u(u[src] + self.perturb * torch.randn(q, u.shape[1], generator=gen,
+                                                                        dtype=u.dtype))
+            pop.hparams = {k: v.to(pop.dtype) for k, v in hparams_from_u(run.space, u).items()}
+            curves = run.state["curves"]
+            for b, s, i in zip(bottom.tolist(), src.tolist(), run.new_ids(q)):
+                curves[i] = [curves[ids[s]][-1]]  # the child's curve starts where its parent's is
+                ids[b] = i
+            run.note(exploited=q)
+        run.state.update(pop=pop.state_dict(), ids=ids, u=u, done=done)

@@ -1,0 +1,23 @@
+"""Random search: ``budget`` candidates drawn from the space (or around ``init``), trained as one population."""
+from __future__ import annotations
+
+from .base import Tuner, TuningRun
+
+
+class RandomSearch(Tuner):
+    """``int(budget)`` candidates trained together for the full ``steps``, in rounds of ``eval_every`` steps."""
+
+    name = "random"
+
+    def _start(self, run: TuningRun) -> None:
+        n = max(1, int(run.budget))
+        run.state.update(pop=run.population(run.initial_u(n, 0)).state_dict(), ids=run.new_ids(n))
+
+    def _advance(self, run: TuningRun) -> None:
+        pop, ids = run.load(), run.state["ids"]
+        steps = min(run.config.every, run.config.steps - pop.steps_done)
+        metrics = run.train(pop, ids, steps, key=run.state["round"])
+        done = pop.steps_done >= run.config.steps
+        run.observe(pop, ids, metrics, final=done)
+        run.state.update(pop=pop.state_dict(), done=done)
+        run.note(population=pop.size, steps=pop.steps_done)

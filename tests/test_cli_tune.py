@@ -1,0 +1,129 @@
+"""The tune and evaluate commands: report.json, best.pt, plots, CSV quirks, resuming, one-line errors."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from metahp_fast import cli
+from metahp_fast.tasks import load_task
+from tests.single_thread import one_thread  # noqa: F401  (autouse)
+
+pytest.importorskip("sklearn")
+
+SMALL = ["--steps", "30", "--hidden", "16", "--no-progress"]
+
+
+def test_tune_writes_report_model_and_plots(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["tune", "--data", "iris", "--method", "sh", "--budget", "4", "--out", str(out), "--plot", *SMALL]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "hparams.png", "learning_curves.png",
+                                                      "report.json"]  # no checkpoint or temp file left
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "sh" and report["task"] == "iris" and report["class_names"] == [
+        "setosa", "versicolor", "virginica"]
+    assert set(report["best_hparams"]) == {"lr", "momentum", "weight_decay"}
+    assert 0 < report["cost"]["candidate_steps"] <= 4 * 30 and report["cost"]["seconds"] > 0
+    assert set(report["validation"]) == {"loss", "accuracy"} and set(report["test"]) == {"loss", "accuracy"}
+    saved = torch.load(out / "best.pt", weights_only=False)
+    assert isinstance(saved["model"], nn.Sequential) and saved["layers"] == [4, 16, 3]
+    task = load_task("iris", seed=0)
+    assert torch.equal(saved["mean"], task.mean) and torch.equal(saved["std"], task.std)
+    with torch.no_grad():
+        logits = saved["model"](task.x_test)
+    assert nn.functional.cross_entropy(logits, task.y_test).item() == pytest.approx(report["test"]["loss"], rel=1e-5)
+    # the leaderboard's first row is the pick, shown by its candidate id
+    board = printed.split("leaderboard")[1].splitlines()
+    assert board[1].split()[:2] == ["rank", "id"]
+    first = board[2].split()
+    assert first[0] == "1" and float(first[-2]) == pytest.approx(report["validation"]["loss"], abs=5e-5)
+    assert f"best: candidate {first[1]} " in printed
+    assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tune_csv_with_categories_missing_values_and_string_labels(tmp_path, capsys):
+    rows = ["size,color,weight,label"]
+    for i in range(60):
+        color = ["red", "green", "blue"][i % 3]
+        rows.append(f"{i % 7},{color},{'' if i in (5, 17) else i * 0.5},{'cat' if i % 2 else 'dog'}")
+    (tmp_path / "pets.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", str(tmp_path / "pets.csv"), "--target", "label", "--method", "random",
+                     "--budget", "3", "--out", str(out), *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "dropped 2 of 60 rows with missing values" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["class_names"] == ["cat", "dog"] and report["n_rows_dropped"] == 2
+    assert report["layers"][0] == 5  # size, weight and three one-hot colours
+
+
+def test_tune_resumes_a_killed_run_from_the_checkpoint(tmp_path, monkeypatch, capsys):
+    from metahp_fast.tuners import RandomSearch
+    out = tmp_path / "r"
+    base = ["tune", "--data", "wine", "--method", "random", "--budget", "3", *SMALL]
+    argv = base + ["--out", str(out)]
+    advance, calls = RandomSearch._advance, []
+
+    def dying(self, run):
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        calls.append(1)
+        advance(self, run)
+    monkeypatch.setattr(RandomSearch, "_advance", dying)
+    assert cli.main(argv) == 130
+    assert (out / "checkpoint.pt").exists() and not (out / "report.json").exists()
+    monkeypatch.setattr(RandomSearch, "_advance", advance)
+    assert cli.main(argv) == 0
+    assert "resuming from checkpoint.pt" in capsys.readouterr().out
+    resumed = json.loads((out / "report.json").read_text())
+    assert not (out / "checkpoint.pt").exists()
+    assert cli.main(base + ["--out", str(tmp_path / "fresh")]) == 0
+    fresh = json.loads((tmp_path / "fresh" / "report.json").read_text())
+    assert resumed["best_hparams"] == fresh["best_hparams"] and resumed["test"] == fresh["test"]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["tune", "--method", "grid"], "--method: invalid choice"),
+    (["tune", "--budget", "0"], "--budget: expected a positive number"),
+    (["tune", "--data", "nope"], "unknown dataset 'nope'"),
+    (["tune", "--method", "es", "--budget", "2"], "budget=2.0 is too small for ES"),
+    (["tune", "--data", "teacher:n_classes=0,n_samples=100", "--objective", "error"], "objective='error'"),
+    (["evaluate", "--methods", "random16,grid"], "--methods: unknown \\['grid'\\]"),
+], ids=["method", "budget", "data", "es_budget", "objective", "eval_methods"])
+def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
+    assert cli.main(argv + ["--out", str(tmp_path / "x"), "--no-progress"] if argv[0] == "tune"
+                    else argv + ["--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("metahp-fast: error:")
+    assert __import__("re").search(match, err), err
+
+
+def test_tune_out_must_be_a_directory(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["tune", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_evaluate_writes_the_quality_report(tmp_path, capsys):
+    out = tmp_path / "q"
+    assert cli.main(["evaluate", "--tasks", "iris", "--methods", "random16,sh", "--seeds", "1", "--steps", "20",
+                     "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["quality.json", "quality.md", "quality.png"]
+    data = json.loads((out / "quality.json").read_text())
+    assert [r["method"] for r in data["rows"]] == ["random16", "sh"]
+    ref = data["references"][0]
+    assert ref["L_best"] <= ref["L_median"] and ref["cost_steps"] == 256 * 20
+    for r in data["rows"]:
+        expect = (r["test_loss"] - ref["L_best"]) / (ref["L_median"] - ref["L_best"])
+        assert r["regret"] == pytest.approx(expect)
+    md = (out / "quality.md").read_text()
+    assert "| random16 |" in md and "| sh |" in md and "metahp-fast evaluate" in md
+    assert "SH or ES at 64 trainings" in md
+
+
+def test_train_is_still_the_default_command(tmp_path, capsys):
+    assert cli.main(["--data", "iris", "--size", "2", "--steps", "5", "--no-progress",
+                     "--out", str(tmp_path / "m.pt")]) == 0
+    assert (tmp_path / "m.pt").is_file()

@@ -1,0 +1,285 @@
+"""Tuners: one interface, budgets respected, halving shrinks the batch, PBT's exploit copies state, ES moves
+downhill, runs are deterministic and resume from checkpoints, bad input names itself."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from metahp_fast import LogUniform, Population, SearchSpace, Uniform
+from metahp_fast.tasks import load_task
+from metahp_fast.training import make_population, objective_values, model_metrics
+from metahp_fast.tuners import (PBT, TPE, TUNERS, ESGradient, Hyperband, RandomSearch, SuccessiveHalving,
+                                copy_candidates, rung_plan)
+from tests.single_thread import one_thread  # noqa: F401  (autouse)
+
+SMALL = dict(hidden=(16,), steps=40, batch_size=64, backend="torch")
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task("gaussian_mixture:n_samples=300,n_features=4,n_classes=3,noise=1.5", seed=0)
+
+
+def _make(name, **kw):
+    if name == "tpe":
+        pytest.importorskip("optuna")
+    return TUNERS[name](**{**SMALL, **kw})
+
+
+@pytest.mark.parametrize("name", ["random", "sh", "hyperband", "pbt", "es", "tpe"])
+def test_every_tuner_returns_a_result_its_model_reproduces(task, name):
+    budget = 6 if name == "tpe" else 12
+    res = _make(name).run(task, budget, seed=1)
+    assert res.method == name and res.task == task.name
+    assert 0 < res.cost_steps <= budget * SMALL["steps"] and res.seconds > 0
+    assert set(res.best_hparams) == {"lr", "momentum", "weight_decay"}
+    assert all(isinstance(v, float) for v in res.best_hparams.values())
+    space = SearchSpace.default("sgd")
+    for k, v in res.best_hparams.items():
+        lo, hi = space[k].bounds()
+        assert lo <= v <= hi
+    assert isinstance(res.best_model, nn.Sequential)
+    with torch.no_grad():
+        out = res.best_model(task.x_val)
+    assert nn.functional.cross_entropy(out, task.y_val).item() == pytest.approx(res.best_val["loss"], rel=1e-5)
+    assert res.best_val["loss"] == min(t["val_loss"] for t in res.trials if t["steps"] >= SMALL["steps"])
+    assert res.history and res.history[-1]["cost"] == res.cost_steps
+    assert res.best_id in res.curves and res.curves[res.best_id][-1][0] == SMALL["steps"]
+
+
+def test_rung_plan_fits_the_budget_and_is_as_large_as_it_can_be():
+    for budget, steps, eta, rungs in [(64, 300, 3, 4), (16, 40, 2, 3), (5, 27, 3, 4), (1, 10, 3, 1)]:
+        plan = rung_plan(budget, steps, eta, rungs)
+        ts = [t for _, t in plan]
+        assert ts[-1] == steps and ts == sorted(ts)
+        cost = lambda p: sum(n * (t - t0) for (n, t), t0 in zip(p, [0] + [t for _, t in p][:-1]))  # noqa: E731
+        assert cost(plan) <= budget * steps
+        bigger = [(max(1, (plan[0][0] + 1) // eta ** i), t) for i, (_, t) in enumerate(plan)]
+        assert cost(bigger) > budget * steps
+    assert rung_plan(64, 300, 3, 4) == [(584, 11), (194, 33), (64, 100), (21, 300)]
+    with pytest.raises(ValueError, match="budget=0.5 is too small"):
+        rung_plan(0.5, 300, 3, 4)
+
+
+def test_successive_halving_drops_candidates_and_keeps_the_best(task):
+    res = _make("sh", eta=2, rungs=3).run(task, 8, seed=0)
+    plan = rung_plan(8, SMALL["steps"], 2, 3)
+    sizes = [h["population"] for h in res.history]
+    assert sizes == [n for n, _ in plan] and sizes[0] > sizes[-1]
+    assert res.cost_steps == sum(n * (t - t0) for (n, t), t0 in zip(plan, [0] + [t for _, t in plan][:-1]))
+    for r, (n, t) in enumerate(plan[:-1]):
+        entered = [tr["id"] for tr in res.trials if tr["rung"] >= r]
+        went_on = {tr["id"] for tr in res.trials if tr["rung"] > r}
+        assert len(entered) == n and len(went_on) == plan[r + 1][0]
+        # the survivors of rung r had the lowest validation losses at its end (the learning curves hold them)
+        at_end = {i: dict((s, v) for s, v in res.curves[i])[t] for i in entered}
+        assert max(at_end[i] for i in went_on) <= min(at_end[i] for i in entered if i not in went_on)
+
+
+def test_hyperband_runs_every_bracket_within_the_budget(task):
+    res = _make("hyperband", eta=2, rungs=3).run(task, 12, seed=0)
+    assert sorted({h["bracket"] for h in res.history}) == [0, 1, 2]
+    assert [h["rung"] for h in res.history] == [0, 1, 2, 0, 1, 0]
+    assert res.cost_steps <= 12 * SMALL["steps"]
+
+
+def test_copy_candidates_copies_weights_optimizer_state_and_step_counts():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 3, generator=gen), torch.randint(0, 2, (32,), generator=gen)
+    pop = Population([3, 5, 2], 4, "adamw", {"lr": torch.tensor([0.01, 0.02, 0.03, 0.04])}, init="independent")
+    for _ in range(3):
+        pop.step(x, y)
+    pop.step(x[:8], y[:8], lr=torch.tensor([0.01, 0.02, 0.0, 0.04]))
+    copy_candidates(pop, torch.tensor([1, 1]), torch.tensor([3, 0]))
+    for t in [*pop.params, *pop.optimizer_state["exp_avg"], *pop.optimizer_state["exp_avg_sq"]]:
+        assert torch.equal(t[3], t[1]) and torch.equal(t[0], t[1])
+    assert pop.step_count.tolist() == [4, 4, 4, 4]
+    # with equal hyperparameters, copies then train identically to their source (AdamW state included)
+    pop.hparams["lr"] = torch.full((4,), 0.02)
+    pop.step(x, y)
+    assert torch.equal(pop.params[0][3], pop.params[0][1]) and not torch.equal(pop.params[0][2], pop.params[0][1])
+    with pytest.raises(ValueError, match="src and dst"):
+        copy_candidates(pop, torch.tensor([0]), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="dst must be distinct"):
+        copy_candidates(pop, torch.tensor([0, 1]), torch.tensor([2, 2]))
+
+
+def test_pbt_exploits_and_explores(task):
+    res = _make("pbt", rounds=4, fraction=0.25).run(task, 8, seed=0)
+    assert [h.get("exploited") for h in res.history] == [2, 2, 2, None]
+    assert len(res.trials) == 8 + 3 * 2  # every exploit starts a new candidate
+    assert res.cost_steps == 8 * SMALL["steps"]
+    children = [i for i in res.curves if i >= 8]
+    assert children and all(res.curves[i][0][0] > 0 for i in children)  # their curves start at the parent's step
+
+
+def test_pbt_revives_diverged_candidates_by_copying_the_best(task):
+    space = SearchSpace({"lr": LogUniform(1e-2, 1e9), "momentum": Uniform(0.0, 0.9),
+                         "weight_decay": LogUniform(1e-6, 1e-3)}, optimizer="sgd")
+    res = PBT(space, rounds=4, fraction=0.5, **SMALL).run(task, 8, seed=0)
+    assert any(math.isinf(t["val_loss"]) for t in res.trials)
+    final = [t for t in res.trials if t["steps"] == SMALL["steps"]]
+    assert sum(math.isfinite(t["val_loss"]) for t in final) > sum(
+        math.isfinite(t["val_loss"]) for t in res.trials if t["id"] < 8 and t["steps"] == 10)
+
+
+def test_es_gradient_moves_the_center_downhill(task):
+    space = SearchSpace({"lr": LogUniform(1e-4, 1.0), "momentum": Uniform(0.0, 0.9),
+                         "weight_decay": LogUniform(1e-6, 1e-3)}, optimizer="sgd")
+    init = space.to_unconstrained({"lr": 3e-4, "momentum": 0.5, "weight_decay": 1e-5})[0]
+    res = ESGradient(space, init=init, n_pairs=3, sigma=0.5, lr=0.5, **SMALL).run(task, 28, seed=0)
+    centers = [h["center"] for h in res.history]
+    assert centers[0] == pytest.approx(init.tolist())
+    assert len(centers) == 4  # 28 // (2 * 3 + 1)
+    assert centers[-1][0] > centers[0][0] + 1.0  # the learning rate grew: too small a one learns too slowly
+    objs = [h["center_objective"] for h in res.history]
+    assert objs[-1] < objs[0]
+
+
+def test_init_warm_starts_the_first_candidate(task):
+    space = SearchSpace.default("sgd")
+    init = space.to_unconstrained({"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4})[0]
+    res = RandomSearch(init=init, init_spread=0.1, **SMALL).run(task, 4, seed=0)
+    first = min(res.trials, key=lambda t: t["id"])
+    assert first["hparams"]["lr"] == pytest.approx(0.05, rel=1e-6)
+    assert first["hparams"]["momentum"] == pytest.approx(0.9, rel=1e-6)
+    lrs = [t["hparams"]["lr"] for t in res.trials]
+    assert max(lrs) / min(lrs) < math.exp(4 * 0.1)  # all near the warm start
+    pytest.importorskip("optuna")
+    tpe = TPE(init=init, **SMALL).run(task, 2, seed=0)
+    assert min(tpe.trials, key=lambda t: t["id"])["hparams"]["lr"] == pytest.approx(0.05, rel=1e-6)
+
+
+def test_runs_are_deterministic_by_seed(task):
+    a, b = SuccessiveHalving(**SMALL).run(task, 6, seed=3), SuccessiveHalving(**SMALL).run(task, 6, seed=3)
+    assert a.best_hparams == b.best_hparams and a.trials == b.trials
+    for p, q in zip(a.best_model.parameters(), b.best_model.parameters()):
+        assert torch.equal(p, q)
+    c = SuccessiveHalving(**SMALL).run(task, 6, seed=4)
+    assert c.best_hparams != a.best_hparams
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name, budget, kill_after", [("random", 4, 3), ("sh", 6, 1), ("pbt", 4, 2),
+                                                       ("es", 20, 1), ("hyperband", 6, 2), ("tpe", 3, 1)])
+def test_a_killed_run_resumes_from_its_checkpoint(task, tmp_path, monkeypatch, name, budget, kill_after):
+    full = _make(name).run(task, budget, seed=2)
+    cls = TUNERS[name]
+    advance, calls = cls._advance, []
+
+    def dying(self, run):
+        if len(calls) == kill_after:
+            raise _Killed
+        calls.append(1)
+        advance(self, run)
+    monkeypatch.setattr(cls, "_advance", dying)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(_Killed):
+        _make(name).run(task, budget, seed=2, checkpoint=ckpt)
+    assert ckpt.exists()
+    monkeypatch.setattr(cls, "_advance", advance)
+    resumed = _make(name).run(task, budget, seed=2, checkpoint=ckpt)
+    assert resumed.best_hparams == full.best_hparams and resumed.cost_steps == full.cost_steps
+    assert [t["val_loss"] for t in resumed.trials] == [t["val_loss"] for t in full.trials]
+    for p, q in zip(resumed.best_model.parameters(), full.best_model.parameters()):
+        assert torch.equal(p, q)
+    assert len(resumed.history) == len(full.history)
+
+
+def test_a_checkpoint_of_another_run_is_refused(task, tmp_path):
+    ckpt = tmp_path / "c.pt"
+    RandomSearch(**SMALL).run(task, 2, seed=0, checkpoint=ckpt)
+    with pytest.raises(ValueError, match=r"checkpoint .* different run .*budget"):
+        RandomSearch(**SMALL).run(task, 3, seed=0, checkpoint=ckpt)
+    ckpt.write_text("garbage")
+    with pytest.raises(ValueError, match="checkpoint .* cannot be read"):
+        RandomSearch(**SMALL).run(task, 2, seed=0, checkpoint=ckpt)
+
+
+def test_error_objective_picks_by_accuracy(task):
+    res = RandomSearch(objective="error", **SMALL).run(task, 6, seed=0)
+    assert res.best_val["accuracy"] == max(t["val_accuracy"] for t in res.trials)
+    assert model_metrics(res.best_model, task)["accuracy"] >= 0
+
+
+def test_objective_values_treat_diverged_as_infinite():
+    m = {"loss": torch.tensor([0.5, math.inf]), "accuracy": torch.tensor([0.75, math.nan])}
+    assert objective_values(m, "loss").tolist() == [0.5, math.inf]
+    assert objective_values(m, "error").tolist() == [0.25, math.inf]
+
+
+def test_all_diverged_raises_a_clear_error(task):
+    space = SearchSpace({"lr": LogUniform(1e6, 1e7)}, optimizer="sgd")
+    with pytest.raises(RuntimeError, match="every candidate diverged"):
+        RandomSearch(space, **SMALL).run(task, 2, seed=0)
+
+
+def test_tuners_accept_arrays_and_names(task):
+    res = RandomSearch(**SMALL).run((task.x_train.numpy(), task.y_train.numpy()), 2, seed=0)
+    assert res.task == "user"
+    assert RandomSearch(**{**SMALL, "steps": 5}).run("iris", 2, seed=0).task == "iris"
+
+
+def test_make_population_shares_initial_weights(task):
+    space = SearchSpace.default("sgd")
+    u = space.to_unconstrained({k: v for k, v in space.sample(3, seed=0).items()})
+    from metahp_fast.training import TrainConfig
+    pop = make_population(task, space, u, TrainConfig(hidden=(4,)), seed=0)
+    assert torch.equal(pop.params[0][0], pop.params[0][2])
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(budget=0), ValueError, "budget"),
+    (dict(budget=math.nan), ValueError, "budget"),
+    (dict(budget="64"), ValueError, "budget"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(task_or_data=[1, 2]), TypeError, "task_or_data"),
+], ids=["budget0", "budget_nan", "budget_str", "seed", "data"])
+def test_bad_run_arguments(task, kwargs, exc, match):
+    args = {"task_or_data": task, "budget": 4, "seed": 0, **kwargs}
+    with pytest.raises(exc, match=match):
+        RandomSearch(**SMALL).run(**args)
+
+
+def test_bad_tuner_options():
+    with pytest.raises(ValueError, match="init must have shape \\(3,\\)"):
+        RandomSearch(init=[0.0, 1.0])
+    with pytest.raises(ValueError, match="init must hold finite"):
+        RandomSearch(init=[0.0, math.inf, 1.0])
+    with pytest.raises(ValueError, match="space is for optimizer 'adamw'"):
+        RandomSearch(SearchSpace.default("adamw"), optimizer="sgd")
+    with pytest.raises(ValueError, match="objective"):
+        RandomSearch(objective="accuracy")
+    with pytest.raises(ValueError, match="eta"):
+        SuccessiveHalving(eta=1)
+    with pytest.raises(ValueError, match="rungs"):
+        Hyperband(rungs=0)
+    with pytest.raises(ValueError, match="fraction"):
+        PBT(fraction=0.7)
+    with pytest.raises(ValueError, match="sigma"):
+        ESGradient(sigma=-1.0)
+    with pytest.raises(ValueError, match="hidden"):
+        RandomSearch(hidden=(0,))
+    with pytest.raises(ValueError, match="steps"):
+        RandomSearch(steps=0)
+
+
+def test_budget_too_small_for_the_method(task):
+    with pytest.raises(ValueError, match="budget=4.0 is too small for ES with n_pairs=3"):
+        ESGradient(**SMALL).run(task, 4, seed=0)
+    with pytest.raises(ValueError, match="PBT trains 8 candidates"):
+        PBT(size=8, **SMALL).run(task, 4, seed=0)
+    reg = load_task("teacher:n_classes=0,n_samples=100", seed=0)
+    with pytest.raises(ValueError, match="objective='error' needs a classification task"):
+        RandomSearch(objective="error", **SMALL).run(reg, 2, seed=0)
+
+
+def test_tpe_without_optuna_says_how_to_install(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(ImportError, match="pip install optuna"):
+        TPE()
