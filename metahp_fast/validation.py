@@ -126,9 +126,6 @@ def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: to
             raise TypeError(f"y must hold integer class labels for loss='cross_entropy'; got dtype {y.dtype}")
         if y.dim() != 1 or y.shape[0] != B:
             raise ValueError(f"y must have shape ({B},), one label per row of x; got {tuple(y.shape)}")
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or hi >= n_out:
-            raise ValueError(f"y holds labels in [{lo}, {hi}] but layers[-1]={n_out} allows 0..{n_out - 1}")
         y = y.long()
     else:
         if y.dim() == 1 and n_out == 1:
@@ -139,6 +136,14 @@ def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: to
             raise TypeError(f"y must have dtype {dtype} like the population for loss='mse'; got {y.dtype}")
         if not torch.isfinite(y).all():
             raise ValueError("y holds NaN or inf")
-    if not torch.isfinite(x).all():
+    # one host sync for all the value checks (on CUDA each .item() would wait for the device)
+    flags = [torch.isfinite(x).all()]
+    if spec.loss == "cross_entropy":
+        flags += [y.min(), y.max()]
+    flags = torch.stack([f.to(torch.float64) for f in flags]).tolist()
+    if not flags[0]:
         raise ValueError("x holds NaN or inf; clean or impute the data first")
+    if spec.loss == "cross_entropy" and (flags[1] < 0 or flags[2] >= n_out):
+        raise ValueError(f"y holds labels in [{int(flags[1])}, {int(flags[2])}] but layers[-1]={n_out} "
+                         f"allows 0..{n_out - 1}")
     return x, y

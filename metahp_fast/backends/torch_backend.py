@@ -43,9 +43,9 @@ def activation_backward(g: Tensor, z: Tensor, a: Tensor, activation: str) -> Ten
 def bmm(a: Tensor, b: Tensor, bias: Optional[Tensor] = None) -> Tensor:
     """Batched ``a @ b (+ bias)`` for a (K, M, I), b (K, I, N), bias (K, N).
 
-    A narrow output (N < M, e.g. the 10 logits of 128 rows) is computed as ``(b^T a^T)^T`` and returned as a
-    transposed view: CPU BLAS runs that several times faster than the narrow product."""
-    if b.shape[-1] < a.shape[-2]:
+    A narrow output (N < 32 and N < M, e.g. the 10 logits of 128 rows) is computed as ``(b^T a^T)^T`` and
+    returned as a transposed view: CPU BLAS runs that several times faster than the narrow product."""
+    if b.shape[-1] < min(32, a.shape[-2]):
         if bias is None:
             return torch.bmm(b.mT, a.mT).mT
         return torch.baddbmm(bias.unsqueeze(2), b.mT, a.mT).mT
@@ -112,7 +112,7 @@ def gradients(params: list[Tensor], x: Tensor, y: Tensor, spec: ModelSpec,
     n = len(params) // 2
     for i in range(n - 1, -1, -1):
         h = saved[i - 1][1] if i > 0 else x.expand(g.shape[0], *x.shape)
-        grads[2 * i] = bmm(h.mT, g)
+        grads[2 * i] = bmm(h.mT, g).contiguous()  # the parameter's layout, so updates stay one pass
         grads[2 * i + 1] = g.sum(1)
         if i > 0:
             z, a = saved[i - 1]
