@@ -85,27 +85,38 @@ def update_coefficients(optimizer: str, hp: dict[str, Tensor], step: Tensor, ali
     }
 
 
-def sgd_update(p: Tensor, g: Tensor, buf: Tensor, c: dict[str, Tensor], nesterov: bool) -> tuple[Tensor, Tensor]:
+def sgd_update(p: Tensor, g: Tensor, buf: Tensor, c: dict[str, Tensor], nesterov: bool,
+               in_place: bool = False) -> tuple[Tensor, Tensor]:
     """torch.optim.SGD on a (K, ...) parameter with coefficients from :func:`update_coefficients`: returns
-    (new_p, new_buf).
+    (new_p, new_buf); with ``in_place``, writes them into ``p`` and ``buf`` (and uses ``g`` as scratch), the
+    same arithmetic with fewer passes over memory.
 
     ``buf`` starts at zero, so ``momentum*buf + g`` equals torch's first-step ``buf = g`` exactly. Like torch,
     a candidate with momentum 0 does plain SGD and leaves its buffer as it is (zero unless momentum was
     switched off mid-run); ``lerp`` with a 0/1 weight selects exactly, in one pass."""
-    g = torch.addcmul(g, p, _col(c["weight_decay"], p))
-    new_buf = torch.addcmul(g, buf, _col(c["momentum"], p))
-    d = torch.addcmul(g, new_buf, _col(c["momentum"], p)) if nesterov else new_buf
-    return torch.addcmul(p, d, _col(c["lr"], p), value=-1), torch.lerp(buf, new_buf, _col(c["use_new_buffer"], p))
+    wd, mom, lr, use = (_col(c[k], p) for k in ("weight_decay", "momentum", "lr", "use_new_buffer"))
+    g = g.addcmul_(p, wd) if in_place else torch.addcmul(g, p, wd)
+    new_buf = g.addcmul_(buf, mom) if in_place and not nesterov else torch.addcmul(g, buf, mom)
+    d = (g.addcmul_(new_buf, mom) if in_place else torch.addcmul(g, new_buf, mom)) if nesterov else new_buf
+    if in_place:
+        return p.addcmul_(d, lr, value=-1), buf.lerp_(new_buf, use)
+    return torch.addcmul(p, d, lr, value=-1), torch.lerp(buf, new_buf, use)
 
 
-def adamw_update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, c: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+def adamw_update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, c: dict[str, Tensor],
+                 in_place: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """torch.optim.AdamW on a (K, ...) parameter with coefficients from :func:`update_coefficients`: returns
-    (new_p, new_exp_avg, new_exp_avg_sq)."""
-    p = p * _col(c["decay"], p)
-    m = torch.lerp(m, g, _col(c["one_minus_beta1"], p))
-    v = torch.addcmul(v * _col(c["beta2"], p), g * _col(c["one_minus_beta2"], p), g)
-    denom = torch.sqrt(v) / _col(c["bc2_sqrt"], p) + _col(c["eps"], p)
-    return p - _col(c["step_size"], p) * (m / denom), m, v
+    (new_p, new_exp_avg, new_exp_avg_sq); with ``in_place``, writes them into ``p``, ``m`` and ``v``."""
+    decay, omb1, b2, omb2, bc2, eps, step = (_col(c[k], p) for k in (
+        "decay", "one_minus_beta1", "beta2", "one_minus_beta2", "bc2_sqrt", "eps", "step_size"))
+    if in_place:
+        p.mul_(decay)
+        m.lerp_(g, omb1)
+        v.mul_(b2).addcmul_(g * omb2, g)
+    else:
+        p, m, v = p * decay, torch.lerp(m, g, omb1), torch.addcmul(v * b2, g * omb2, g)
+    ratio = m / (torch.sqrt(v) / bc2 + eps)
+    return (p.addcmul_(ratio, step, value=-1) if in_place else torch.addcmul(p, ratio, step, value=-1)), m, v
 
 
 def torch_optimizer(optimizer: str, params, hp: dict[str, float], nesterov: bool) -> torch.optim.Optimizer:
