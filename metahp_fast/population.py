@@ -210,14 +210,25 @@ class Population:
                 f"alive={int(self.alive.sum())}/{self.size}, steps_done={self.steps_done})")
 
     # ---------------------------------------------------------------- training
-    def step(self, x: Tensor, y: Tensor, lr: Optional[Tensor] = None) -> Tensor:
+    def step(self, x: Tensor, y: Tensor, lr: Optional[Tensor] = None, check: bool = True) -> Tensor:
         """One step of every live candidate on the shared minibatch (x, y); returns the (K,) minibatch losses
         before the update (``inf`` for dead candidates). ``lr`` (K,) overrides the learning rates for this
-        step only (schedules)."""
-        x, y = check_batch(x, y, self.spec, self.device, self.dtype)
+        step only (schedules).
+
+        ``check=False`` skips the checks of the data's values (NaN/inf, label range), which cost one host
+        sync per step on a GPU: for a loop over batches already checked, e.g. slices of data passed once
+        through :meth:`check_data` (shapes, dtypes and devices are always checked)."""
+        if check:
+            x, y = check_batch(x, y, self.spec, self.device, self.dtype)
+        else:
+            x, y = check_batch(x, y, self.spec, self.device, self.dtype, values=False)
         if lr is not None:
             lr = check_hparam("lr", lr, hparam_specs(self.spec.optimizer)["lr"], self.size, self.device, self.dtype)
         return self._step(x, y, lr)
+
+    def check_data(self, x: Any, y: Any) -> tuple[Tensor, Tensor]:
+        """Check a whole dataset (x, y) once, as :meth:`step` would; returns it as tensors to train on."""
+        return check_batch(x, y, self.spec, self.device, self.dtype)
 
     def _step(self, x: Tensor, y: Tensor, lr: Optional[Tensor]) -> Tensor:
         losses = self._backend.step(self._state, x, y, lr)

@@ -102,11 +102,13 @@ def as_tensor(name: str, value: Any, device: torch.device, dtype: torch.dtype | 
     raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
 
 
-def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
+                values: bool = True) -> tuple[Tensor, Tensor]:
     """Check a batch (x, y) against the architecture; returns the tensors to train on.
 
     Tensors must already be on the population's device and in its dtype (no hidden copies on the hot path);
-    numpy arrays are converted."""
+    numpy arrays are converted. ``values=False`` skips the checks that read the data (NaN/inf, label range:
+    one host sync on a GPU)."""
     x = as_tensor("x", x, device, dtype)
     y = as_tensor("y", y, device, dtype if spec.loss == "mse" else None)
     d_in, n_out = spec.layers[0], spec.layers[-1]
@@ -134,16 +136,19 @@ def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: to
             raise ValueError(f"y must have shape ({B}, {n_out}) for loss='mse'; got {tuple(y.shape)}")
         if y.dtype != dtype:
             raise TypeError(f"y must have dtype {dtype} like the population for loss='mse'; got {y.dtype}")
-        if not torch.isfinite(y).all():
-            raise ValueError("y holds NaN or inf")
+    if not values:
+        return x, y
     # one host sync for all the value checks (on CUDA each .item() would wait for the device)
-    flags = [torch.isfinite(x).all()]
     if spec.loss == "cross_entropy":
-        flags += [y.min(), y.max()]
+        flags = [torch.isfinite(x).all(), y.min(), y.max()]
+    else:
+        flags = [torch.isfinite(x).all(), torch.isfinite(y).all()]
     flags = torch.stack([f.to(torch.float64) for f in flags]).tolist()
     if not flags[0]:
         raise ValueError("x holds NaN or inf; clean or impute the data first")
     if spec.loss == "cross_entropy" and (flags[1] < 0 or flags[2] >= n_out):
         raise ValueError(f"y holds labels in [{int(flags[1])}, {int(flags[2])}] but layers[-1]={n_out} "
                          f"allows 0..{n_out - 1}")
+    if spec.loss == "mse" and not flags[1]:
+        raise ValueError("y holds NaN or inf")
     return x, y

@@ -107,3 +107,16 @@ def test_bad_constructor_arguments(case):
     kw, exc, words = CONSTRUCTOR_CASES[case]
     with pytest.raises(exc, match=words):
         make(**kw)
+
+
+def test_step_without_value_checks_still_checks_shapes_and_trains():
+    """check=False skips only the value checks (a host sync on GPUs); shapes and dtypes are still refused."""
+    pop, ref = make(), make()
+    x, y = pop.check_data(X, Y)
+    assert torch.equal(pop.step(x, y, check=False), ref.step(X, Y))
+    with pytest.raises(ValueError, match="x"):
+        pop.step(torch.randn(10, 9), Y, check=False)
+    with pytest.raises(TypeError, match="dtype"):
+        pop.step(X.double(), Y, check=False)
+    with pytest.raises(ValueError, match="x"):
+        pop.check_data(X * float("nan"), Y)
