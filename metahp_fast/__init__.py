@@ -2,7 +2,8 @@
 from .population import Population
 from .search_space import Fixed, IntUniform, LogUniform, SearchSpace, Uniform
 from .tasks import Task, from_arrays, load_task
+from .meta import MetaLearner
 
 __version__ = "0.1.0"
 __all__ = ["Population", "SearchSpace", "LogUniform", "Uniform", "IntUniform", "Fixed", "Task", "load_task",
-           "from_arrays", "__version__"]
+           "from_arrays", "MetaLearner", "__version__"]

@@ -1,5 +1,6 @@
 """The ``metahp-fast`` command: ``train`` K candidates and save the best (the default command), ``tune`` with
-one of the tuners and write a report, ``evaluate`` the tuners with the quality harness.
+one of the tuners (optionally warm-started by the pretrained meta-learner) and write a report, ``evaluate`` the tuners with
+the quality harness, ``meta-train`` a meta-learner and ``predict`` hyperparameters with one.
 
 Thin on purpose: data comes from :mod:`metahp_fast.tasks`, hyperparameters from
 :mod:`metahp_fast.search_space`, training from :class:`metahp_fast.Population`. Nothing imports this module.
@@ -17,7 +18,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-COMMANDS = ("train", "tune", "evaluate")
+COMMANDS = ("train", "tune", "evaluate", "meta-train", "predict")
 
 
 class UsageError(Exception):
@@ -108,9 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--top", type=_positive, default=5, help="leaderboard rows (default 5)")
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
     u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
+    u.add_argument("--meta", action="store_true",
+                   help="center the initial candidates on the pretrained meta-learner's prediction (off by "
+                   "default: on held-out datasets it does not yet beat a constant configuration, see "
+                   "benchmarks/results/meta_quality.md)")
     u.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    from .quality import DEFAULT_TASKS, METHODS
+    from .quality import ALL_METHODS, DEFAULT_TASKS, METHODS
     e = sub.add_parser("evaluate", help="run the quality harness: every tuner against a 256-candidate search",
                        description="Run the quality harness: for each task and seed, a 256-candidate random search "
                        "gives L_best and L_median; each method's pick is scored by test loss, normalized regret, "
@@ -118,12 +123,36 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", type=_names, default=[t.data for t in DEFAULT_TASKS],
                    help=f"comma list of datasets (default {','.join(t.data for t in DEFAULT_TASKS)})")
     e.add_argument("--methods", type=_names, default=list(METHODS),
-                   help=f"comma list of methods (default {','.join(METHODS)})")
+                   help=f"comma list of methods (default {','.join(METHODS)}; also {','.join(ALL_METHODS.keys() - METHODS.keys())})")
     e.add_argument("--seeds", type=_positive, default=3, help="number of seeds, 0..N-1 (default 3)")
     e.add_argument("--steps", type=_positive, help="steps of one full training for every task (default: per task)")
     e.add_argument("--threads", type=_positive, default=1,
                    help="torch CPU threads (default 1: robust timings on a shared machine)")
     e.add_argument("--out", default="quality-results", help="output directory (default quality-results)")
+
+    from .meta.train import META_STEPS, N_TASKS
+    m = sub.add_parser("meta-train", help="meta-train a meta-learner on the task distribution",
+                       description="Meta-train a meta-learner g(x, y) -> hyperparameters (sgd) on tasks drawn from "
+                       "the meta-training distribution (synthetic families, digits and MNIST-1D variants; wine, "
+                       "breast_cancer and iris are held out) and save it. A killed run resumes from "
+                       "<out>.checkpoint when started again with the same arguments.")
+    m.add_argument("--tasks", type=_positive, default=N_TASKS, help=f"training tasks (default {N_TASKS})")
+    m.add_argument("--meta-steps", type=_positive, default=META_STEPS, help=f"meta-steps (default {META_STEPS})")
+    m.add_argument("--seed", type=int, default=0, help="seeds the task distribution and meta-training")
+    m.add_argument("--out", default="meta.pt", help="where to save the learner (default meta.pt)")
+    m.add_argument("--plot", help="also write the meta-training curve to this PNG file")
+    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    pr = sub.add_parser("predict", help="predict hyperparameters for a dataset with a meta-learner (zero-shot)",
+                        description="Print the hyperparameters a meta-learner predicts for a dataset and a training "
+                        "budget, as JSON (default: the pretrained learner shipped with the package).")
+    pr.add_argument("--data", default="digits", help="built-in or generated dataset, or a .npz/.csv file")
+    pr.add_argument("--target", help="target column of a .csv file (default: the last column)")
+    pr.add_argument("--steps", type=_positive, default=300, help="training steps (default 300)")
+    pr.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
+    pr.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    pr.add_argument("--model", help="a meta-learner file from meta-train (default: the pretrained one)")
+    pr.add_argument("--seed", type=int, default=0, help="seeds the split")
     return parser
 
 
@@ -134,7 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv.insert(0, "train")
     try:
         args = build_parser().parse_args(argv)
-        return {"train": train, "tune": tune, "evaluate": evaluate}[args.command](args)
+        return {"train": train, "tune": tune, "evaluate": evaluate, "meta-train": meta_train,
+                "predict": predict}[args.command](args)
     except UsageError as e:
         print(f"metahp-fast: error: {e}", file=sys.stderr)
         return 2
@@ -210,13 +240,15 @@ def tune(args: argparse.Namespace) -> int:
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise UsageError(str(e)) from None
     out = _check_dir(args.out)
+    init, meta_note = _meta_init(task, args) if args.meta else (None, "off (--meta turns it on)")
     try:
         tuner = TUNERS[args.method](optimizer=args.optimizer, hidden=hidden, steps=args.steps,
                                     batch_size=args.batch_size, objective=args.objective, backend=args.backend,
-                                    device=args.device, progress=not args.no_progress)
+                                    device=args.device, progress=not args.no_progress, init=init)
     except (ValueError, TypeError, ImportError) as e:
         raise UsageError(str(e)) from None
     print(f"{task!r}")
+    print(f"warm start: {meta_note}")
     for w in caught:  # e.g. how many rows with missing values a CSV lost
         print(f"note: {w.message}")
     ckpt = out / "checkpoint.pt"
@@ -245,7 +277,7 @@ def tune(args: argparse.Namespace) -> int:
                        "seconds": result.seconds},
               "class_names": task.class_names, "n_rows_dropped": task.meta.get("n_rows_dropped", 0),
               "layers": task.layers(hidden), "optimizer": args.optimizer, "config": result.config,
-              "history": result.history, "trials": result.trials}
+              "history": result.history, "trials": result.trials, "warm_start": meta_note}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     payload = {"model": result.best_model, "hparams": result.best_hparams, "optimizer": args.optimizer,
                "layers": task.layers(hidden), "loss": task.loss, "mean": cpu_task.mean, "std": cpu_task.std,
@@ -266,12 +298,65 @@ def tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate(args: argparse.Namespace) -> int:
-    from .quality import DEFAULT_TASKS, METHODS, HarnessTask, run_harness, write
+def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], str]:
+    """The pretrained meta-learner's ``u`` for the task and budget, and a line describing the warm start."""
+    from .meta import MetaLearner
 
-    unknown = [m for m in args.methods if m not in METHODS]
+    try:
+        g = MetaLearner.pretrained(args.optimizer)
+    except ValueError as e:
+        return None, f"none ({e})"
+    u = g.predict_u(task, args.steps, args.batch_size)
+    hp = {k: float(v) for k, v in g.space.from_unconstrained(u, round_ints=True, include_fixed=False).items()}
+    return u, f"candidates centered on the pretrained meta-learner's prediction ({_fmt_hp(hp)})"
+
+
+def meta_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .meta.train import DEFAULT_CONFIG, meta_train as run
+
+    out = _check_out(args.out)
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0; got {args.seed}")
+    ckpt = out.with_name(out.name + ".checkpoint")
+    print(f"meta-training on {args.tasks} tasks for {args.meta_steps} meta-steps"
+          + (f" (resuming from {ckpt.name})" if ckpt.exists() else ""))
+    try:
+        g, _ = run(dataclasses.replace(DEFAULT_CONFIG, seed=args.seed), args.tasks, args.meta_steps,
+                   checkpoint=ckpt, progress=not args.no_progress, plot=args.plot)
+    except (ValueError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    g.save(out)
+    ckpt.unlink(missing_ok=True)
+    last = g.history[-min(10, len(g.history)):]
+    print(f"meta-objective (val loss at g's u / prior loss, mean of the last {len(last)} meta-steps): "
+          f"{sum(h['objective'] for h in last) / len(last):.4f}")
+    print(f"saved the meta-learner to {out}; use it with: metahp-fast predict --model {out} --data ...")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    from .meta import MetaLearner
+    from .tasks import load_task
+
+    try:
+        g = MetaLearner.load(args.model) if args.model else MetaLearner.pretrained(args.optimizer)
+        task = load_task(args.data, seed=args.seed, target=args.target)
+        hp = g.predict(task, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer)
+    except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+        raise UsageError(str(e)) from None
+    print(json.dumps({"data": args.data, "steps": args.steps, "batch_size": args.batch_size,
+                      "optimizer": args.optimizer, "hparams": hp}, indent=1))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from .quality import ALL_METHODS, DEFAULT_TASKS, HarnessTask, run_harness, write
+
+    unknown = [m for m in args.methods if m not in ALL_METHODS]
     if unknown:
-        raise UsageError(f"--methods: unknown {unknown}; choose from {list(METHODS)}")
+        raise UsageError(f"--methods: unknown {unknown}; choose from {list(ALL_METHODS)}")
     known = {t.data: t for t in DEFAULT_TASKS}
     tasks = [known.get(name, HarnessTask(name)) for name in args.tasks]
     if args.steps:
@@ -282,7 +367,7 @@ def evaluate(args: argparse.Namespace) -> int:
     command = (f"metahp-fast evaluate --tasks {','.join(args.tasks)} --methods {','.join(args.methods)} "
                f"--seeds {args.seeds} --threads {args.threads}" + (f" --steps {args.steps}" if args.steps else ""))
     try:
-        results = run_harness(tasks, {m: METHODS[m] for m in args.methods}, seeds=range(args.seeds))
+        results = run_harness(tasks, {m: ALL_METHODS[m] for m in args.methods}, seeds=range(args.seeds))
     except (ValueError, FileNotFoundError, ImportError) as e:
         raise UsageError(str(e)) from None
     finally:

@@ -40,11 +40,14 @@ class HarnessTask:
 
 @dataclass(frozen=True)
 class Method:
-    """A tuner by name (:data:`metahp_fast.tuners.TUNERS`), its budget in full trainings and its options."""
+    """A tuner by name (:data:`metahp_fast.tuners.TUNERS`), its budget in full trainings and its options;
+    ``init``: ``"meta"`` centers it on the pretrained meta-learner's prediction (warm start), ``"constant"`` on
+    the single best average configuration over the meta-training tasks (shipped with it)."""
 
     tuner: str
     budget: float
     options: dict[str, Any] = field(default_factory=dict)
+    init: Optional[str] = None
 
 
 #: The task set of ``benchmarks/quality.py`` and ``metahp-fast evaluate``.
@@ -56,6 +59,16 @@ METHODS = {
     "hyperband": Method("hyperband", 64), "pbt": Method("pbt", 64), "es": Method("es", 64),
     "tpe16": Method("tpe", 16), "tpe64": Method("tpe", 64),
 }
+#: The meta-learner's methods: zero-shot (one training at g's prediction), g + a 16-candidate successive-halving
+#: round around it, and the constant predictor (one training at the best average configuration).
+META_METHODS = {
+    "meta0": Method("random", 1, init="meta"), "meta+sh16": Method("sh", 16, init="meta"),
+    "constant": Method("random", 1, init="constant"),
+}
+#: Every method the harness knows, by label.
+ALL_METHODS = {**METHODS, **META_METHODS}
+#: The held-out datasets of the meta-learner's evaluation (never seen in meta-training).
+META_TASKS = (HarnessTask("wine"), HarnessTask("breast_cancer"), HarnessTask("iris"))
 
 
 def normalized_regret(loss: float, best: float, median: float) -> float:
@@ -88,15 +101,32 @@ def reference(task: Task, spec: HarnessTask, seed: int, size: int = REFERENCE_SI
             "diverged": int((~pop.alive).sum()), "cost_steps": size * spec.steps, "seconds": seconds}
 
 
+def _warm_start(task: Task, spec: HarnessTask, init: Optional[str]) -> tuple[Optional[torch.Tensor], float]:
+    """The center ``u`` for ``init`` (None, "meta" or "constant") and the seconds its prediction took."""
+    if init is None:
+        return None, 0.0
+    if init not in ("meta", "constant"):
+        raise ValueError(f"Method.init must be None, 'meta' or 'constant'; got {init!r}")
+    from .meta import MetaLearner
+    g = MetaLearner.pretrained(spec.optimizer)
+    t0 = time.perf_counter()
+    u = g.constant if init == "constant" else g.predict_u(task, spec.steps, spec.batch_size)
+    if u is None:
+        raise ValueError("the pretrained meta-learner has no constant configuration")
+    return u, time.perf_counter() - t0
+
+
 def run_method(task: Task, spec: HarnessTask, label: str, method: Method, seed: int) -> dict[str, Any]:
-    """Run one method on one task and score its pick on the test split."""
+    """Run one method on one task and score its pick on the test split (a warm start's prediction time counts
+    in its seconds)."""
+    init, predict_seconds = _warm_start(task, spec, method.init)
     tuner = TUNERS[method.tuner](SearchSpace.default(spec.optimizer), hidden=spec.hidden, steps=spec.steps,
-                                 batch_size=spec.batch_size, backend="torch", **method.options)
+                                 batch_size=spec.batch_size, backend="torch", init=init, **method.options)
     result = tuner.run(task, method.budget, seed=seed)
     test = model_metrics(result.best_model, task)
     return {"method": label, "test_loss": test["loss"], "test_accuracy": test.get("accuracy"),
             "val_loss": result.best_val["loss"], "hparams": result.best_hparams, "cost_steps": result.cost_steps,
-            "trainings": result.cost_steps / spec.steps, "seconds": result.seconds}
+            "trainings": result.cost_steps / spec.steps, "seconds": result.seconds + predict_seconds}
 
 
 def run_harness(tasks: Sequence[HarnessTask] = DEFAULT_TASKS, methods: Optional[dict[str, Method]] = None,
@@ -134,21 +164,25 @@ def run_harness(tasks: Sequence[HarnessTask] = DEFAULT_TASKS, methods: Optional[
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per method: the median over tasks of the per-task median (over seeds) regret, test accuracy, cost and
-    seconds, and the median per-run speed-up over TPE-64 when it ran."""
+    seconds, and the median per-run speed-ups over TPE-64 and TPE-16 when they ran."""
     out: dict[str, dict[str, Any]] = {}
     by = _group(rows, ("method", "task"))
     tpe = {(r["task"], r["seed"]): r["seconds"] for r in rows if r["method"] == "tpe64"}
+    tpe16 = {(r["task"], r["seed"]): r["seconds"] for r in rows if r["method"] == "tpe16"}
     for method in dict.fromkeys(r["method"] for r in rows):
         per_task = {task: rs for (m, task), rs in by.items() if m == method}
 
         def med(key: str) -> float:
             vals = [_median([r[key] for r in rs if r[key] is not None]) for rs in per_task.values()]
             return _median([v for v in vals if not math.isnan(v)])
-        speed = [tpe[(r["task"], r["seed"])] / r["seconds"] for rs in per_task.values() for r in rs
-                 if (r["task"], r["seed"]) in tpe and r["seconds"] > 0]
+        def speedup(ref: dict) -> Optional[float]:
+            sp = [ref[(r["task"], r["seed"])] / r["seconds"] for rs in per_task.values() for r in rs
+                  if (r["task"], r["seed"]) in ref and r["seconds"] > 0]
+            return _median(sp) if sp else None
         out[method] = {"regret": med("regret"), "val_regret": med("val_regret"),
                        "test_accuracy": med("test_accuracy"), "trainings": med("trainings"),
-                       "seconds": med("seconds"), "speedup_vs_tpe64": _median(speed) if speed else None,
+                       "seconds": med("seconds"), "speedup_vs_tpe64": speedup(tpe),
+                       "speedup_vs_tpe16": speedup(tpe16),
                        "regret_by_task": {t: _median([r["regret"] for r in rs]) for t, rs in per_task.items()}}
     return out
 
@@ -172,14 +206,43 @@ def check_targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"target": f"TPE-64's quality (median regret {bar:.3f}) reached >= 20x faster",
                     "measured": f"{best}: {ok[best]:.1f}x faster" if best else "no method matched TPE-64's regret",
                     "met": bool(best and ok[best] >= 20)})
+    return out + check_meta_targets(summary)
+
+
+def check_meta_targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 5's targets: zero-shot regret <= 0.15 and below the constant's; meta + a 16-candidate round <= 0.05,
+    better than TPE-16 and >= 20x faster than it."""
+    out = []
+    if "meta0" in summary:
+        m0 = summary["meta0"]["regret"]
+        const = summary.get("constant", {}).get("regret")
+        out.append({"target": "meta-learner zero-shot: median normalized regret <= 0.15",
+                    "measured": f"meta0: {m0:.3f} (on validation losses {summary['meta0']['val_regret']:.3f})",
+                    "met": m0 <= 0.15})
+        if const is not None:
+            out.append({"target": "zero-shot below the constant best-average configuration",
+                        "measured": f"meta0 {m0:.3f} vs constant {const:.3f} (validation: "
+                                    f"{summary['meta0']['val_regret']:.3f} vs {summary['constant']['val_regret']:.3f})",
+                        "met": m0 < const})
+    if "meta+sh16" in summary:
+        ms = summary["meta+sh16"]
+        out.append({"target": "meta + 16-candidate round: median normalized regret <= 0.05",
+                    "measured": f"meta+sh16: {ms['regret']:.3f} (validation {ms['val_regret']:.3f})",
+                    "met": ms["regret"] <= 0.05})
+        if "tpe16" in summary:
+            t16, sp = summary["tpe16"]["regret"], ms["speedup_vs_tpe16"]
+            out.append({"target": "meta + 16-candidate round better than TPE-16 and >= 20x faster",
+                        "measured": f"regret {ms['regret']:.3f} vs TPE-16 {t16:.3f}, "
+                                    f"{sp:.1f}x faster" if sp else "TPE-16 timing missing",
+                        "met": bool(ms["regret"] < t16 and sp and sp >= 20)})
     return out
 
 
-def to_markdown(results: dict[str, Any], command: str = "") -> str:
+def to_markdown(results: dict[str, Any], command: str = "", title: str = "Tuner quality") -> str:
     """The summary table, per-task regrets and the targets, as markdown."""
     s = results["summary"]
     tasks = [t["data"] for t in results["tasks"]]
-    lines = ["# Tuner quality", ""]
+    lines = [f"# {title}", ""]
     if command:
         lines += [f"Made by `{command}` ({results['total_seconds'] / 60:.1f} min, {results['torch_threads']} "
                   f"torch thread(s), CPU).", ""]
@@ -190,11 +253,12 @@ def to_markdown(results: dict[str, Any], command: str = "") -> str:
               "Medians over seeds, then over tasks. Cost in full trainings (candidate-steps / steps); wall "
               "seconds of the tuning run.", ""]
     lines += ["| method | median regret | median val regret | test accuracy | cost (trainings) | wall s | "
-              "speed-up vs TPE-64 |", "|---|---|---|---|---|---|---|"]
+              "speed-up vs TPE-64 | speed-up vs TPE-16 |", "|---|---|---|---|---|---|---|---|"]
     for m, v in s.items():
         sp = f"{v['speedup_vs_tpe64']:.1f}x" if v["speedup_vs_tpe64"] else "-"
+        sp16 = f"{v['speedup_vs_tpe16']:.1f}x" if v.get("speedup_vs_tpe16") else "-"
         lines.append(f"| {m} | {v['regret']:.3f} | {v['val_regret']:.3f} | {_fmt(v['test_accuracy'])} | "
-                     f"{v['trainings']:.1f} | {v['seconds']:.2f} | {sp} |")
+                     f"{v['trainings']:.1f} | {v['seconds']:.2f} | {sp} | {sp16} |")
     lines += ["", "On small splits the test regret is dominated by the noise of choosing on a small validation "
               "split: the reference search's own pick (\"test loss of pick\" below) is often far from L_best, "
               "so `val regret` is the measure of the search itself.", ""]
@@ -210,7 +274,7 @@ def to_markdown(results: dict[str, Any], command: str = "") -> str:
                      f"| {_fmt(r['accuracy_pick'])} | {r['diverged']} | {r['seconds']:.1f} |")
     targets = check_targets(s)
     if targets or results.get("extra"):
-        lines += ["", "Targets (issue 4):", ""]
+        lines += ["", "Targets:", ""]
         for t in targets:
             lines.append(f"- {t['target']}: {t['measured']} -> **{'met' if t['met'] else 'missed'}**")
         for t in results.get("extra", []):
@@ -245,12 +309,13 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     plt.close(fig)
 
 
-def write(results: dict[str, Any], out_dir: str | Path, command: str = "") -> list[Path]:
-    """quality.md, quality.json and quality.png into ``out_dir``."""
+def write(results: dict[str, Any], out_dir: str | Path, command: str = "", name: str = "quality",
+          title: str = "Tuner quality") -> list[Path]:
+    """<name>.md, <name>.json and <name>.png into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "quality.md", out / "quality.json", out / "quality.png"]
-    paths[0].write_text(to_markdown(results, command))
+    paths = [out / f"{name}.md", out / f"{name}.json", out / f"{name}.png"]
+    paths[0].write_text(to_markdown(results, command, title))
     paths[1].write_text(json.dumps({**results, "command": command}, indent=1, default=str))
     plot(results, paths[2])
     return paths
@@ -272,5 +337,6 @@ def _fmt(v: Optional[float]) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-__all__ = ["HarnessTask", "Method", "DEFAULT_TASKS", "METHODS", "REFERENCE_SIZE", "normalized_regret", "reference",
-           "run_method", "run_harness", "summarize", "check_targets", "to_markdown", "plot", "write"]
+__all__ = ["HarnessTask", "Method", "DEFAULT_TASKS", "METHODS", "META_METHODS", "ALL_METHODS", "META_TASKS",
+           "REFERENCE_SIZE", "normalized_regret", "reference", "run_method", "run_harness", "summarize",
+           "check_targets", "check_meta_targets", "to_markdown", "plot", "write"]

@@ -1,0 +1,203 @@
+"""The meta-learner: encoder, task distribution, prediction, saving, meta-training, resuming, bad input."""
+import dataclasses
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from metahp_fast import SearchSpace
+from metahp_fast.meta import (FEATURES, HELD_OUT, MetaConfig, MetaLearner, MetaTask, TaskDistribution,
+                              check_not_held_out, encode)
+from metahp_fast.meta import learner as learner_mod
+from metahp_fast.tasks import from_arrays, gaussian_mixture_data, load_task
+from metahp_fast.training import TrainConfig, validation_objective
+from tests.single_thread import one_thread  # noqa: F401  (autouse)
+
+TINY = MetaConfig(hidden=16, inner_hidden=(8,), n_pairs=2, sigma=0.5, meta_batch=2, lr=0.05, seed=0)
+
+
+def _mixture(seed, n=200, d=5, c=3, **kw):
+    x, y = gaussian_mixture_data(seed=seed, n_samples=n, n_features=d, n_classes=c, **kw)
+    return from_arrays(x, y, name=f"toy{seed}", seed=seed)
+
+
+def _toy_tasks(n=4, steps=30):
+    return [MetaTask(_mixture(s), steps, 32) for s in range(n)]
+
+
+def test_encoder_is_dimension_agnostic_and_order_invariant():
+    a = encode(_mixture(0, n=150, d=3, c=2), 100, 32)
+    b = encode(_mixture(1, n=900, d=40, c=7), 300, 128, "adamw")
+    assert a.shape == b.shape == (len(FEATURES),) and torch.isfinite(a).all() and torch.isfinite(b).all()
+    task = _mixture(2, n=400, d=12, c=4)
+    perm = torch.randperm(len(task.x_train))
+    shuffled = dataclasses.replace(task, x_train=task.x_train[perm], y_train=task.y_train[perm])
+    torch.testing.assert_close(encode(shuffled, 200, 64), encode(task, 200, 64), atol=1e-5, rtol=1e-5)
+    reg = from_arrays(np.random.default_rng(0).normal(size=(120, 4)), np.random.default_rng(1).normal(size=120))
+    assert encode(reg, 50, 16).shape == (len(FEATURES),)
+
+
+def test_encoder_is_fast_on_large_data():
+    task = _mixture(0)
+    big = dataclasses.replace(task, x_train=torch.randn(100_000, 1000), y_train=torch.randint(0, 10, (100_000,)),
+                              n_classes=10, n_features=1000)
+    t0 = time.perf_counter()
+    e = encode(big, 300, 128)
+    assert time.perf_counter() - t0 < 2.0 and torch.isfinite(e).all()
+
+
+def test_distribution_is_seeded_and_refuses_held_out_datasets():
+    d = TaskDistribution(seed=3, sources=("teacher", "gaussian_mixture"))
+    a, b = d.sample(5), TaskDistribution(seed=3, sources=("teacher", "gaussian_mixture")).sample(5)
+    assert a.task.name == b.task.name and torch.equal(a.task.x_train, b.task.x_train) and a.steps == b.steps
+    assert d.sample(6).task.name != a.task.name
+    for name in HELD_OUT:
+        with pytest.raises(ValueError, match="held out"):
+            TaskDistribution(sources=("digits", name))
+        with pytest.raises(ValueError, match="held out"):
+            check_not_held_out(name)
+    with pytest.raises(ValueError, match="held out"):
+        MetaLearner(config=TINY).fit([load_task("iris")], meta_steps=1)
+    names = [t.task.name for t in TaskDistribution(seed=0).tasks(12)]
+    assert not any(n.split("[")[0].split(":")[0] in HELD_OUT for n in names)
+
+
+def test_predict_returns_natural_values_inside_the_space():
+    g = MetaLearner(config=TINY)
+    g.fit(_toy_tasks(2, steps=10), meta_steps=1)
+    rng = np.random.default_rng(0)
+    space = SearchSpace.default("sgd")
+    for n, d, c in ((50, 2, 2), (300, 33, 6)):
+        hp = g.predict(rng.normal(size=(n, d)), rng.integers(0, c, n), steps=77, batch_size=16)
+        assert set(hp) == set(space.names) and all(isinstance(v, float) for v in hp.values())
+        for k, v in hp.items():
+            lo, hi = space[k].bounds()
+            assert lo <= v <= hi, (k, v)
+    assert g.predict(_mixture(9)) == g.predict(_mixture(9))
+
+
+def test_save_load_round_trip(tmp_path):
+    g = MetaLearner(config=TINY)
+    g.constant = torch.tensor([-2.0, 0.5, -9.0], dtype=torch.float64)
+    g.fit(_toy_tasks(2, steps=10), meta_steps=2, plot=tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG" and g.history[-1]["vs_constant"] > 0
+    g.save(tmp_path / "g.pt")
+    h = MetaLearner.load(tmp_path / "g.pt")
+    task = _mixture(7)
+    assert h.predict(task, steps=123) == g.predict(task, steps=123)
+    assert h.config == g.config and h.space == g.space and h.history == g.history
+    assert torch.equal(h.constant, g.constant)
+
+
+def _center_objective(g, mts):
+    """Mean validation loss at g's prediction over ``mts`` (fixed seeds)."""
+    out = []
+    for i, mt in enumerate(mts):
+        u = g.predict_u(mt.task, mt.steps, mt.batch_size)
+        cfg = TrainConfig(hidden=g.config.inner_hidden, steps=mt.steps, batch_size=mt.batch_size, backend="torch")
+        out.append(float(validation_objective(mt.task, g.space, u, cfg, seed=100 + i)[0]))
+    return sum(out) / len(out)
+
+
+def test_meta_training_lowers_the_meta_objective():
+    mts = _toy_tasks(4, steps=30)
+    g = MetaLearner(config=dataclasses.replace(TINY, n_pairs=4, meta_batch=4, lr=0.03))
+    g.set_output(torch.tensor([math.log(1.5e-3), 0.0, math.log(1e-5)]))  # far too small an lr for 30 steps
+    before = _center_objective(g, mts)
+    g.fit(mts, meta_steps=20)
+    after = _center_objective(g, mts)
+    assert after < 0.8 * before, (before, after)
+    assert g.history[-1]["objective"] < g.history[0]["objective"]
+    mean_log_lr = sum(float(g.predict_u(mt.task, 30, 32)[0]) for mt in mts) / len(mts)
+    assert mean_log_lr > math.log(3e-3)  # the lr went up
+
+
+def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
+    mts = _toy_tasks(3, steps=10)
+    full = MetaLearner(config=TINY).fit(mts, meta_steps=6)
+    ckpt = tmp_path / "ckpt.pt"
+    real, calls = learner_mod.es_hypergradient, []
+
+    def dying(*a, **k):
+        calls.append(1)
+        if len(calls) > 2 * 5 - 1:  # dies inside meta-step 5 (2 tasks per meta-step)
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(learner_mod, "es_hypergradient", dying)
+    with pytest.raises(KeyboardInterrupt):
+        MetaLearner(config=TINY).fit(mts, meta_steps=6, checkpoint=ckpt, checkpoint_every=2)
+    monkeypatch.setattr(learner_mod, "es_hypergradient", real)
+    assert torch.load(ckpt, weights_only=False)["learner"]["meta_steps_done"] == 4
+    resumed = MetaLearner(config=TINY).fit(mts, meta_steps=6, checkpoint=ckpt, checkpoint_every=2)
+    assert resumed.meta_steps_done == 6 and len(resumed.history) == 6
+    for p, q in zip(full.net.parameters(), resumed.net.parameters()):
+        assert torch.equal(p, q)
+    assert [h["objective"] for h in resumed.history] == [h["objective"] for h in full.history]
+    with pytest.raises(ValueError, match="different meta-training run"):
+        MetaLearner(config=dataclasses.replace(TINY, lr=0.01)).fit(mts, meta_steps=7, checkpoint=ckpt)
+
+
+def test_pretrained_loads_and_predicts():
+    g = MetaLearner.pretrained()
+    hp = g.predict(load_task("wine"), steps=300, batch_size=128)
+    space = SearchSpace.default("sgd")
+    assert set(hp) == set(space.names) and all(space[k].bounds()[0] <= v <= space[k].bounds()[1] for k, v in hp.items())
+    assert g.constant is not None and g.meta_steps_done > 0
+
+
+def test_bad_input_names_the_argument(tmp_path):
+    g = MetaLearner(config=TINY)
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="x has 10 rows but y has 9"):
+        g.predict(rng.normal(size=(10, 3)), rng.integers(0, 2, 9))
+    with pytest.raises(ValueError, match="y is required"):
+        g.predict(rng.normal(size=(10, 3)))
+    with pytest.raises(ValueError, match="optimizer='adamw'"):
+        g.predict(_mixture(0), optimizer="adamw")
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        g.predict(_mixture(0), steps=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        encode(_mixture(0), 10, -1)
+    with pytest.raises(TypeError, match="task must be a Task"):
+        encode("iris", 10, 10)
+    with pytest.raises(ValueError, match="tasks must be a non-empty list"):
+        g.fit([], meta_steps=1)
+    with pytest.raises(ValueError, match="meta_steps must be a positive int"):
+        g.fit(_toy_tasks(1), meta_steps=0)
+    with pytest.raises(ValueError, match="n_pairs must be a positive int"):
+        MetaConfig(n_pairs=0)
+    with pytest.raises(FileNotFoundError, match="path"):
+        MetaLearner.load(tmp_path / "nope.pt")
+    (tmp_path / "bad.pt").write_bytes(b"")
+    torch.save({"version": 99}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="version"):
+        MetaLearner.load(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="optimizer: no pretrained meta-learner for 'adamw'"):
+        MetaLearner.pretrained("adamw")
+
+
+def test_cli_predict_meta_train_and_warm_started_tune(tmp_path, capsys):
+    from metahp_fast import cli
+    assert cli.main(["predict", "--data", "iris", "--steps", "100"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["hparams"]) == {"lr", "momentum", "weight_decay"} and out["steps"] == 100
+    model = tmp_path / "g.pt"
+    assert cli.main(["meta-train", "--tasks", "2", "--meta-steps", "1", "--out", str(model), "--no-progress"]) == 0
+    assert "saved the meta-learner" in capsys.readouterr().out and not (tmp_path / "g.pt.checkpoint").exists()
+    assert MetaLearner.load(model).meta_steps_done == 1
+    assert cli.main(["predict", "--data", "wine", "--model", str(model)]) == 0
+    capsys.readouterr()
+    small = ["--data", "iris", "--method", "random", "--budget", "2", "--steps", "20", "--hidden", "8", "--no-progress"]
+    assert cli.main(["tune", *small, "--meta", "--out", str(tmp_path / "a")]) == 0
+    assert "warm start: candidates centered on the pretrained" in capsys.readouterr().out
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["warm_start"].startswith("candidates centered on the pretrained meta-learner")
+    assert cli.main(["tune", *small, "--out", str(tmp_path / "b")]) == 0
+    assert "warm start: off (--meta turns it on)" in capsys.readouterr().out
+    assert cli.main(["tune", *small, "--meta", "--optimizer", "adamw", "--out", str(tmp_path / "c")]) == 0
+    assert "warm start: none (optimizer: no pretrained meta-learner for 'adamw'" in capsys.readouterr().out
+    assert cli.main(["predict", "--data", "iris", "--model", str(tmp_path / "missing.pt")]) == 2
+    assert "path: no meta-learner file" in capsys.readouterr().err
