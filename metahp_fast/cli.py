@@ -383,13 +383,20 @@ def _check_dir(path: str) -> Path:
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path!r} is a file; give a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {path!r}: cannot create it: {e.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"--out {path!r} is not writable")
+    _writable_dir(out, f"--out {path!r}")
     return out
+
+
+def _writable_dir(d: Path, what: str) -> None:
+    """Create the directory ``d`` if needed; fail before any work if it cannot be written."""
+    if d.exists() and not d.is_dir():
+        raise UsageError(f"{what}: {d} is not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{what}: cannot create {d}: {e.strerror}") from None
+    if not os.access(d, os.W_OK):
+        raise UsageError(f"{what}: {d} is not writable")
 
 
 def _tune_leaderboard(result, top: int) -> str:
@@ -408,15 +415,7 @@ def _check_out(path: str) -> Path:
     out = Path(path).expanduser()
     if out.is_dir():
         raise UsageError(f"--out {path!r} is a directory; give a file name such as {os.path.join(path, 'best.pt')}")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise UsageError(f"--out {path!r}: {parent} is not a directory")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"--out {path!r}: cannot create {parent}: {e.strerror}") from None
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {path!r}: {parent} is not writable")
+    _writable_dir(out.parent if str(out.parent) else Path("."), f"--out {path!r}")
     return out
 
 
