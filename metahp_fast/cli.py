@@ -59,6 +59,24 @@ def _widths(text: str) -> list[int]:
     return [_positive(w.strip()) for w in text.split(",") if w.strip()] or [_positive(text)]
 
 
+def _add_common_args(p: argparse.ArgumentParser) -> None:
+    """The data, model, training and run options that ``train`` and ``tune`` share."""
+    p.add_argument("--data", default="digits",
+                   help="built-in or generated dataset (digits, wine, breast_cancer, iris, mnist1d, teacher, "
+                   "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file "
+                   "(default digits)")
+    p.add_argument("--target", help="target column of a .csv file (default: the last column)")
+    p.add_argument("--steps", type=_positive, default=300, help="steps of one full training (default 300)")
+    p.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    p.add_argument("--hidden", type=_widths, action="append",
+                   help="hidden layer widths, repeatable or a comma list: --hidden 128,64 (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the split, the sampling and the training")
+    p.add_argument("--backend", default="auto", help="auto, torch, reference or triton (default auto)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--top", type=_positive, default=5, help="leaderboard rows (default 5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -69,19 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train K candidates from the default search space, save the best",
                        description="Train K candidates with hyperparameters sampled from the default search "
                        "space, print a leaderboard, test the best (by validation loss) and save it.")
-    t.add_argument("--data", default="digits",
-                   help="built-in dataset (digits, wine, breast_cancer, iris) or a .npz/.csv file (default digits)")
-    t.add_argument("--target", help="target column of a .csv file (default: the last column)")
+    _add_common_args(t)
     t.add_argument("--size", type=_positive, default=32, help="number of candidates K (default 32)")
-    t.add_argument("--steps", type=_positive, default=300, help="training steps (default 300)")
-    t.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
-    t.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    t.add_argument("--hidden", type=_widths, action="append",
-                   help="hidden layer widths, repeatable or a comma list: --hidden 128,64 (default 128)")
-    t.add_argument("--seed", type=int, default=0, help="seeds the split, the sampling and the training")
-    t.add_argument("--backend", default="auto", help="auto, torch, reference or triton (default auto)")
-    t.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    t.add_argument("--top", type=_positive, default=5, help="leaderboard rows (default 5)")
     t.add_argument("--out", default="best.pt", help="where to save the best model (default best.pt)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -90,23 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tune the hyperparameters of an MLP with one of the tuners, print a leaderboard, "
                        "and write report.json, best.pt (and with --plot, PNG plots) into --out. A killed run "
                        "resumes from --out/checkpoint.pt when started again with the same arguments.")
-    u.add_argument("--data", default="digits",
-                   help="built-in or generated dataset (digits, wine, breast_cancer, iris, mnist1d, teacher, "
-                   "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file")
-    u.add_argument("--target", help="target column of a .csv file (default: the last column)")
+    _add_common_args(u)
     u.add_argument("--method", choices=sorted(TUNERS), default="sh", help="the tuner (default sh)")
     u.add_argument("--budget", type=_budget, default=64.0,
                    help="budget in full trainings: at most budget * steps candidate-steps (default 64)")
-    u.add_argument("--steps", type=_positive, default=300, help="steps of one full training (default 300)")
-    u.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
-    u.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    u.add_argument("--hidden", type=_widths, action="append", help="hidden layer widths (default 128)")
     u.add_argument("--objective", choices=("loss", "error"), default="loss",
                    help="validation objective to minimise: loss, or error = 1 - accuracy (default loss)")
-    u.add_argument("--seed", type=int, default=0, help="seeds the split, the sampling and the training")
-    u.add_argument("--backend", default="auto", help="auto, torch, reference or triton (default auto)")
-    u.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    u.add_argument("--top", type=_positive, default=5, help="leaderboard rows (default 5)")
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
     u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
     u.add_argument("--meta", action="store_true",
