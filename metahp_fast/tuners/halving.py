@@ -80,7 +80,7 @@ class SuccessiveHalving(Tuner):
         run.state["done"] = _advance_rung(run)
 
 
-class Hyperband(Tuner):
+class Hyperband(SuccessiveHalving):
     """Hyperband: successive-halving brackets from ``rungs`` rungs (many candidates, short first rung) down to
     one (a plain random search), each with an equal share of the budget; the pick is the best final
     candidate of all brackets."""
@@ -88,11 +88,7 @@ class Hyperband(Tuner):
     name = "hyperband"
 
     def __init__(self, space: Optional[SearchSpace] = None, *, eta: int = 3, rungs: int = 4, **kwargs: Any):
-        super().__init__(space, **kwargs)
-        self.eta, self.rungs = _check_int("eta", eta, 2), _check_int("rungs", rungs, 1)
-
-    def settings(self) -> dict[str, Any]:
-        return {"eta": self.eta, "rungs": self.rungs}
+        super().__init__(space, eta=eta, rungs=rungs, **kwargs)
 
     def _start(self, run: TuningRun) -> None:
         share = run.budget / self.rungs
