@@ -92,7 +92,7 @@ def fused_variant(batch: int, d_in: int, hidden: int, classes: int, config: trit
     """Compile the fused one-hidden-layer step for one shape, configuration and optimizer."""
     constexprs = {"BLOCK_B": fused_mlp.block(batch), "BLOCK_H": fused_mlp.block(hidden),
                   "BLOCK_C": fused_mlp.block(classes), "OPTIMIZER": ADAMW if optimizer == "adamw" else SGD,
-                  "NESTEROV": nesterov, "PRECISION": precision}
+                  "NESTEROV": nesterov, "PRECISION": precision, "TMA_OK": hidden % 4 == 0}
     ints = {"B": batch, "D": d_in, "H": hidden, "C": classes, "stride_xb": d_in}
     return compile_kernel(fused_mlp.fused_mlp_step_kernel, constexprs, ints, config, arch)
 
@@ -112,7 +112,8 @@ def summary(compiled, registers: bool = False, arch: int = 90) -> dict[str, Any]
     ``registers`` also registers per thread and spills (runs ptxas once more)."""
     ptx = compiled.asm["ptx"]
     out: dict[str, Any] = {"shared": compiled.metadata.shared, "num_warps": compiled.metadata.num_warps,
-                           "wgmma": "wgmma" in ptx, "mma": bool(re.search(r"\bmma\.sync", ptx))}
+                           "wgmma": "wgmma" in ptx, "mma": bool(re.search(r"\bmma\.sync", ptx)),
+                           "tma": "cp.async.bulk.tensor" in ptx}
     if registers:
         out.update(ptxas_usage(ptx, arch))
     return out

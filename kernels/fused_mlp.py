@@ -28,8 +28,9 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.jit import constexpr_function
 
-from .common import PRECISIONS, block, mm, tuning_configs
+from .common import PRECISIONS, block, interpreting, mm, tuning_configs
 from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update, update_tile
 
 #: Largest BLOCK_B * BLOCK_H (padded batch x hidden) one program holds: two (B, H) fp32 arrays of that size
@@ -42,19 +43,53 @@ MAX_BATCH_HIDDEN = 128 * 128
 MAX_HIDDEN = 256
 MAX_CLASSES = {128: 64, 256: 16}
 
-#: Autotuning configurations (BLOCK_D: input features per tile; warps; pipeline stages). 8 warps keep each
-#: of the (128, 128) fp32 arrays live in the head at 64 registers per thread (4 warps spill kilobytes and
-#: 16 warps were slower on H200); BLOCK_D trades the W1 bytes in flight per loop trip (16 to 32 KB for W1
-#: and as much for each optimizer state at H = 128) against registers and the number of trips. Measured on
-#: an H200 (Triton 3.6): BLOCK_D 64 best at the MNIST shape with SGD, 16 or 32 best at the digits shape and
-#: with AdamW, each within 10% of the others; 4 warps and 16 warps were 5-40% slower everywhere.
+#: Autotuning configurations (BLOCK_D: input features per tile; TMA: pass 2 through tensor descriptors,
+#: STAGES2 tiles deep; warps; pipeline stages of pass 1). 8 warps keep each of the (128, 128) fp32 arrays live
+#: in the head at 64 registers per thread (4 warps spill kilobytes and 16 warps were slower on H200); BLOCK_D
+#: trades the W1 bytes in flight per loop trip (16 to 32 KB for W1 and as much for each optimizer state at
+#: H = 128) against registers and the number of trips. The pointer-load configurations (TMA False) were
+#: measured on an H200 (Triton 3.6): BLOCK_D 64 best at the MNIST shape with SGD, 16 or 32 best at the digits
+#: shape and with AdamW, each within 10% of the others. Their pass 2 converts every W1 and state tile between
+#: the load layout and the accumulator layout through shared memory (six conversions per tile in the TTGIR),
+#: which is what bounds them; the TMA configurations replace that by one shared-memory read and one write per
+#: tile. STAGES2 is as deep as the H100's 227 KB of shared memory allows at the largest accepted shapes.
 CONFIGS = [
-    triton.Config({"BLOCK_D": 32}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_D": 64}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_D": 16}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_D": 64, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 32, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 64, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=3),
 ]
 #: The interpreter cannot benchmark (no driver): it gets exactly one configuration.
-INTERPRETER_CONFIG = triton.Config({"BLOCK_D": 16}, num_warps=4, num_stages=1)
+INTERPRETER_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=4, num_stages=1)
+
+
+#: Bytes of W1 and optimizer-state tiles a TMA pass 2 keeps in flight at most: with dZ1 (64 KB) and the
+#: operand buffers this keeps every configuration within the H100's 227 KB at every shape fused_fits accepts.
+PIPE_BYTES = 128 * 1024
+
+
+@constexpr_function
+def pipeline_depth(stages, optimizer, block_d, block_h):
+    """Tiles in flight in the TMA pass 2: ``stages``, fewer where the tiles (parameter, first and for AdamW
+    second state) would exceed :data:`PIPE_BYTES`; 1 means unpipelined (load, wait, use)."""
+    stage_bytes = (3 if optimizer == ADAMW else 2) * block_d * block_h * 4
+    return max(1, min(stages, PIPE_BYTES // stage_bytes))
+
+
+def configs_for(block_h: int, tma_ok: bool, configs: Optional[list] = None) -> list:
+    """The configurations worth trying at hidden block ``block_h``: the TMA ones only where descriptors are
+    allowed (else they compile to the pointer path again and are timed twice), and not with 64 x 256 tiles
+    (their unpipelined AdamW buffers alone exceed the H100's shared memory)."""
+    configs = CONFIGS if configs is None else configs
+    kept = [c for c in configs if not c.kwargs["TMA"] or (tma_ok and c.kwargs["BLOCK_D"] * block_h <= 64 * 128)]
+    return kept or configs
+
+
+def _prune(configs, named_args, **kwargs):
+    """The autotuner's pruning hook: :func:`configs_for` at this launch."""
+    return configs_for(kwargs["BLOCK_H"], kwargs["TMA_OK"], configs)
 
 
 @triton.jit
@@ -68,6 +103,7 @@ def fused_mlp_step_kernel(
     B, D, H, C, stride_xb,
     BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
     OPTIMIZER: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr,
+    TMA: tl.constexpr, STAGES2: tl.constexpr, TMA_OK: tl.constexpr,
 ):
     """One training step of candidate ``k = program_id(0)``: forward, loss, backward, optimizer update.
 
@@ -93,6 +129,9 @@ def fused_mlp_step_kernel(
         OPTIMIZER: 0 SGD, 1 AdamW (:data:`.optim.SGD`, :data:`.optim.ADAMW`).
         NESTEROV: Nesterov momentum (SGD).
         PRECISION: Dot input precision, "ieee", "tf32" or "bf16".
+        TMA: Pass 2 moves W1 and its state with tensor descriptors (TMA on Hopper), STAGES2 tiles in flight;
+            else with pointer loads, one tile prefetched in registers (autotuned).
+        TMA_OK: Whether the launcher allows descriptors here (Hopper or the interpreter, H % 4 == 0).
     """
     k = tl.program_id(0).to(tl.int64)
     if tl.load(alive_ptr + k) == 0:
@@ -162,25 +201,46 @@ def fused_mlp_step_kernel(
             update_tile(b1_ptr + k * H + offs_h, b1_s1_ptr + k * H + offs_h, b1_s2_ptr + k * H + offs_h,
                         tl.sum(dz1, axis=0), mask_h, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
 
-            # pass 2: dW1 tile = X_tile^T dZ1, used at once to update that W1 tile; never stored. The next
-            # tile of W1 and its state is loaded one trip ahead, so its latency hides behind this trip's work.
-            mask_t = (offs_d[:, None] < D) & mask_h[None, :]
-            p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + w1_tile, w1_s1_ptr + w1_k + w1_tile,
-                                                  w1_s2_ptr + w1_k + w1_tile, mask_t, OPTIMIZER)
-            for d0 in range(0, D, BLOCK_D):
-                p, s1, s2 = p_next, s1_next, s2_next
-                mask_p = mask_t
-                nxt = (d0 + BLOCK_D) * H + w1_tile
-                mask_t = ((d0 + BLOCK_D + offs_d)[:, None] < D) & mask_h[None, :]
-                p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + nxt, w1_s1_ptr + w1_k + nxt,
-                                                      w1_s2_ptr + w1_k + nxt, mask_t, OPTIMIZER)
-                d = d0 + offs_d
-                x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & (d < D)[None, :], other=0.0)
-                dw1 = mm(tl.trans(x), dz1, tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32), PRECISION)
-                p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
-                cur = d0 * H + w1_tile
-                store_state(w1_ptr + w1_k + cur, w1_s1_ptr + w1_k + cur, w1_s2_ptr + w1_k + cur, p, s1, s2,
-                            mask_p, OPTIMIZER)
+            if TMA and TMA_OK:
+                # pass 2 through the tensor-memory accelerator: each W1/state tile arrives in shared memory,
+                # is read once straight into the layout of the dW1 accumulator, updated in registers and
+                # leaves through shared memory again; the loop is software-pipelined STAGES2 tiles deep.
+                # Rows past D are zero on load and dropped on store by the copy engine itself.
+                dp = tl.make_tensor_descriptor(w1_ptr + w1_k, [D, H], [H, 1], [BLOCK_D, BLOCK_H])
+                ds1 = tl.make_tensor_descriptor(w1_s1_ptr + w1_k, [D, H], [H, 1], [BLOCK_D, BLOCK_H])
+                ds2 = tl.make_tensor_descriptor(w1_s2_ptr + w1_k, [D, H], [H, 1], [BLOCK_D, BLOCK_H])
+                for d0 in tl.range(0, D, BLOCK_D, num_stages=pipeline_depth(STAGES2, OPTIMIZER, BLOCK_D, BLOCK_H)):
+                    p = dp.load([d0, 0])
+                    s1 = ds1.load([d0, 0])
+                    s2 = ds2.load([d0, 0]) if OPTIMIZER == 1 else s1
+                    d = d0 + offs_d
+                    x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & (d < D)[None, :], other=0.0)
+                    dw1 = mm(tl.trans(x), dz1, tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32), PRECISION)
+                    p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                    dp.store([d0, 0], p)
+                    ds1.store([d0, 0], s1)
+                    if OPTIMIZER == 1:
+                        ds2.store([d0, 0], s2)
+            else:
+                # pass 2: dW1 tile = X_tile^T dZ1, used at once to update that W1 tile; never stored. The next
+                # tile of W1 and its state is loaded one trip ahead, so its latency hides behind this trip's work.
+                mask_t = (offs_d[:, None] < D) & mask_h[None, :]
+                p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + w1_tile, w1_s1_ptr + w1_k + w1_tile,
+                                                      w1_s2_ptr + w1_k + w1_tile, mask_t, OPTIMIZER)
+                for d0 in range(0, D, BLOCK_D):
+                    p, s1, s2 = p_next, s1_next, s2_next
+                    mask_p = mask_t
+                    nxt = (d0 + BLOCK_D) * H + w1_tile
+                    mask_t = ((d0 + BLOCK_D + offs_d)[:, None] < D) & mask_h[None, :]
+                    p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + nxt, w1_s1_ptr + w1_k + nxt,
+                                                          w1_s2_ptr + w1_k + nxt, mask_t, OPTIMIZER)
+                    d = d0 + offs_d
+                    x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & (d < D)[None, :], other=0.0)
+                    dw1 = mm(tl.trans(x), dz1, tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32), PRECISION)
+                    p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                    cur = d0 * H + w1_tile
+                    store_state(w1_ptr + w1_k + cur, w1_s1_ptr + w1_k + cur, w1_s2_ptr + w1_k + cur, p, s1, s2,
+                                mask_p, OPTIMIZER)
             tl.store(step_ptr + k, step)
             tl.store(loss_ptr + k, loss)
         else:
@@ -194,9 +254,29 @@ _IN_PLACE = ["w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "w1_s1_ptr", "b1_s1_ptr", "
 
 _tuned_kernel = triton.autotune(
     configs=tuning_configs(CONFIGS, INTERPRETER_CONFIG),
-    key=["D", "H", "C", "BLOCK_B", "OPTIMIZER", "NESTEROV", "PRECISION"],
+    key=["D", "H", "C", "BLOCK_B", "OPTIMIZER", "NESTEROV", "PRECISION", "TMA_OK"],
     restore_value=_IN_PLACE,
+    prune_configs_by={"early_config_prune": _prune},
 )(fused_mlp_step_kernel)
+
+
+def tma_allowed(x: torch.Tensor, hidden: int) -> bool:
+    """Whether pass 2 may use tensor descriptors: rows of W1 16-byte aligned (H % 4 == 0) and a Hopper or
+    newer GPU (TMA), or the interpreter (which emulates descriptors, so CI tests that path too)."""
+    if hidden % 4:
+        return False
+    if x.is_cuda:
+        return torch.cuda.get_device_capability(x.device)[0] >= 9
+    return interpreting()
+
+
+def _ensure_allocator() -> None:
+    """Descriptors made inside a kernel need a little global scratch memory per program: give Triton a torch
+    allocator for it, unless the user has set one."""
+    from triton.runtime import _allocation
+
+    if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
+        triton.set_allocator(lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
 
 
 def fused_fits(batch: int, d_in: int, hidden: int, classes: int) -> bool:
@@ -209,7 +289,8 @@ def fused_fits(batch: int, d_in: int, hidden: int, classes: int) -> bool:
 
 def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list, state2: Optional[list],
                    hparams: dict, step_count: torch.Tensor, alive: torch.Tensor, *, adamw: bool,
-                   nesterov: bool = False, precision: str = "tf32") -> torch.Tensor:
+                   nesterov: bool = False, precision: str = "tf32",
+                   config: Optional[triton.Config] = None) -> torch.Tensor:
     """Train K one-hidden-layer relu MLPs one step on (x, y) with one launch; returns the (K,) losses.
 
     Args:
@@ -225,6 +306,7 @@ def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list,
         adamw: AdamW if True, else SGD.
         nesterov: Nesterov momentum (SGD).
         precision: dot input precision, one of "ieee", "tf32", "bf16".
+        config: run this configuration instead of autotuning (tests, measurements of one configuration).
 
     Returns:
         (K,) fp32 losses before the update, inf for candidates dead after this step.
@@ -243,14 +325,18 @@ def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list,
     beta2 = hparams["beta2"] if adamw else momentum
     eps = hparams["eps"] if adamw else momentum
     losses = torch.empty(K, dtype=torch.float32, device=w1.device)
-    _tuned_kernel[(K,)](
-        x, y, w1, b1, w2, b2, *state1, *state2,
-        hparams["lr"], hparams["weight_decay"], momentum, beta2, eps,
-        step_count, alive.view(torch.uint8), losses,
-        B, D, H, C, x.stride(0),
-        BLOCK_B=block(B), BLOCK_H=block(H), BLOCK_C=block(C),
-        OPTIMIZER=ADAMW if adamw else SGD, NESTEROV=bool(nesterov), PRECISION=precision,
-    )
+    tma_ok = tma_allowed(x, H)
+    if tma_ok and x.is_cuda:
+        _ensure_allocator()
+    args = (x, y, w1, b1, w2, b2, *state1, *state2, hparams["lr"], hparams["weight_decay"], momentum, beta2, eps,
+            step_count, alive.view(torch.uint8), losses, B, D, H, C, x.stride(0))
+    constexprs = dict(BLOCK_B=block(B), BLOCK_H=block(H), BLOCK_C=block(C), OPTIMIZER=ADAMW if adamw else SGD,
+                      NESTEROV=bool(nesterov), PRECISION=precision, TMA_OK=tma_ok)
+    if config is None:
+        _tuned_kernel[(K,)](*args, **constexprs)
+    else:
+        fused_mlp_step_kernel[(K,)](*args, **constexprs, **config.kwargs, num_warps=config.num_warps,
+                                    num_stages=config.num_stages)
     return losses
 
 

@@ -30,10 +30,17 @@ def _variants() -> list[dict]:
     assert fused_fits(128, 1, 128, 64) and fused_fits(64, 1, 256, 16)
     assert not (fused_fits(64, 1, 256, 17) or fused_fits(128, 1, 129, 10) or fused_fits(128, 1, 128, 65))
     out = []
-    for i in range(len(fused_mlp.CONFIGS)):
-        out.append({"kernel": "fused", "shape": MNIST, "config": i, "optimizer": "sgd", "wgmma": True})
-        for shape in [(128, 64, 128, 64), (64, 64, 256, 16)]:  # the largest shapes fused_fits accepts
-            out.append({"kernel": "fused", "shape": shape, "config": i, "optimizer": "adamw", "wgmma": True})
+    for i, cfg in enumerate(fused_mlp.CONFIGS):
+        # every configuration the autotuner may try (fused_mlp.configs_for) at the digits/MNIST shape and at
+        # the largest shapes fused_fits accepts; TMA configurations must really use the copy engine
+        for optimizer, shapes in [("sgd", [MNIST]), ("adamw", [MNIST, (128, 64, 128, 64), (64, 64, 256, 16)])]:
+            for shape in shapes:
+                if cfg in fused_mlp.configs_for(fused_mlp.block(shape[2]), tma_ok=True):
+                    out.append({"kernel": "fused", "shape": shape, "config": i, "optimizer": optimizer,
+                                "wgmma": True, "tma": cfg.kwargs["TMA"]})
+        if cfg.kwargs["TMA"]:  # H = 53: rows not 16-byte aligned, so the launcher refuses descriptors
+            out.append({"kernel": "fused", "shape": (29, 37, 53, 7), "config": i, "optimizer": "sgd",
+                        "wgmma": False, "tma": False})
     out += [
         {"kernel": "fused", "shape": DIGITS, "config": 0, "optimizer": "adamw", "wgmma": True},
         {"kernel": "fused", "shape": DIGITS, "config": 0, "nesterov": True, "precision": "bf16", "wgmma": True},
@@ -66,7 +73,7 @@ def compiled() -> dict:
     """All variants compiled for sm_90 in one subprocess without TRITON_INTERPRET; id -> summary."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # Triton 3.9 warns unless this is set
-    specs = [{k: v for k, v in s.items() if k != "wgmma"} for s in VARIANTS]
+    specs = [{k: v for k, v in s.items() if k not in ("wgmma", "tma")} for s in VARIANTS]
     proc = subprocess.run([sys.executable, "-m", "metahp_fast.kernels.aot", "--jobs", str(min(2, os.cpu_count()))],
                           input=json.dumps(specs), capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -82,5 +89,7 @@ def test_compiles_for_h100(variant, compiled):
     assert r["shared"] <= H100_SHARED_BYTES, f"{r['shared']} bytes of shared memory > 227 KB"
     if variant["wgmma"]:
         assert r["wgmma"], "the tensor-core path should use Hopper's wgmma"
+    if "tma" in variant:
+        assert r["tma"] == variant["tma"], "TMA configurations use cp.async.bulk.tensor exactly where allowed"
     if variant.get("precision") == "ieee":
         assert not r["wgmma"] and not r["mma"], "ieee products must not use tensor cores"

@@ -15,11 +15,14 @@ if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("interpreter tests run with TRITON_INTERPRET=1 (test_triton_cuda.py covers the GPU)",
                 allow_module_level=True)
 
+import triton  # noqa: E402
+
 from metahp_fast import Population  # noqa: E402
 from metahp_fast.backends.base import ModelSpec  # noqa: E402
 from metahp_fast.backends.torch_backend import functional_step  # noqa: E402
 from metahp_fast.backends.triton_backend import TritonBackend  # noqa: E402
 from metahp_fast.kernels import fused_fits, fused_mlp_step, update_layer  # noqa: E402
+from metahp_fast.kernels.fused_mlp import tma_allowed  # noqa: E402
 from metahp_fast.optimizers import adamw_update, sgd_update, update_coefficients  # noqa: E402
 
 pytestmark = [
@@ -165,12 +168,20 @@ def _random_state(shapes, optimizer):
     return names, state
 
 
+#: Pass 2 through tensor descriptors (TMA on Hopper, emulated by the interpreter), 3 tiles of 16 rows over
+#: D = 37 (the last one partly outside W1: the copy engine zero-fills and clips it).
+TMA_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 2}, num_warps=4, num_stages=1)
+
+
+@pytest.mark.parametrize("path", ["pointers", "tma"])
 @pytest.mark.parametrize("optimizer,nesterov", [("sgd", False), ("sgd", True), ("adamw", False)])
-def test_fused_launcher_matches_torch(optimizer, nesterov):
+def test_fused_launcher_matches_torch(optimizer, nesterov, path):
     """``fused_mlp_step`` against ``functional_step`` of the torch backend, from non-zero optimizer state
-    and step counts, with a dead candidate."""
-    D, H, C, B = 37, 53, 7, 29
+    and step counts, with a dead candidate; pass 2 with pointer loads (H = 53: rows not 16-byte aligned, so
+    descriptors are refused) and with tensor descriptors (H = 52)."""
+    D, H, C, B = 37, (53 if path == "pointers" else 52), 7, 29
     assert fused_fits(B, D, H, C) and not fused_fits(1024, D, 200, C)
+    assert tma_allowed(torch.empty(1), H) == (path == "tma")
     spec = ModelSpec((D, H, C), optimizer=optimizer, nesterov=nesterov)
     params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
     names, state = _random_state(spec.shapes(), optimizer)
@@ -184,7 +195,8 @@ def test_fused_launcher_matches_torch(optimizer, nesterov):
     got_params = [p.clone() for p in params]
     got_steps, got_alive = steps.clone(), alive.clone()
     losses = fused_mlp_step(x, y, got_params, got_state[names[0]], got_state.get("exp_avg_sq"), hp, got_steps,
-                            got_alive, adamw=optimizer == "adamw", nesterov=nesterov, precision="ieee")
+                            got_alive, adamw=optimizer == "adamw", nesterov=nesterov, precision="ieee",
+                            config=TMA_CONFIG if path == "tma" else None)
     assert_losses_close(losses, want[0])
     assert torch.equal(got_steps, want[3]) and torch.equal(got_alive, want[4])
     live = want[4]
