@@ -31,9 +31,8 @@ CASES = [Case("digits", 4096), Case("mnist", 1024), Case("digits", 4096, "adamw"
          Case("digits", 64)]
 #: Configurations tried besides CONFIGS, to see whether they would earn a place.
 EXTRA = [
-    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=16, num_stages=2),
-    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_D": 64, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=8, num_stages=3),
 ]
 
 

@@ -54,12 +54,14 @@ MAX_CLASSES = {128: 64, 256: 16}
 #: which is what bounds them; the TMA configurations replace that by one shared-memory read and one write per
 #: tile. STAGES2 is as deep as the H100's 227 KB of shared memory allows at the largest accepted shapes.
 CONFIGS = [
+    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_D": 64, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=8, num_stages=6),
+    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_D": 32, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_D": 64, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=5),
 ]
 #: The interpreter cannot benchmark (no driver): it gets exactly one configuration.
 INTERPRETER_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=4, num_stages=1)
