@@ -13,12 +13,14 @@ so the hidden activations and every gradient stay on chip, and each candidate's 
 once. A candidate that is dead (``alive[k] == 0``) only writes ``loss[k] = inf``; one whose loss is not finite
 is also marked dead and left unchanged; the others update and increment ``step_count[k]``. X tiles are read
 by all K programs and stay in L2. Latency: the small tensors (W2, b2, their state, labels, hyperparameters)
-are loaded before pass 1, and pass 2 loads the next W1 tile and its state one loop trip ahead.
+are loaded before pass 1; pass 2 loads the next W1 tile and its state one loop trip ahead (pointer loads) or
+has STAGES2 tiles in flight through the tensor-memory accelerator (TMA: Hopper, rows 16-byte aligned).
 
-Measured on an H200 (Triton 3.6, tf32, K = 4096 at 64-128-10 and K = 1024 at 784-128-10, batch 128): one
-program of 8 warps per SM (255 registers), bound by shared-memory traffic (layout conversions of the W1 and
-state tiles between the load and the tensor-core layouts, operand staging, spills), not by DRAM: 0.72 ms
-and 1.22 ms per SGD step, 40% of the copy bandwidth at the MNIST shape.
+Measured on an H200 (Triton 3.6, tf32, batch 128): 780 us per SGD step at digits 64-128-10, K = 4096, and
+1130 us at MNIST 784-128-10, K = 1024 (48% of the memory roofline, 3.1x the torch backend). Nsight Compute:
+255 registers per thread (the (B, H) arrays of the head), so one 8-warp program per SM and every load
+latency of a candidate's step exposed (12.5% occupancy, 0.33 eligible warps per scheduler); pass 1 mostly
+waits for its W1 tiles, pass 2 for the copy engine.
 
 The whole batch's (B, H) activations live in registers, so the launcher accepts a shape only where
 :func:`fused_fits` says so; the caller falls back to the per-layer path (:mod:`.layer_update`) otherwise.
@@ -45,23 +47,21 @@ MAX_CLASSES = {128: 64, 256: 16}
 
 #: Autotuning configurations (BLOCK_D: input features per tile; TMA: pass 2 through tensor descriptors,
 #: STAGES2 tiles deep; warps; pipeline stages of pass 1). 8 warps keep each of the (128, 128) fp32 arrays live
-#: in the head at 64 registers per thread (4 warps spill kilobytes and 16 warps were slower on H200); BLOCK_D
-#: trades the W1 bytes in flight per loop trip (16 to 32 KB for W1 and as much for each optimizer state at
-#: H = 128) against registers and the number of trips. The pointer-load configurations (TMA False) were
-#: measured on an H200 (Triton 3.6): BLOCK_D 64 best at the MNIST shape with SGD, 16 or 32 best at the digits
-#: shape and with AdamW, each within 10% of the others. Their pass 2 converts every W1 and state tile between
-#: the load layout and the accumulator layout through shared memory (six conversions per tile in the TTGIR),
-#: which is what bounds them; the TMA configurations replace that by one shared-memory read and one write per
-#: tile. STAGES2 is as deep as the H100's 227 KB of shared memory allows at the largest accepted shapes.
+#: in the head at 64 registers per thread (4 warps spill kilobytes, 16 warps were slower). The pointer-load
+#: pass 2 converts every W1 and state tile between the load layout and the accumulator layout through shared
+#: memory (six conversions per tile in the TTGIR); the TMA pass 2 reads each tile once from shared memory
+#: straight into the accumulator layout. Each configuration kept is the fastest somewhere, measured alone on
+#: an H200 (Triton 3.6, ``benchmarks/results/h200/kernel_configs.md``): TMA with a 4-deep pass 1 at MNIST
+#: SGD (1130 us at K=1024, 10% ahead of the next), TMA with a 2-deep pass 1 at digits SGD (780 us at K=4096),
+#: pointer loads with BLOCK_D 16 for AdamW at both shapes, BLOCK_D 32/64 pointer loads at small K and where
+#: descriptors are not allowed. Dropped after that measurement: BLOCK_D 16 TMA (6-deep pass 1), BLOCK_D 32
+#: TMA 2-deep, BLOCK_D 64 TMA, 16 and 4 warps, a 5-deep pointer pass 1: never within 3% of the best.
 CONFIGS = [
     triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=8, num_stages=6),
-    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_D": 32, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_D": 64, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
-    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=5),
 ]
 #: The interpreter cannot benchmark (no driver): it gets exactly one configuration.
 INTERPRETER_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=4, num_stages=1)
