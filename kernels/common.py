@@ -25,8 +25,11 @@ def tuning_configs(configs: list, interpreter_config):
 
 
 def block(n: int, lo: int = 16, hi: int = 1 << 30) -> int:
-    """The power-of-two block that covers ``n``, at least ``lo`` (``tl.dot`` needs every dimension >= 16)."""
-    return min(max(lo, triton.next_power_of_2(n)), hi)
+    """The power-of-two block that covers ``n``, at least ``lo`` (``tl.dot`` needs every dimension >= 16).
+
+    Plain Python on purpose: ``triton.next_power_of_2`` is a constexpr function whose host-side call costs
+    microseconds, and launchers call this several times per step."""
+    return min(max(lo, 1 << max(int(n) - 1, 0).bit_length()), hi)
 
 
 @triton.jit

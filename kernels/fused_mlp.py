@@ -25,6 +25,7 @@ waits for its W1 tiles, pass 2 for the copy engine.
 The whole batch's (B, H) activations live in registers, so the launcher accepts a shape only where
 :func:`fused_fits` says so; the caller falls back to the per-layer path (:mod:`.layer_update`) otherwise.
 """
+import functools
 from typing import Optional
 
 import torch
@@ -268,8 +269,14 @@ def tma_allowed(x: torch.Tensor, hidden: int) -> bool:
     if hidden % 4:
         return False
     if x.is_cuda:
-        return torch.cuda.get_device_capability(x.device)[0] >= 9
+        return _is_hopper_or_newer(x.device.index if x.device.index is not None else torch.cuda.current_device())
     return interpreting()
+
+
+@functools.lru_cache(maxsize=None)
+def _is_hopper_or_newer(device_index: int) -> bool:
+    """Whether CUDA device ``device_index`` has compute capability 9.0 or more (TMA); asked once per device."""
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
 
 
 def _ensure_allocator() -> None:

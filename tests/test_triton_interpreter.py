@@ -274,3 +274,11 @@ def test_check_rejects_what_it_cannot_run(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="CUDA"):
         TritonBackend().check(spec, torch.device("cpu"), torch.float32)
+
+
+def test_block_matches_triton_next_power_of_2():
+    """The launchers' plain-Python ``block`` (no constexpr-function call per step) agrees with Triton's."""
+    from metahp_fast.kernels.common import block
+    for n in [*range(1, 300), 511, 512, 513, 4095, 4096, 4097, 100_000]:
+        assert block(n) == max(16, triton.next_power_of_2(n))
+        assert block(n, lo=1, hi=256) == min(triton.next_power_of_2(n), 256)
