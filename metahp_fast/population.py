@@ -263,7 +263,7 @@ class Population:
         bar = _progress(steps, progress, f"training {self.size} candidates")
         for t in range(steps):
             if pos + bs > n:
-                order, pos = torch.randperm(n, generator=gen).to(self.device), 0
+                order, pos = self._shuffled(n, gen), 0
             idx = order[pos:pos + bs]
             pos += bs
             lr = None if schedule is None else schedule(t, base_lr)
@@ -288,6 +288,15 @@ class Population:
             if hist["val_accuracy"]:
                 out["val_accuracy"] = torch.stack(hist["val_accuracy"]).cpu()
         return out
+
+    def _shuffled(self, n: int, gen: torch.Generator) -> Tensor:
+        """A permutation of range(n) from the (CPU) generator ``gen``, on the population's device. On CUDA it
+        travels through pinned memory without blocking the host: a plain copy would wait for every queued
+        step at each epoch boundary, and the GPU would idle while the next steps are launched."""
+        perm = torch.randperm(n, generator=gen)
+        if self.device.type == "cuda":
+            return perm.pin_memory().to(self.device, non_blocking=True)
+        return perm.to(self.device)
 
     def _check_schedule(self, schedule: Optional[LrSchedule], steps: int):
         """Turn ``lr_schedule`` into a function ``(t, base_lr) -> (K,) lr``, checking what can be checked."""
