@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from metahp_fast import cli
+from metahp_fast.quality import reference_pick_regret
 from metahp_fast.tasks import load_task
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
 
@@ -121,6 +122,9 @@ def test_evaluate_writes_the_quality_report(tmp_path, capsys):
     md = (out / "quality.md").read_text()
     assert "| random16 |" in md and "| sh |" in md and "metahp-fast evaluate" in md
     assert "SH or ES at 64 trainings" in md
+    floor = (ref["L_pick"] - ref["L_best"]) / (ref["L_median"] - ref["L_best"])
+    assert reference_pick_regret(data)["median"] == pytest.approx(floor)
+    assert f"median test regret of {floor:.3f} itself (per task: iris {floor:.3f})" in md
 
 
 def test_train_is_still_the_default_command(tmp_path, capsys):
