@@ -263,10 +263,11 @@ _tuned_kernel = triton.autotune(
 )(fused_mlp_step_kernel)
 
 
-def tma_allowed(x: torch.Tensor, hidden: int) -> bool:
-    """Whether pass 2 may use tensor descriptors: rows of W1 16-byte aligned (H % 4 == 0) and a Hopper or
-    newer GPU (TMA), or the interpreter (which emulates descriptors, so CI tests that path too)."""
-    if hidden % 4:
+def tma_allowed(x: torch.Tensor, hidden: int, w1_tensors: tuple = ()) -> bool:
+    """Whether pass 2 may use tensor descriptors: W1 and its state tensors (``w1_tensors``) start on 16-byte
+    boundaries and so do their rows (H % 4 == 0), on a Hopper or newer GPU (TMA), or in the interpreter (which
+    emulates descriptors, so CI tests that path too)."""
+    if hidden % 4 or any(t.data_ptr() % 16 for t in w1_tensors):
         return False
     if x.is_cuda:
         return _is_hopper_or_newer(x.device.index if x.device.index is not None else torch.cuda.current_device())
@@ -334,7 +335,7 @@ def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list,
     beta2 = hparams["beta2"] if adamw else momentum
     eps = hparams["eps"] if adamw else momentum
     losses = torch.empty(K, dtype=torch.float32, device=w1.device)
-    tma_ok = tma_allowed(x, H)
+    tma_ok = tma_allowed(x, H, (w1, state1[0]) + ((state2[0],) if adamw else ()))
     if tma_ok and x.is_cuda:
         _ensure_allocator()
     args = (x, y, w1, b1, w2, b2, *state1, *state2, hparams["lr"], hparams["weight_decay"], momentum, beta2, eps,

@@ -182,6 +182,7 @@ def test_fused_launcher_matches_torch(optimizer, nesterov, path):
     D, H, C, B = 37, (53 if path == "pointers" else 52), 7, 29
     assert fused_fits(B, D, H, C) and not fused_fits(1024, D, 200, C)
     assert tma_allowed(torch.empty(1), H) == (path == "tma")
+    assert not tma_allowed(torch.empty(1), 52, (torch.empty(9)[1:],))  # a W1 starting off a 16-byte boundary
     spec = ModelSpec((D, H, C), optimizer=optimizer, nesterov=nesterov)
     params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
     names, state = _random_state(spec.shapes(), optimizer)
