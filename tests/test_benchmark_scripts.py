@@ -1,0 +1,42 @@
+"""Smoke runs of the prepared GPU scripts on the CPU, so that they cannot rot between the rare sessions with a
+GPU: ``benchmarks.gpu_check --quick`` (every section, tiny sizes) and ``benchmarks.kernel_configs --quick``
+(the fused kernel's configurations under the interpreter). Numbers are not checked, only that every part
+ran and wrote its report."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], tmp_path: Path, timeout: int = 600) -> str:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", *args, "--out", str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_gpu_check_quick_runs_every_section_on_cpu(tmp_path):
+    _run(["benchmarks.gpu_check", "--device", "cpu", "--quick"], tmp_path)
+    data = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert not data["errors"], data["errors"]
+    assert set(data["section_s"]) == {"check", "device", "timing", "thousand"}
+    assert any(r["status"] == "ok" for r in data["check"])
+    assert any(r["status"] == "ok" and r["method"] == "torch" for r in data["timing"])
+    assert "## Candidate-steps per second" in (tmp_path / "gpu_check.md").read_text()
+
+
+def test_kernel_configs_quick_checks_each_configuration(tmp_path):
+    pytest.importorskip("triton")
+    _run(["benchmarks.kernel_configs", "--quick"], tmp_path)
+    rows = json.loads((tmp_path / "kernel_configs.json").read_text())["rows"]
+    assert rows and all("error" not in r for r in rows), rows
+    assert all(r["rel_err"] < 1e-4 for r in rows)  # the interpreter computes tf32 dots in full fp32
+    from benchmarks.kernel_configs import name
+    from metahp_fast.kernels import fused_mlp
+    assert {r["config"] for r in rows} == {name(fused_mlp.INTERPRETER_CONFIG), name(fused_mlp.CONFIGS[0])}
