@@ -29,17 +29,21 @@ from metahp_fast.kernels import fused_mlp  # noqa: E402
 
 CASES = [Case("digits", 4096), Case("mnist", 1024), Case("digits", 4096, "adamw"), Case("mnist", 1024, "adamw"),
          Case("digits", 64)]
-#: Configurations tried besides CONFIGS, to see whether they would earn a place.
+#: Configurations tried besides CONFIGS, to see whether they would earn a place: the two with ``maxnreg=128``
+#: fit two programs per SM (96-104 KB of shared memory each at the MNIST shape) at the price of ~900 bytes of
+#: register spills per thread (ptxas, Triton 3.6): occupancy against local-memory traffic, not yet measured.
 EXTRA = [
     triton.Config({"BLOCK_D": 64, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2, maxnreg=128),
+    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2, maxnreg=128),
 ]
 
 
 def name(cfg: triton.Config) -> str:
     kw = cfg.kwargs
     return (f"D{kw['BLOCK_D']}-{'tma' + str(kw['STAGES2']) if kw['TMA'] else 'ptr'}-w{cfg.num_warps}"
-            f"-s{cfg.num_stages}")
+            f"-s{cfg.num_stages}" + (f"-r{cfg.maxnreg}" if cfg.maxnreg else ""))
 
 
 def _seconds(fn, device: str) -> float:

@@ -345,8 +345,9 @@ def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list,
     if config is None:
         _tuned_kernel[(K,)](*args, **constexprs)
     else:
+        options = {"maxnreg": config.maxnreg} if config.maxnreg else {}
         fused_mlp_step_kernel[(K,)](*args, **constexprs, **config.kwargs, num_warps=config.num_warps,
-                                    num_stages=config.num_stages)
+                                    num_stages=config.num_stages, **options)
     return losses
 
 
