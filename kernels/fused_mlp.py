@@ -31,7 +31,6 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
-from triton.runtime.jit import constexpr_function
 
 from .common import PRECISIONS, block, interpreting, mm, tuning_configs
 from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update, update_tile
@@ -70,15 +69,10 @@ INTERPRETER_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, 
 
 #: Bytes of W1 and optimizer-state tiles a TMA pass 2 keeps in flight at most: with dZ1 (64 KB) and the
 #: operand buffers this keeps every configuration within the H100's 227 KB at every shape fused_fits accepts.
-PIPE_BYTES = 128 * 1024
-
-
-@constexpr_function
-def pipeline_depth(stages, optimizer, block_d, block_h):
-    """Tiles in flight in the TMA pass 2: ``stages``, fewer where the tiles (parameter, first and for AdamW
-    second state) would exceed :data:`PIPE_BYTES`; 1 means unpipelined (load, wait, use)."""
-    stage_bytes = (3 if optimizer == ADAMW else 2) * block_d * block_h * 4
-    return max(1, min(stages, PIPE_BYTES // stage_bytes))
+#: The kernel pipelines STAGES2 tiles deep, fewer where they would exceed this; 1 means load, wait, use.
+PIPE_BYTES = tl.constexpr(128 * 1024)
+#: Deepest STAGES2 a configuration may ask for (the kernel's depth rule is written out up to it).
+MAX_STAGES2 = 4
 
 
 def configs_for(block_h: int, tma_ok: bool, configs: Optional[list] = None) -> list:
@@ -212,7 +206,13 @@ def fused_mlp_step_kernel(
                 dp = tl.make_tensor_descriptor(w1_ptr + w1_k, [D, H], [H, 1], [BLOCK_D, BLOCK_H])
                 ds1 = tl.make_tensor_descriptor(w1_s1_ptr + w1_k, [D, H], [H, 1], [BLOCK_D, BLOCK_H])
                 ds2 = tl.make_tensor_descriptor(w1_s2_ptr + w1_k, [D, H], [H, 1], [BLOCK_D, BLOCK_H])
-                for d0 in tl.range(0, D, BLOCK_D, num_stages=pipeline_depth(STAGES2, OPTIMIZER, BLOCK_D, BLOCK_H)):
+                # min(STAGES2, PIPE_BYTES // stage) written out for STAGES2 <= MAX_STAGES2, in constexpr
+                # arithmetic that every supported Triton folds at compile time
+                tl.static_assert(STAGES2 <= 4, "STAGES2 must be at most MAX_STAGES2 = 4")
+                STAGE: tl.constexpr = (3 if OPTIMIZER == 1 else 2) * BLOCK_D * BLOCK_H * 4
+                DEPTH: tl.constexpr = (STAGES2 if STAGES2 * STAGE <= PIPE_BYTES else
+                                       3 if 3 * STAGE <= PIPE_BYTES else 2 if 2 * STAGE <= PIPE_BYTES else 1)
+                for d0 in tl.range(0, D, BLOCK_D, num_stages=DEPTH):
                     p = dp.load([d0, 0])
                     s1 = ds1.load([d0, 0])
                     s2 = ds2.load([d0, 0]) if OPTIMIZER == 1 else s1
@@ -265,9 +265,9 @@ _tuned_kernel = triton.autotune(
 
 def tma_allowed(x: torch.Tensor, hidden: int, w1_tensors: tuple = ()) -> bool:
     """Whether pass 2 may use tensor descriptors: W1 and its state tensors (``w1_tensors``) start on 16-byte
-    boundaries and so do their rows (H % 4 == 0), on a Hopper or newer GPU (TMA), or in the interpreter (which
-    emulates descriptors, so CI tests that path too)."""
-    if hidden % 4 or any(t.data_ptr() % 16 for t in w1_tensors):
+    boundaries and so do their rows (H % 4 == 0), Triton has device-side descriptors (3.4 and later), on a
+    Hopper or newer GPU (TMA), or in the interpreter (which emulates descriptors, so CI tests that path too)."""
+    if hidden % 4 or any(t.data_ptr() % 16 for t in w1_tensors) or not hasattr(tl, "make_tensor_descriptor"):
         return False
     if x.is_cuda:
         return _is_hopper_or_newer(x.device.index if x.device.index is not None else torch.cuda.current_device())

@@ -169,7 +169,8 @@ def _random_state(shapes, optimizer):
 
 
 #: Pass 2 through tensor descriptors (TMA on Hopper, emulated by the interpreter), 3 tiles of 16 rows over
-#: D = 37 (the last one partly outside W1: the copy engine zero-fills and clips it).
+#: D = 37 (the last one partly outside W1: the copy engine zero-fills and clips it). H = 48: rows of 192 bytes
+#: (Triton 3.5's interpreter wrongly wants strides that are multiples of 16 elements).
 TMA_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 2}, num_warps=4, num_stages=1)
 
 
@@ -178,11 +179,11 @@ TMA_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 2}, num_warps
 def test_fused_launcher_matches_torch(optimizer, nesterov, path):
     """``fused_mlp_step`` against ``functional_step`` of the torch backend, from non-zero optimizer state
     and step counts, with a dead candidate; pass 2 with pointer loads (H = 53: rows not 16-byte aligned, so
-    descriptors are refused) and with tensor descriptors (H = 52)."""
-    D, H, C, B = 37, (53 if path == "pointers" else 52), 7, 29
+    descriptors are refused) and with tensor descriptors (H = 48, padded to 64)."""
+    D, H, C, B = 37, (53 if path == "pointers" else 48), 7, 29
     assert fused_fits(B, D, H, C) and not fused_fits(1024, D, 200, C)
     assert tma_allowed(torch.empty(1), H) == (path == "tma")
-    assert not tma_allowed(torch.empty(1), 52, (torch.empty(9)[1:],))  # a W1 starting off a 16-byte boundary
+    assert not tma_allowed(torch.empty(1), 48, (torch.empty(9)[1:],))  # a W1 starting off a 16-byte boundary
     spec = ModelSpec((D, H, C), optimizer=optimizer, nesterov=nesterov)
     params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
     names, state = _random_state(spec.shapes(), optimizer)
@@ -275,6 +276,13 @@ def test_check_rejects_what_it_cannot_run(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(ValueError, match="CUDA"):
         TritonBackend().check(spec, torch.device("cpu"), torch.float32)
+
+
+def test_configs_stay_within_the_kernels_pipeline_rule():
+    """The kernel folds min(STAGES2, PIPE_BYTES // stage) for STAGES2 up to MAX_STAGES2 only."""
+    from benchmarks.kernel_configs import EXTRA
+    from metahp_fast.kernels.fused_mlp import CONFIGS, MAX_STAGES2
+    assert all(1 <= c.kwargs["STAGES2"] <= MAX_STAGES2 for c in CONFIGS + EXTRA)
 
 
 def test_block_matches_triton_next_power_of_2():
