@@ -285,7 +285,9 @@ def _ensure_allocator() -> None:
     allocator for it, unless the user has set one."""
     from triton.runtime import _allocation
 
-    if isinstance(_allocation._allocator.get(), _allocation.NullAllocator):
+    current = _allocation._allocator  # up to Triton 3.4 the allocator itself, later a wrapper with .get()
+    current = current.get() if hasattr(current, "get") else current
+    if isinstance(current, _allocation.NullAllocator):
         triton.set_allocator(lambda size, alignment, stream: torch.empty(size, dtype=torch.int8, device="cuda"))
 
 

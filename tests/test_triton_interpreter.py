@@ -291,3 +291,26 @@ def test_block_matches_triton_next_power_of_2():
     for n in [*range(1, 300), 511, 512, 513, 4095, 4096, 4097, 100_000]:
         assert block(n) == max(16, triton.next_power_of_2(n))
         assert block(n, lo=1, hi=256) == min(triton.next_power_of_2(n), 256)
+
+
+def test_descriptor_scratch_allocator_is_set_once_and_never_over_a_users(monkeypatch):
+    """Device-side descriptors need Triton's scratch allocator: the launcher sets a torch one where none is set
+    (Triton 3.4 keeps the allocator in a plain global, later versions in a context variable), and leaves a
+    user's alone."""
+    import contextvars
+
+    from triton.runtime import _allocation
+
+    from metahp_fast.kernels.fused_mlp import _ensure_allocator
+    real_set_allocator = triton.set_allocator
+    calls = []
+    monkeypatch.setattr(triton, "set_allocator", calls.append)
+    _ensure_allocator()
+    assert len(calls) == 1 and callable(calls[0])
+    users = lambda size, alignment, stream: None  # noqa: E731
+    if hasattr(_allocation._allocator, "get"):  # a context variable: set it in a copy of this context only
+        contextvars.copy_context().run(lambda: (real_set_allocator(users), _ensure_allocator()))
+    else:
+        monkeypatch.setattr(_allocation, "_allocator", users)
+        _ensure_allocator()
+    assert len(calls) == 1
