@@ -41,6 +41,7 @@ EXTRA = [
 
 
 def name(cfg: triton.Config) -> str:
+    """A configuration's short label, e.g. ``D32-tma3-w8-s4`` (BLOCK_D, pass-2 path and depth, warps, stages)."""
     kw = cfg.kwargs
     return (f"D{kw['BLOCK_D']}-{'tma' + str(kw['STAGES2']) if kw['TMA'] else 'ptr'}-w{cfg.num_warps}"
             f"-s{cfg.num_stages}" + (f"-r{cfg.maxnreg}" if cfg.maxnreg else ""))
