@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
+from triton.runtime import _allocation
 
 from .common import PRECISIONS, block, interpreting, mm, tuning_configs
 from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update, update_tile
@@ -72,7 +73,7 @@ INTERPRETER_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, 
 #: The kernel pipelines STAGES2 tiles deep, fewer where they would exceed this; 1 means load, wait, use.
 PIPE_BYTES = tl.constexpr(128 * 1024)
 #: Deepest STAGES2 a configuration may ask for (the kernel's depth rule is written out up to it).
-MAX_STAGES2 = 4
+MAX_STAGES2 = tl.constexpr(4)
 
 
 def configs_for(block_h: int, tma_ok: bool, configs: Optional[list] = None) -> list:
@@ -87,6 +88,14 @@ def configs_for(block_h: int, tma_ok: bool, configs: Optional[list] = None) -> l
 def _prune(configs, named_args, **kwargs):
     """The autotuner's pruning hook: :func:`configs_for` at this launch."""
     return configs_for(kwargs["BLOCK_H"], kwargs["TMA_OK"], configs)
+
+
+@triton.jit
+def w1_tile_gradient(x_rows, d, mask_b, D, dz1, PRECISION: tl.constexpr):
+    """dW1 for the input features ``d`` (a tile of BLOCK_D indices): ``X[:, d]^T dZ1``, (BLOCK_D, BLOCK_H);
+    ``x_rows`` points at the rows of X, features past D read as zero. Shared by both pass-2 paths."""
+    x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & (d < D)[None, :], other=0.0)
+    return mm(tl.trans(x), dz1, tl.zeros((d.shape[0], dz1.shape[1]), dtype=tl.float32), PRECISION)
 
 
 @triton.jit
@@ -208,7 +217,7 @@ def fused_mlp_step_kernel(
                 ds2 = tl.make_tensor_descriptor(w1_s2_ptr + w1_k, [D, H], [H, 1], [BLOCK_D, BLOCK_H])
                 # min(STAGES2, PIPE_BYTES // stage) written out for STAGES2 <= MAX_STAGES2, in constexpr
                 # arithmetic that every supported Triton folds at compile time
-                tl.static_assert(STAGES2 <= 4, "STAGES2 must be at most MAX_STAGES2 = 4")
+                tl.static_assert(STAGES2 <= MAX_STAGES2, "STAGES2 must be at most MAX_STAGES2")
                 STAGE: tl.constexpr = (3 if OPTIMIZER == 1 else 2) * BLOCK_D * BLOCK_H * 4
                 DEPTH: tl.constexpr = (STAGES2 if STAGES2 * STAGE <= PIPE_BYTES else
                                        3 if 3 * STAGE <= PIPE_BYTES else 2 if 2 * STAGE <= PIPE_BYTES else 1)
@@ -216,9 +225,7 @@ def fused_mlp_step_kernel(
                     p = dp.load([d0, 0])
                     s1 = ds1.load([d0, 0])
                     s2 = ds2.load([d0, 0]) if OPTIMIZER == 1 else s1
-                    d = d0 + offs_d
-                    x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & (d < D)[None, :], other=0.0)
-                    dw1 = mm(tl.trans(x), dz1, tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32), PRECISION)
+                    dw1 = w1_tile_gradient(x_rows, d0 + offs_d, mask_b, D, dz1, PRECISION)
                     p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
                     dp.store([d0, 0], p)
                     ds1.store([d0, 0], s1)
@@ -237,9 +244,7 @@ def fused_mlp_step_kernel(
                     mask_t = ((d0 + BLOCK_D + offs_d)[:, None] < D) & mask_h[None, :]
                     p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + nxt, w1_s1_ptr + w1_k + nxt,
                                                           w1_s2_ptr + w1_k + nxt, mask_t, OPTIMIZER)
-                    d = d0 + offs_d
-                    x = tl.load(x_rows + d[None, :], mask=mask_b[:, None] & (d < D)[None, :], other=0.0)
-                    dw1 = mm(tl.trans(x), dz1, tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32), PRECISION)
+                    dw1 = w1_tile_gradient(x_rows, d0 + offs_d, mask_b, D, dz1, PRECISION)
                     p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
                     cur = d0 * H + w1_tile
                     store_state(w1_ptr + w1_k + cur, w1_s1_ptr + w1_k + cur, w1_s2_ptr + w1_k + cur, p, s1, s2,
@@ -283,8 +288,6 @@ def _is_hopper_or_newer(device_index: int) -> bool:
 def _ensure_allocator() -> None:
     """Descriptors made inside a kernel need a little global scratch memory per program: give Triton a torch
     allocator for it, unless the user has set one."""
-    from triton.runtime import _allocation
-
     current = _allocation._allocator  # up to Triton 3.4 the allocator itself, later a wrapper with .get()
     current = current.get() if hasattr(current, "get") else current
     if isinstance(current, _allocation.NullAllocator):

@@ -282,7 +282,7 @@ def test_configs_stay_within_the_kernels_pipeline_rule():
     """The kernel folds min(STAGES2, PIPE_BYTES // stage) for STAGES2 up to MAX_STAGES2 only."""
     from benchmarks.kernel_configs import EXTRA
     from metahp_fast.kernels.fused_mlp import CONFIGS, MAX_STAGES2
-    assert all(1 <= c.kwargs["STAGES2"] <= MAX_STAGES2 for c in CONFIGS + EXTRA)
+    assert all(1 <= c.kwargs["STAGES2"] <= MAX_STAGES2.value for c in CONFIGS + EXTRA)
 
 
 def test_block_matches_triton_next_power_of_2():
