@@ -5,6 +5,8 @@ that imports it. It imports cleanly without a GPU (Triton's interpreter runs the
 ``TRITON_INTERPRET=1`` is set before triton is first imported)."""
 from .common import PRECISIONS, interpreting
 from .fused_mlp import fused_fits, fused_mlp_step
+from .fused_mlp_multistep import fused_mlp_steps, steps_fit
 from .layer_update import update_layer
 
-__all__ = ["PRECISIONS", "fused_fits", "fused_mlp_step", "interpreting", "update_layer"]
+__all__ = ["PRECISIONS", "fused_fits", "fused_mlp_step", "fused_mlp_steps", "interpreting", "steps_fit",
+           "update_layer"]

@@ -18,14 +18,14 @@ from typing import Any, Optional
 
 import triton
 
-from . import fused_mlp, layer_update
+from . import fused_mlp, fused_mlp_multistep, layer_update
 from .optim import ADAMW, SGD
 
 #: Shared memory per block on H100 (sm_90), in bytes.
 H100_SHARED_BYTES = 227 * 1024
 
 #: Argument types for the kernels' non-constexpr parameters; other pointers are fp32, other scalars i32.
-_TYPES = {"y_ptr": "*i64", "step_ptr": "*i64", "alive_ptr": "*u8"}
+_TYPES = {"y_ptr": "*i64", "idx_ptr": "*i32", "step_ptr": "*i64", "alive_ptr": "*u8"}
 
 
 def _signature(fn, constexprs: dict, ints: dict) -> tuple[dict, dict]:
@@ -54,8 +54,8 @@ def compile_kernel(fn, constexprs: dict, ints: dict, config: triton.Config, arch
         fn: The kernel (a JITFunction, not an autotuned wrapper).
         constexprs: Values of its constexpr arguments other than the config's.
         ints: Values of its integer arguments (for the divisibility hints the JIT would give).
-        config: The autotune configuration: its kwargs join the constexprs, num_warps and num_stages are
-            compile options.
+        config: The autotune configuration: its kwargs join the constexprs, num_warps, num_stages and
+            maxnreg are compile options.
         arch: Compute capability, 90 for H100/H200.
 
     Returns:
@@ -67,6 +67,8 @@ def compile_kernel(fn, constexprs: dict, ints: dict, config: triton.Config, arch
     signature, attrs = _signature(fn, consts, ints)
     src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     options = {"num_warps": config.num_warps, "num_stages": config.num_stages}
+    if config.maxnreg:
+        options["maxnreg"] = config.maxnreg
     return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
 
 
@@ -95,6 +97,16 @@ def fused_variant(batch: int, d_in: int, hidden: int, classes: int, config: trit
                   "NESTEROV": nesterov, "PRECISION": precision, "TMA_OK": hidden % 4 == 0}
     ints = {"B": batch, "D": d_in, "H": hidden, "C": classes, "stride_xb": d_in}
     return compile_kernel(fused_mlp.fused_mlp_step_kernel, constexprs, ints, config, arch)
+
+
+def steps_variant(batch: int, d_in: int, hidden: int, classes: int, config: triton.Config,
+                  optimizer: str = "sgd", nesterov: bool = False, precision: str = "tf32", arch: int = 90):
+    """Compile the multi-step kernel (weights on chip across steps) for one shape and configuration."""
+    constexprs = {"BLOCK_D": fused_mlp.block(d_in), "BLOCK_H": fused_mlp.block(hidden),
+                  "BLOCK_C": fused_mlp.block(classes), "OPTIMIZER": ADAMW if optimizer == "adamw" else SGD,
+                  "NESTEROV": nesterov, "PRECISION": precision, "LR_TABLE": False}
+    ints = {"S": 100, "K": 4096, "B": batch, "D": d_in, "H": hidden, "C": classes, "stride_xn": d_in}
+    return compile_kernel(fused_mlp_multistep.fused_mlp_steps_kernel, constexprs, ints, config, arch)
 
 
 def layer_variant(batch: int, d_in: int, d_out: int, config: triton.Config, shared_input: bool,
@@ -130,12 +142,14 @@ def config_name(config: Optional[triton.Config]) -> str:
 def compile_variant(spec: dict, registers: bool = False) -> dict[str, Any]:
     """Compile one variant described by a JSON-able dict and summarize it (see :func:`main`)."""
     kind = spec["kernel"]
-    configs = fused_mlp.CONFIGS if kind == "fused" else layer_update.CONFIGS
+    configs = {"fused": fused_mlp.CONFIGS, "steps": fused_mlp_multistep.CONFIGS, "layer": layer_update.CONFIGS}[kind]
     config = configs[spec["config"]]
     common = dict(optimizer=spec.get("optimizer", "sgd"), nesterov=spec.get("nesterov", False),
                   precision=spec.get("precision", "tf32"), arch=spec.get("arch", 90))
     if kind == "fused":
         compiled = fused_variant(*spec["shape"], config, **common)
+    elif kind == "steps":
+        compiled = steps_variant(*spec["shape"], config, **common)
     else:
         compiled = layer_variant(*spec["shape"], config, spec.get("shared_input", True), **common)
     return {**spec, "config_name": config_name(config), **summary(compiled, registers, common["arch"])}
@@ -145,7 +159,7 @@ def main(argv: Optional[list] = None) -> None:
     """Compile the variants given as a JSON list on stdin, print the summaries as a JSON list on stdout.
 
     A variant: ``{"kernel": "fused", "shape": [B, D, H, C], "config": i, "optimizer": "sgd", "nesterov": false,
-    "precision": "tf32"}`` or ``{"kernel": "layer", "shape": [B, IN, OUT], "config": i, "shared_input": true,
+    "precision": "tf32"}``, the same with ``"kernel": "steps"`` (the multi-step kernel), or ``{"kernel": "layer", "shape": [B, IN, OUT], "config": i, "shared_input": true,
     ...}``, ``config`` indexing the kernel's ``CONFIGS``. ``--registers`` adds registers and spills;
     ``--jobs N`` compiles in N processes."""
     argv = sys.argv[1:] if argv is None else argv

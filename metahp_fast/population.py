@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .backends import get_backend, resolve_name
-from .backends.base import ModelSpec, PopulationState
+from .backends.base import ModelSpec, PopulationState, run_steps, steps_per_launch
 from .backends.reference_backend import _ACT
 from .backends.torch_backend import forward, loss_only
 from .optimizers import STATE_NAMES, hparam_specs
@@ -256,19 +256,21 @@ class Population:
         schedule = self._check_schedule(lr_schedule, steps)
         eval_every = max(1, steps // 10) if eval_every is None else _positive_int("eval_every", eval_every)
         n, bs = x.shape[0], min(batch_size, x.shape[0])
-        gen = torch.Generator().manual_seed(int(seed))
+        batches = _Batches(n, bs, torch.Generator().manual_seed(int(seed)), self.device)
+        span_cap = steps_per_launch(self._backend, self.spec, bs)
         base_lr = self.hparams["lr"].clone()
         hist: dict[str, Any] = {"loss": [], "eval_step": [], "val_loss": [], "val_accuracy": []}
-        order, pos = None, n
         bar = _progress(steps, progress, f"training {self.size} candidates")
-        for t in range(steps):
-            if pos + bs > n:
-                order, pos = self._shuffled(n, gen), 0
-            idx = order[pos:pos + bs]
-            pos += bs
-            lr = None if schedule is None else schedule(t, base_lr)
-            hist["loss"].append(self._step(x.index_select(0, idx), y.index_select(0, idx), lr))
-            if has_val and ((t + 1) % eval_every == 0 or t + 1 == steps):
+        t = 0
+        while t < steps:
+            # a span of steps up to the next evaluation, as many as the backend trains in one call
+            end = min(steps, t + span_cap, (t // eval_every + 1) * eval_every if has_val else steps)
+            idx = batches.take(end - t)
+            lrs = None if schedule is None else torch.stack([schedule(s, base_lr) for s in range(t, end)])
+            hist["loss"].append(run_steps(self._backend, self._state, x, y, idx, lrs))
+            self.steps_done += end - t
+            t = end
+            if has_val and (t % eval_every == 0 or t == steps):
                 m = self.evaluate(x_val, y_val)
                 hist["eval_step"].append(self.steps_done)
                 hist["val_loss"].append(m["loss"])
@@ -278,25 +280,16 @@ class Population:
                     best = int(torch.argmin(m["loss"]))
                     bar.set_postfix(best_val_loss=f"{m['loss'][best].item():.4f}", alive=int(self.alive.sum()))
             if bar is not None:
-                bar.update(1)
+                bar.update(len(idx))
         if bar is not None:
             bar.close()
-        out: dict[str, Any] = {"loss": torch.stack(hist["loss"]).cpu()}
+        out: dict[str, Any] = {"loss": torch.cat(hist["loss"]).cpu()}
         if has_val:
             out["eval_step"] = hist["eval_step"]
             out["val_loss"] = torch.stack(hist["val_loss"]).cpu()
             if hist["val_accuracy"]:
                 out["val_accuracy"] = torch.stack(hist["val_accuracy"]).cpu()
         return out
-
-    def _shuffled(self, n: int, gen: torch.Generator) -> Tensor:
-        """A permutation of range(n) from the (CPU) generator ``gen``, on the population's device. On CUDA it
-        travels through pinned memory without blocking the host: a plain copy would wait for every queued
-        step at each epoch boundary, and the GPU would idle while the next steps are launched."""
-        perm = torch.randperm(n, generator=gen)
-        if self.device.type == "cuda":
-            return perm.pin_memory().to(self.device, non_blocking=True)
-        return perm.to(self.device)
 
     def _check_schedule(self, schedule: Optional[LrSchedule], steps: int):
         """Turn ``lr_schedule`` into a function ``(t, base_lr) -> (K,) lr``, checking what can be checked."""
@@ -447,6 +440,32 @@ class Population:
                    self.backend)
         pop.load_state_dict(self.state_dict())
         return pop
+
+
+class _Batches:
+    """The minibatch row indices of :meth:`Population.fit`: epochs of a seeded permutation of range(n), ``bs``
+    rows per step (a short tail is dropped), handed out a span of steps at a time on the population's device.
+
+    Each epoch's permutation is drawn on the CPU (seeded) and moved to the device once; on CUDA through pinned
+    memory without blocking the host: a plain copy would wait for every queued step, and the GPU would idle
+    while the next launches are prepared."""
+
+    def __init__(self, n: int, bs: int, gen: torch.Generator, device: torch.device):
+        self.n, self.bs, self.gen, self.device = n, bs, gen, device
+        self.order, self.pos = torch.empty(0, dtype=torch.int64), n
+
+    def take(self, steps: int) -> Tensor:
+        """The next ``steps`` minibatches as a (steps, bs) int64 tensor on the device."""
+        rows = []
+        for _ in range(steps):
+            if self.pos + self.bs > self.n:
+                perm = torch.randperm(self.n, generator=self.gen)
+                cuda = self.device.type == "cuda"
+                self.order = (perm.pin_memory() if cuda else perm).to(self.device, non_blocking=cuda)
+                self.pos = 0
+            rows.append(self.order[self.pos:self.pos + self.bs])
+            self.pos += self.bs
+        return rows[0].unsqueeze(0) if steps == 1 else torch.stack(rows)
 
 
 def _parse_mlp(m: Any, k: int) -> tuple[tuple[int, ...], str]:

@@ -1,4 +1,4 @@
-"""Ahead-of-time compilation of every kernel and every autotuning configuration for H100 (sm_90), no GPU needed.
+"""Ahead-of-time compilation of every kernel and every configuration for H100 (sm_90), no GPU needed.
 
 Catches what the interpreter lets through: Triton's shape rules, shared memory over the H100's 227 KB per
 block, and a tf32 path that misses the Hopper tensor cores (``wgmma``). The compilation runs in a
@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("triton")
 
-from metahp_fast.kernels import fused_fits, fused_mlp, layer_update  # noqa: E402
+from metahp_fast.kernels import fused_fits, fused_mlp, fused_mlp_multistep, layer_update, steps_fit  # noqa: E402
 from metahp_fast.kernels.aot import H100_SHARED_BYTES  # noqa: E402
 
 DIGITS, MNIST = (128, 64, 128, 10), (128, 784, 128, 10)  # B, D, H, C
@@ -47,6 +47,15 @@ def _variants() -> list[dict]:
         {"kernel": "fused", "shape": DIGITS, "config": 0, "precision": "ieee", "wgmma": False},
         {"kernel": "fused", "shape": (29, 37, 53, 7), "config": 0, "optimizer": "adamw", "wgmma": False},
     ]
+    # the multi-step kernel: its largest model is digits' 64-128 (steps_fit); shared memory grows with CHUNK
+    assert steps_fit(128, 64, 128, 16) and not steps_fit(128, 65, 128, 10) and not steps_fit(128, 64, 128, 17)
+    for i, cfg in enumerate(fused_mlp_multistep.CONFIGS):
+        out.append({"kernel": "steps", "shape": (128, 64, 128, 16), "config": i, "optimizer": "adamw", "wgmma": True})
+    out += [
+        {"kernel": "steps", "shape": DIGITS, "config": 0, "wgmma": True},
+        {"kernel": "steps", "shape": DIGITS, "config": 0, "nesterov": True, "precision": "bf16", "wgmma": True},
+        {"kernel": "steps", "shape": (29, 37, 53, 7), "config": 0, "precision": "ieee", "wgmma": False},
+    ]
     for i, cfg in enumerate(layer_update.CONFIGS):
         out.append({"kernel": "layer", "shape": (128, 784, 128), "config": i, "optimizer": "adamw",
                     "shared_input": True, "wgmma": cfg.kwargs["BLOCK_I"] >= 64})  # wgmma: 64 rows per warp group
@@ -65,7 +74,7 @@ VARIANTS = _variants()
 def _variant_id(v: dict) -> str:
     return "-".join([v["kernel"], "x".join(map(str, v["shape"])), f"cfg{v['config']}", v.get("optimizer", "sgd")]
                     + (["nesterov"] if v.get("nesterov") else []) + [v.get("precision", "tf32")]
-                    + ([] if v["kernel"] == "fused" else ["shared" if v["shared_input"] else "per-candidate"]))
+                    + (["shared" if v["shared_input"] else "per-candidate"] if v["kernel"] == "layer" else []))
 
 
 @pytest.fixture(scope="module")

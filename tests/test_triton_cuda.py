@@ -165,3 +165,19 @@ def test_bf16_option_trains(make_pair, monkeypatch):
     assert ((lb[fin] - lt[fin]).abs() / lt[fin]).max() < 5e-2
     assert all(p.dtype == torch.float32 for p in pop.params)
     assert math.isinf(lb[1])  # candidate 2 (dead) is at index 1 of ks
+
+
+@pytest.mark.parametrize("optimizer,precision,K", [("sgd", "ieee", 64), ("adamw", "tf32", 300)])
+def test_fit_multistep_against_reference(make_pair, optimizer, precision, K):
+    """``Population.fit`` at digits shape: the triton backend trains spans of steps in single launches of
+    the multi-step kernel; history and final state equal the other backend's step-by-step fit."""
+    pop, ref = make_pair(DIGITS, K, optimizer, precision, other="reference" if K <= 64 else "torch")
+    assert TritonBackend().steps_per_launch(pop.spec, B) > 1
+    x, y = data(DIGITS, 1000)
+    xv, yv = data(DIGITS, 200)
+    got, want = (p.fit(x, y, steps=8, batch_size=B, seed=2, x_val=xv, y_val=yv, eval_every=3, progress=False)
+                 for p in (pop, ref))
+    for s in range(8):
+        assert_losses_close(got["loss"][s], want["loss"][s], precision)
+    assert_close(pop, ref, precision)
+    assert not pop.alive[2] and pop.step_count[2] == 0

@@ -21,7 +21,7 @@ from metahp_fast import Population  # noqa: E402
 from metahp_fast.backends.base import ModelSpec  # noqa: E402
 from metahp_fast.backends.torch_backend import functional_step  # noqa: E402
 from metahp_fast.backends.triton_backend import TritonBackend  # noqa: E402
-from metahp_fast.kernels import fused_fits, fused_mlp_step, update_layer  # noqa: E402
+from metahp_fast.kernels import fused_fits, fused_mlp_step, fused_mlp_steps, steps_fit, update_layer  # noqa: E402
 from metahp_fast.kernels.fused_mlp import tma_allowed  # noqa: E402
 from metahp_fast.optimizers import adamw_update, sgd_update, update_coefficients  # noqa: E402
 
@@ -206,6 +206,106 @@ def test_fused_launcher_matches_torch(optimizer, nesterov, path):
     for n in names:
         assert_close_per_candidate(got_state[n], want[2][n], live, n)
     assert all(torch.equal(a[~live], b[~live]) for a, b in zip(got_params, params))
+
+
+#: The multi-step kernel with W1 and its state re-read from memory at every step (not in registers).
+STREAM_CONFIG = triton.Config({"CHUNK": 16, "W1_STREAM": True}, num_warps=4, num_stages=1)
+
+
+@pytest.mark.parametrize("w1", ["registers", "stream"])
+@pytest.mark.parametrize("optimizer,nesterov,schedule", [("sgd", False, False), ("sgd", True, True),
+                                                         ("adamw", False, True)])
+def test_multistep_launcher_matches_torch(optimizer, nesterov, schedule, w1):
+    """``fused_mlp_steps``: 5 steps in one launch, each on 29 rows gathered from a 61-row X with padded rows
+    (2 chunks of 16 under the interpreter), against 5 ``functional_step`` calls of the torch backend; from
+    non-zero optimizer state and step counts, a dead candidate, one that diverges within the span, and
+    (``schedule``) a different learning rate per step and candidate."""
+    D, H, C, B, N, S = 37, 53, 7, 29, 61, 5
+    assert steps_fit(B, D, H, C) and steps_fit(1000, 64, 128, 10) and not steps_fit(B, 65, 128, C)
+    spec = ModelSpec((D, H, C), optimizer=optimizer, nesterov=nesterov)
+    params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
+    names, state = _random_state(spec.shapes(), optimizer)
+    hp = hparams_for(optimizer)
+    hp["lr"][DIVERGING] = 1e12
+    steps = torch.tensor([0, 3, 10, 1, 5])
+    alive = torch.tensor([True, True, True, True, False])
+    x = torch.randn(N, D + 3)[:, :D]  # rows 40 floats apart
+    y = torch.randint(0, C, (N,))
+    idx = torch.stack([torch.randperm(N)[:B] for _ in range(S)])
+    lrs = hp["lr"] * torch.rand(S, K) if schedule else None
+    want = (None, params, state, steps, alive)
+    want_losses = []
+    for s in range(S):
+        want = functional_step(want[1], want[2], want[3], hp, want[4], x[idx[s]], y[idx[s]], spec,
+                               lr=None if lrs is None else lrs[s])
+        want_losses.append(want[0].masked_fill(~want[4], math.inf))
+    assert not want[4][DIVERGING] and want[3][DIVERGING] > steps[DIVERGING], "meant to diverge within the span"
+    got_state = {n: [t.clone() for t in v] for n, v in state.items()}
+    got_params = [p.clone() for p in params]
+    got_steps, got_alive = steps.clone(), alive.clone()
+    losses = fused_mlp_steps(x, y, idx, got_params, got_state[names[0]], got_state.get("exp_avg_sq"), hp,
+                             got_steps, got_alive, adamw=optimizer == "adamw", nesterov=nesterov,
+                             precision="ieee", lr_table=lrs, config=STREAM_CONFIG if w1 == "stream" else None)
+    assert losses.shape == (S, K)
+    for s in range(S):
+        assert_losses_close(losses[s], want_losses[s])
+    assert torch.equal(got_steps, want[3]) and torch.equal(got_alive, want[4])
+    live = want[4]
+    assert_close_per_candidate(got_params, want[1], live, "params")
+    for n in names:
+        assert_close_per_candidate(got_state[n], want[2][n], live, n)
+    assert all(torch.equal(a[DEAD], b[DEAD]) for a, b in zip(got_params, params))
+
+
+def test_multistep_launcher_rejects_bad_input():
+    spec = ModelSpec((37, 53, 7))
+    params = [torch.zeros(K, *s) for s in spec.shapes()]
+    state1 = [torch.zeros_like(p) for p in params]
+    hp = hparams_for("sgd")
+    x, y = torch.randn(61, 37), torch.randint(0, 7, (61,))
+    steps, alive = torch.zeros(K, dtype=torch.int64), torch.ones(K, dtype=torch.bool)
+
+    def run(idx=torch.zeros(3, 29, dtype=torch.int64), **kw):
+        return fused_mlp_steps(x, y, idx, params, state1, None, hp, steps, alive, adamw=False, **kw)
+    with pytest.raises(ValueError, match="idx"):
+        run(torch.zeros(29, dtype=torch.int64))
+    with pytest.raises(ValueError, match="idx"):
+        run(torch.zeros(3, 29))
+    with pytest.raises(ValueError, match="lr_table"):
+        run(lr_table=torch.ones(2, K))
+    with pytest.raises(ValueError, match="precision"):
+        run(precision="fp8")
+    wide = [torch.zeros(K, *s) for s in ModelSpec((100, 128, 7)).shapes()]
+    with pytest.raises(ValueError, match="steps_fit"):
+        fused_mlp_steps(torch.randn(61, 100), y, torch.zeros(3, 29, dtype=torch.int64), wide,
+                        [torch.zeros_like(p) for p in wide], None, hp, steps, alive, adamw=False)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fit_through_the_multistep_kernel_matches_reference(optimizer):
+    """``Population.fit`` on the triton backend trains spans of steps in single launches (between the
+    evaluations); its loss history, evaluations and final state equal the reference backend's, stepped one
+    step at a time, with a learning-rate schedule and a diverging and a dead candidate."""
+    layers, hp = (37, 53, 7), hparams_for(optimizer)
+    kw = dict(seed=3, init="independent")
+    pop = Population(layers, K, optimizer, hp, backend="triton", **kw)
+    ref = Population(layers, K, optimizer, hp, backend="reference", **kw)
+    assert TritonBackend().steps_per_launch(pop.spec, 29) > 1
+    for p in (pop, ref):
+        p.alive[DEAD] = False
+    x, y = batch(layers, "cross_entropy", 100)
+    xv, yv = batch(layers, "cross_entropy", 23)
+    sched = lambda t, base: base * (1.0 - t / 10)  # noqa: E731
+    got, want = (p.fit(x, y, steps=7, batch_size=29, seed=5, lr_schedule=sched, x_val=xv, y_val=yv,
+                       eval_every=3, progress=False) for p in (pop, ref))
+    assert got["eval_step"] == want["eval_step"] == [3, 6, 7]
+    for s in range(7):
+        assert_losses_close(got["loss"][s], want["loss"][s])
+    fin = torch.isfinite(want["val_loss"])
+    assert torch.equal(fin, torch.isfinite(got["val_loss"]))
+    assert torch.allclose(got["val_loss"][fin], want["val_loss"][fin], rtol=RTOL)
+    assert_same_state(pop, ref)
+    assert pop.steps_done == ref.steps_done == 7
 
 
 @pytest.mark.parametrize("shared_input", [True, False], ids=["shared-input", "per-candidate-input"])

@@ -64,3 +64,27 @@ class Backend(Protocol):
         ``lr`` (K,), if given, replaces ``state.hparams['lr']`` for this step (schedules). Returns the (K,)
         minibatch losses computed before the update, ``inf`` for candidates dead after this step. A candidate
         whose loss is not finite is marked dead and not updated."""
+
+
+def steps_per_launch(backend: Backend, spec: ModelSpec, batch: int) -> int:
+    """How many steps ``backend`` trains in one call of its optional ``steps`` method for ``spec`` at this
+    batch size; 1 where it has none (then :func:`run_steps` goes step by step)."""
+    fn = getattr(backend, "steps_per_launch", None)
+    return fn(spec, batch) if fn is not None else 1
+
+
+def run_steps(backend: Backend, state: PopulationState, x: Tensor, y: Tensor, idx: Tensor,
+              lr_table: Optional[Tensor] = None) -> Tensor:
+    """Train ``S = idx.shape[0]`` steps, step s on the rows ``idx[s]`` of (x, y) with learning rates
+    ``lr_table[s]`` (an (S, K) table, or None for the population's own); returns the (S, K) losses.
+
+    A backend may train a span of steps at once (the ``triton`` backend keeps small models on chip across
+    steps) through an optional method ``steps(state, x, y, idx, lr_table)`` with exactly these semantics;
+    otherwise this calls :meth:`Backend.step` once per row of ``idx``."""
+    if idx.shape[0] > 1 and steps_per_launch(backend, state.spec, idx.shape[1]) > 1:
+        return backend.steps(state, x, y, idx, lr_table)  # type: ignore[attr-defined]
+    if idx.shape[0] == 1:  # the common case, without a stacking kernel
+        return backend.step(state, x.index_select(0, idx[0]), y.index_select(0, idx[0]),
+                            None if lr_table is None else lr_table[0]).unsqueeze(0)
+    return torch.stack([backend.step(state, x.index_select(0, i), y.index_select(0, i),
+                                     None if lr_table is None else lr_table[s]) for s, i in enumerate(idx)])

@@ -1,6 +1,7 @@
 """The ``triton`` backend: one population step in fused Triton kernels (:mod:`metahp_fast.kernels`).
 
-Two paths, chosen per step from the architecture and the batch size (no host sync either way):
+Two paths, chosen per step from the architecture and the batch size (no host sync either way), and for
+``Population.fit`` a third:
 
 - **fused**, for the seed model (one hidden layer, relu, softmax cross-entropy) when the whole batch's hidden
   activations fit on chip (``kernels.fused_fits``): one launch for the whole population does forward, loss,
@@ -9,8 +10,11 @@ Two paths, chosen per step from the architecture and the batch size (no host syn
   the loss and the backward pass through the activations run as torch ops (the functions of
   :mod:`.torch_backend`), then one kernel per layer computes that layer's weight gradient tile by tile and
   applies the optimizer to it in place.
+- **many steps at once** (:meth:`TritonBackend.steps`, used by ``Population.fit`` through
+  :func:`~metahp_fast.backends.base.run_steps`), for small seed models (``kernels.steps_fit``, e.g. digits
+  64-128-10): one launch trains a span of steps, each candidate's weights and optimizer state held on chip.
 
-Both read the per-candidate hyperparameters, the step counts and the alive mask from device tensors, so
+All read the per-candidate hyperparameters, the step counts and the alive mask from device tensors, so
 changing hyperparameters never recompiles and nothing waits for the host. The semantics are those of
 :class:`~metahp_fast.backends.base.Backend` and of the ``torch`` backend exactly.
 
@@ -28,12 +32,16 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..kernels import PRECISIONS, fused_fits, fused_mlp_step, interpreting, update_layer
+from ..kernels import PRECISIONS, fused_fits, fused_mlp_step, fused_mlp_steps, interpreting, steps_fit, update_layer
 from ..optimizers import STATE_NAMES
 from .base import ModelSpec, PopulationState
 from .torch_backend import activation_backward, bmm, forward, loss_and_grad
 
 PRECISION_ENV = "METAHP_TRITON_PRECISION"
+#: Steps per launch of the multi-step kernel in ``Population.fit`` (fewer up to the next evaluation): long
+#: enough that loading and storing the weights once per launch is negligible, short enough for a live
+#: progress bar.
+SPAN = 250
 
 
 class TritonBackend:
@@ -72,6 +80,32 @@ class TritonBackend:
         """Whether a step of ``spec`` on a batch of ``batch`` rows runs as the single fused launch."""
         return (len(spec.layers) == 3 and spec.activation == "relu" and spec.loss == "cross_entropy"
                 and fused_fits(batch, *spec.layers))
+
+    def uses_multistep_kernel(self, spec: ModelSpec, batch: int) -> bool:
+        """Whether :meth:`steps` trains ``spec`` at this batch size with the multi-step kernel, the model
+        and its optimizer state kept on chip across steps (small seed models)."""
+        return (len(spec.layers) == 3 and spec.activation == "relu" and spec.loss == "cross_entropy"
+                and steps_fit(batch, *spec.layers))
+
+    def steps_per_launch(self, spec: ModelSpec, batch: int) -> int:
+        """Steps :meth:`steps` is worth calling with (1: no multi-step path for this model, go step by step)."""
+        return SPAN if self.uses_multistep_kernel(spec, batch) else 1
+
+    def steps(self, state: PopulationState, x: Tensor, y: Tensor, idx: Tensor,
+              lr_table: Optional[Tensor] = None) -> Tensor:
+        """``idx.shape[0]`` steps in one launch of the multi-step kernel, step s on rows ``idx[s]`` of (x, y)
+        (see :func:`metahp_fast.backends.base.run_steps`); only where :meth:`uses_multistep_kernel`."""
+        spec = state.spec
+        if not self.uses_multistep_kernel(spec, idx.shape[1]):
+            raise ValueError(f"the multi-step kernel does not take layers {spec.layers} at batch {idx.shape[1]}")
+        adamw = spec.optimizer == "adamw"
+        hp = _kernel_hparams(state, None)
+        lr_table = None if lr_table is None else lr_table.to(torch.float32).contiguous()
+        return fused_mlp_steps(x.contiguous(), y.contiguous(), idx, state.params,
+                               state.opt_state[STATE_NAMES[spec.optimizer][0]],
+                               state.opt_state["exp_avg_sq"] if adamw else None, hp, state.step_count,
+                               state.alive, adamw=adamw, nesterov=spec.nesterov, precision=self.precision,
+                               lr_table=lr_table)
 
     def step(self, state: PopulationState, x: Tensor, y: Tensor, lr: Optional[Tensor] = None) -> Tensor:
         spec = state.spec

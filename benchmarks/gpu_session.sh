@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The prepared run for a GPU machine, in order of what matters most should time run short: install, every
+# kernel configuration checked and timed alone, the GPU check (1000 digits steps first, through fit() with the
+# fastest multi-step configuration just measured), then the CUDA tests.
+# About 8 minutes on an H100/H200 (stage limits: KC_S, GC_S, TEST_S seconds):   OUT=/some/dir bash benchmarks/gpu_session.sh
+set -u
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+python3 -m pip install -q --no-deps --no-build-isolation -e . >/tmp/install.log 2>&1 || { tail -20 /tmp/install.log; exit 1; }
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
+timeout ${KC_S:-200} python3 -m benchmarks.kernel_configs --focus --out "$OUT" >"$OUT/kernel_configs.log" 2>&1
+grep -A12 "^Multi-step kernel" "$OUT/kernel_configs.log"
+BEST=$(python3 - "$OUT" <<'PY'
+import json, sys
+from metahp_fast.kernels.fused_mlp_multistep import CONFIGS
+from benchmarks.kernel_configs import multistep_name
+try:
+    rows = [r for r in json.load(open(sys.argv[1] + "/kernel_configs.json"))["multistep_rows"]
+            if r.get("ok") and r["case"].endswith("sgd-K4096")]
+    best = min(rows, key=lambda r: r["run_s"])["config"]
+    print(next(i for i, c in enumerate(CONFIGS) if multistep_name(c) == best))
+except Exception:
+    print(0)
+PY
+)
+echo "multi-step configuration for fit(): $BEST"
+timeout ${GC_S:-150} python3 -m benchmarks.gpu_check --sections thousand,device,timing,check --budget-s $(( ${GC_S:-150} - 25 )) \
+    --multistep-config "$BEST" --out "$OUT" >"$OUT/gpu_check.log" 2>&1
+grep -A10 "^## Digits, 1000" "$OUT/gpu_check.log"
+grep -A6 "^## Issue 3 targets" "$OUT/gpu_check.log" | head -6
+# the multi-step tests first (the newest code), then the others
+{ timeout ${TEST_S:-100} python3 -m pytest -q -p no:cacheprovider tests/test_triton_cuda.py -k multistep
+  timeout ${TEST_S:-100} python3 -m pytest -q -p no:cacheprovider tests/test_triton_cuda.py -k "not multistep"
+} >"$OUT/cuda_tests.txt" 2>&1
+grep -E "passed|failed|error|Error|assert" "$OUT/cuda_tests.txt" | tail -15
