@@ -104,10 +104,9 @@ def run_case(case: Case, configs: list, bandwidth: float, device: str = "cuda", 
 
 
 def multistep_name(cfg: triton.Config) -> str:
-    """A multi-step configuration's short label, e.g. ``C32-w8`` (batch rows per chunk, warps), ``-stream``
-    where W1 and its state stay in memory, ``-r128`` for a register cap."""
-    return (f"C{cfg.kwargs['CHUNK']}-w{cfg.num_warps}-s{cfg.num_stages}"
-            + ("-stream" if cfg.kwargs.get("W1_STREAM") else "") + (f"-r{cfg.maxnreg}" if cfg.maxnreg else ""))
+    """A multi-step configuration's short label, e.g. ``C32-w4-s1`` (batch rows per chunk, warps, stages),
+    ``-r128`` for a register cap."""
+    return f"C{cfg.kwargs['CHUNK']}-w{cfg.num_warps}-s{cfg.num_stages}" + (f"-r{cfg.maxnreg}" if cfg.maxnreg else "")
 
 
 def run_multistep_case(case: Case, configs: list, device: str = "cuda", steps: int = 1000,

@@ -16,6 +16,11 @@ only writes ``inf`` losses; one whose loss is not finite is marked dead, keeps i
 
 Only small models take this path (:func:`steps_fit`): the weights, state and gradient accumulators of one
 candidate must live in one program's registers.
+
+Measured on an H100 (Triton 3.6, tf32, batch 128, ``benchmarks/results/h100/``): digits 64-128-10, K = 4096,
+1000 SGD steps in 0.451 s (1000 launches of the single-step kernel: 0.687 s), AdamW in 0.562 s. Each program is a serial chain
+of small products (CHUNK x 64 x 128 and the like) with shared-memory round trips between them, so the time
+goes to latency; two programs per SM (4 warps each) hide part of it.
 """
 from typing import Optional
 
@@ -24,36 +29,33 @@ import triton
 import triton.language as tl
 
 from .common import PRECISIONS, block, interpreting, mm
-from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update, update_tile
+from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update
 
-#: Largest padded D x H whose W1, its state and its gradient stay in registers (8 warps: 32 registers per
-#: thread for each such array): digits 64-128-10 and anything smaller.
+#: Largest padded D x H whose W1, its state and its gradient stay in registers (64 registers per thread for
+#: each such array at 4 warps): digits 64-128-10 and anything smaller.
 MAX_INPUT_HIDDEN = 64 * 128
 #: Largest padded hidden width and class count.
 MAX_HIDDEN = 128
 MAX_CLASSES = 16
 
-#: Configurations (rows of the batch per chunk, W1 in registers or streamed, warps, pipeline stages of the
-#: chunk loop, register cap). No autotuning: a launch runs a whole span of steps, so timing every configuration
-#: at the first call would cost several spans; DEFAULT_CONFIG is the one used, the others are timed beside it
-#: by ``benchmarks/kernel_configs.py``. ptxas (sm_90, digits 64-128-10, SGD) gives every 8-warp configuration
-#: 255 registers per thread (296 bytes of spills at CHUNK 32, 2 KB from CHUNK 64 up); 4 warps and the 128
-#: register cap fit two programs per SM at 1-2 KB of spills; 16 warps get 128 registers. First H100 run
-#: (Triton 3.6, digits K=4096, SGD, 1000 steps): CHUNK 32 / 8 warps 0.554 s, CHUNK 16 0.735 s; CHUNK 64 /
-#: 8 warps faulted (illegal address; not reproduced by the interpreter) and is not offered.
+#: Configurations (rows of the batch per chunk, warps, pipeline stages of the chunk loop). No autotuning: a
+#: launch runs a whole span of steps, so timing every configuration at the first call would cost several
+#: spans. DEFAULT_CONFIG, the first, was the fastest on an H100 (Triton 3.6, digits 64-128-10, K=4096, 1000
+#: steps in one launch, ``benchmarks/results/h100/kernel_configs.md``): 0.451 s SGD, 0.562 s AdamW. ptxas
+#: gives it 255 registers per thread and 2 KB of spills, but 4 warps at 255 registers let two programs share
+#: an SM, which hides the latency of one program's chain of small products behind the other's. Next: CHUNK 32
+#: with 8 warps (one program per SM, 296 bytes of spills) 0.540 s, the same with the chunk loads pipelined
+#: 0.619 s. Measured and dropped: CHUNK 16 (0.731 s), 16 warps (0.889 s), W1 and its state re-read from L2
+#: at every step instead of kept in registers (0.698 s; 0.868 s with a 128-register cap for two programs per
+#: SM); CHUNK 64 with 8 warps faulted (illegal address; not reproduced by the interpreter).
 CONFIGS = [
-    triton.Config({"CHUNK": 32, "W1_STREAM": False}, num_warps=8, num_stages=1),
-    triton.Config({"CHUNK": 32, "W1_STREAM": False}, num_warps=8, num_stages=3),
-    triton.Config({"CHUNK": 16, "W1_STREAM": False}, num_warps=8, num_stages=3),
-    triton.Config({"CHUNK": 32, "W1_STREAM": False}, num_warps=16, num_stages=1),
-    triton.Config({"CHUNK": 32, "W1_STREAM": False}, num_warps=4, num_stages=1),
-    triton.Config({"CHUNK": 32, "W1_STREAM": True}, num_warps=8, num_stages=1),
-    triton.Config({"CHUNK": 32, "W1_STREAM": True}, num_warps=8, num_stages=1, maxnreg=128),
-    triton.Config({"CHUNK": 16, "W1_STREAM": True}, num_warps=8, num_stages=3, maxnreg=128),
+    triton.Config({"CHUNK": 32}, num_warps=4, num_stages=1),
+    triton.Config({"CHUNK": 32}, num_warps=8, num_stages=1),
+    triton.Config({"CHUNK": 32}, num_warps=8, num_stages=3),
 ]
 DEFAULT_CONFIG = CONFIGS[0]
 #: Under the interpreter: small chunks, so that a test batch of a few dozen rows spans several chunks.
-INTERPRETER_CONFIG = triton.Config({"CHUNK": 16, "W1_STREAM": False}, num_warps=4, num_stages=1)
+INTERPRETER_CONFIG = triton.Config({"CHUNK": 16}, num_warps=4, num_stages=1)
 
 
 @triton.jit
@@ -67,7 +69,6 @@ def fused_mlp_steps_kernel(
     S, K, B, D, H, C, stride_xn,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr, CHUNK: tl.constexpr,
     OPTIMIZER: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr, LR_TABLE: tl.constexpr,
-    W1_STREAM: tl.constexpr,
 ):
     """S training steps of candidate ``k = program_id(0)``, its weights and state held in registers.
 
@@ -88,9 +89,6 @@ def fused_mlp_steps_kernel(
         CHUNK: Batch rows per forward/backward chunk (autotuned).
         OPTIMIZER, NESTEROV, PRECISION: As in the single-step kernel.
         LR_TABLE: Whether ``lr_ptr`` is an (S, K) per-step table (a schedule).
-        W1_STREAM: Keep W1 and its optimizer state in device memory (in L2 across steps: a few dozen KB per
-            live program) instead of registers: each step reads W1, and the update reads and writes it and its
-            state. Frees registers for more programs per SM (autotuned).
     """
     k = tl.program_id(0).to(tl.int64)
     offs_r = tl.arange(0, CHUNK)
@@ -105,13 +103,8 @@ def fused_mlp_steps_kernel(
         # the candidate's whole model and optimizer state, loaded once; padding is zero and stays zero
         w1_offs = k * D * H + offs_d[:, None] * H + offs_h[None, :]
         mask_dh = mask_d[:, None] & mask_h[None, :]
-        if W1_STREAM:
-            w1 = tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32)  # read at every step instead
-            w1_s1 = w1
-            w1_s2 = w1
-        else:
-            w1, w1_s1, w1_s2 = load_state(w1_ptr + w1_offs, w1_s1_ptr + w1_offs, w1_s2_ptr + w1_offs, mask_dh,
-                                          OPTIMIZER)
+        w1, w1_s1, w1_s2 = load_state(w1_ptr + w1_offs, w1_s1_ptr + w1_offs, w1_s2_ptr + w1_offs, mask_dh,
+                                      OPTIMIZER)
         b1_offs = k * H + offs_h
         b1, b1_s1, b1_s2 = load_state(b1_ptr + b1_offs, b1_s1_ptr + b1_offs, b1_s2_ptr + b1_offs, mask_h,
                                       OPTIMIZER)
@@ -125,8 +118,6 @@ def fused_mlp_steps_kernel(
         step = tl.load(step_ptr + k)
         for s in range(S):
             if alive:
-                if W1_STREAM:
-                    w1 = tl.load(w1_ptr + w1_offs, mask=mask_dh, other=0.0)
                 # forward and backward chunk by chunk, the gradients summed over the batch
                 dw1 = tl.zeros((BLOCK_D, BLOCK_H), dtype=tl.float32)
                 dw2t = tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32)
@@ -164,14 +155,7 @@ def fused_mlp_steps_kernel(
                     lr_row = lr_ptr + s * K if LR_TABLE else lr_ptr
                     c0, c1, c2, c3, c4, c5 = load_coefficients(k, step.to(tl.float32), lr_row, wd_ptr, beta1_ptr,
                                                                beta2_ptr, eps_ptr, OPTIMIZER)
-                    if W1_STREAM:
-                        # every thread's stores must be visible to the others before the next step's load
-                        update_tile(w1_ptr + w1_offs, w1_s1_ptr + w1_offs, w1_s2_ptr + w1_offs, dw1, mask_dh,
-                                    c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
-                        tl.debug_barrier()
-                    else:
-                        w1, w1_s1, w1_s2 = update(w1, dw1, w1_s1, w1_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER,
-                                                  NESTEROV)
+                    w1, w1_s1, w1_s2 = update(w1, dw1, w1_s1, w1_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
                     b1, b1_s1, b1_s2 = update(b1, db1, b1_s1, b1_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
                     w2, w2_s1, w2_s2 = update(w2, tl.trans(dw2t), w2_s1, w2_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER,
                                               NESTEROV)
@@ -181,9 +165,8 @@ def fused_mlp_steps_kernel(
                     tl.store(loss_ptr + s * K + k, float("inf"))
             else:
                 tl.store(loss_ptr + s * K + k, float("inf"))
-        if not W1_STREAM:
-            store_state(w1_ptr + w1_offs, w1_s1_ptr + w1_offs, w1_s2_ptr + w1_offs, w1, w1_s1, w1_s2, mask_dh,
-                        OPTIMIZER)
+        store_state(w1_ptr + w1_offs, w1_s1_ptr + w1_offs, w1_s2_ptr + w1_offs, w1, w1_s1, w1_s2, mask_dh,
+                    OPTIMIZER)
         store_state(b1_ptr + b1_offs, b1_s1_ptr + b1_offs, b1_s2_ptr + b1_offs, b1, b1_s1, b1_s2, mask_h,
                     OPTIMIZER)
         store_state(w2_ptr + w2_offs, w2_s1_ptr + w2_offs, w2_s2_ptr + w2_offs, w2, w2_s1, w2_s2, mask_hc,
@@ -215,8 +198,9 @@ def fused_mlp_steps(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, params:
     Args:
         x: (N, D) fp32 data (any row stride; features contiguous); y: (N,) int64 labels in [0, C).
         idx: (S, B) integer row indices, one minibatch per step, shared by all candidates.
-        params, state1, state2, hparams, step_count, alive, adamw, nesterov, precision, config: as for
+        params, state1, state2, hparams, step_count, alive, adamw, nesterov, precision: as for
             :func:`.fused_mlp.fused_mlp_step`.
+        config: a configuration (see :data:`CONFIGS`) to run instead of :data:`DEFAULT_CONFIG`.
         lr_table: (S, K) fp32 learning rates per step (a schedule); None: ``hparams["lr"]`` at every step.
 
     Returns:
