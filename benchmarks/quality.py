@@ -55,10 +55,11 @@ def mnist1d_accuracy(seed: int = 0) -> dict:
 
 
 #: The meta-learner's evaluation: its methods against the baselines at equal trial counts, on held-out datasets.
-META_COMPARED = (*META_METHODS, "random16", "sh", "tpe16")
+META_COMPARED = (*META_METHODS, "random16", "sh16", "sh", "tpe16")
 META_NOTE = ("wine, breast_cancer and iris are held out: the pretrained meta-learner (metahp_fast/meta/"
              "pretrained_sgd.pt, see its .json sidecar) never saw them. meta0 trains one candidate at g's "
-             "prediction; meta+sh16 is a 16-training successive-halving round centred on it; constant trains one "
+             "prediction; meta+sh16 is a 16-training successive-halving round warm-started from it (half its first rung "
+             "around the prediction, half drawn from the space; sh16 is the same round without g); constant trains one "
              "candidate at the single best average configuration over the meta-training tasks. Their seconds "
              "include g's prediction (task encoding and forward pass).")
 

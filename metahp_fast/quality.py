@@ -55,12 +55,14 @@ DEFAULT_TASKS = (HarnessTask("digits"), HarnessTask("wine"), HarnessTask("breast
                  HarnessTask("mnist1d", steps=600), HarnessTask("teacher"))
 #: The methods compared, by the label used in the tables.
 METHODS = {
-    "random16": Method("random", 16), "random64": Method("random", 64), "sh": Method("sh", 64),
+    "random16": Method("random", 16), "random64": Method("random", 64), "sh16": Method("sh", 16),
+    "sh": Method("sh", 64),
     "hyperband": Method("hyperband", 64), "pbt": Method("pbt", 64), "es": Method("es", 64),
     "tpe16": Method("tpe", 16), "tpe64": Method("tpe", 64),
 }
 #: The meta-learner's methods: zero-shot (one training at g's prediction), g + a 16-candidate successive-halving
-#: round around it, and the constant predictor (one training at the best average configuration).
+#: round warm-started from it (half the first rung around the prediction, half drawn from the space: the tuners'
+#: ``init_mix``), and the constant predictor (one training at the best average configuration).
 META_METHODS = {
     "meta0": Method("random", 1, init="meta"), "meta+sh16": Method("sh", 16, init="meta"),
     "constant": Method("random", 1, init="constant"),

@@ -140,7 +140,7 @@ def test_es_gradient_moves_the_center_downhill(task):
 def test_init_warm_starts_the_first_candidate(task):
     space = SearchSpace.default("sgd")
     init = space.to_unconstrained({"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4})[0]
-    res = RandomSearch(init=init, init_spread=0.1, **SMALL).run(task, 4, seed=0)
+    res = RandomSearch(init=init, init_spread=0.1, init_mix=0.0, **SMALL).run(task, 4, seed=0)
     first = min(res.trials, key=lambda t: t["id"])
     assert first["hparams"]["lr"] == pytest.approx(0.05, rel=1e-6)
     assert first["hparams"]["momentum"] == pytest.approx(0.9, rel=1e-6)
@@ -149,6 +149,23 @@ def test_init_warm_starts_the_first_candidate(task):
     pytest.importorskip("optuna")
     tpe = TPE(init=init, **SMALL).run(task, 2, seed=0)
     assert min(tpe.trials, key=lambda t: t["id"])["hparams"]["lr"] == pytest.approx(0.05, rel=1e-6)
+
+
+def test_init_mix_draws_a_share_of_the_candidates_from_the_space(task):
+    """By default half the initial candidates hedge against a poor warm start: drawn from the whole space,
+    exactly the draws a run without ``init`` makes for those slots; the rest stay near the center."""
+    space = SearchSpace.default("sgd")
+    init = space.to_unconstrained({"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4})[0]
+    warm = RandomSearch(init=init, init_spread=0.1, **SMALL).run(task, 8, seed=0)
+    cold = RandomSearch(**SMALL).run(task, 8, seed=0)
+    lr = {t["id"]: t["hparams"]["lr"] for t in warm.trials}
+    near = [lr[i] for i in range(4)]
+    assert near[0] == pytest.approx(0.05, rel=1e-6) and max(near) / min(near) < math.exp(4 * 0.1)
+    cold_lr = {t["id"]: t["hparams"]["lr"] for t in cold.trials}
+    assert [lr[i] for i in range(4, 8)] == pytest.approx([cold_lr[i] for i in range(4, 8)], rel=1e-6)
+    for bad in (1.0, -0.1, "half", True):
+        with pytest.raises(ValueError, match="init_mix"):
+            RandomSearch(init=init, init_mix=bad, **SMALL)
 
 
 def test_runs_are_deterministic_by_seed(task):

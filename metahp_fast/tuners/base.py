@@ -68,7 +68,9 @@ class Tuner:
         hidden, activation, nesterov: the architecture and update rule of every candidate.
         steps: steps of one full training; batch_size: its minibatch size.
         objective: what to minimise on the validation split: ``"loss"`` or ``"error"`` (1 - accuracy).
-        init: a center ``u`` (d,) for the initial candidates (warm start), spread by ``init_spread`` in u.
+        init: a center ``u`` (d,) for the initial candidates (warm start), spread by ``init_spread`` in u;
+            ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
+            (a prediction for a dataset unlike any seen in meta-training).
         eval_every: steps between validation evaluations for learning curves (default: 10 per training).
         backend, device, dtype: where the populations run.
         progress: show a progress bar over the budget."""
@@ -78,7 +80,7 @@ class Tuner:
     def __init__(self, space: Optional[SearchSpace] = None, *, optimizer: Optional[str] = None,
                  hidden: Sequence[int] = (128,), steps: int = 300, batch_size: int = 128, activation: str = "relu",
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
-                 eval_every: Optional[int] = None, backend: str = "auto", device: str = "cpu",
+                 init_mix: float = 0.5, eval_every: Optional[int] = None, backend: str = "auto", device: str = "cpu",
                  dtype: torch.dtype = torch.float32, progress: bool = False):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
@@ -93,6 +95,9 @@ class Tuner:
         self.objective = objective
         self.init = None if init is None else check_u("init", init, self.space)[0]
         self.init_spread = _positive("init_spread", init_spread)
+        if not isinstance(init_mix, (int, float)) or isinstance(init_mix, bool) or not 0 <= init_mix < 1:
+            raise ValueError(f"init_mix must be a fraction in [0, 1); got {init_mix!r}")
+        self.init_mix = float(init_mix)
         self.progress = bool(progress)
 
     def settings(self) -> dict[str, Any]:
@@ -200,16 +205,19 @@ class TuningRun:
         return torch.maximum(torch.minimum(u, hi), lo)
 
     def initial_u(self, n: int, key: int) -> Tensor:
-        """``n`` starting points (n, d): draws from the space, or around the tuner's ``init`` (the first
-        exactly at it) when one is given."""
+        """``n`` starting points (n, d): draws from the space, or, when the tuner has an ``init``, a Gaussian
+        around it (the first exactly at it) for all but ``init_mix`` of them, which are drawn from the space."""
         gen_seed = self.seed_for(key)
         init = self.tuner.init
+        values = self.space.sample(n, seed=gen_seed)
+        drawn = self.space.to_unconstrained({k: values[k] for k in self.space.dims})
         if init is None:
-            values = self.space.sample(n, seed=gen_seed)
-            return self.space.to_unconstrained({k: values[k] for k in self.space.dims})
-        noise = torch.randn(n, init.numel(), generator=torch.Generator().manual_seed(gen_seed), dtype=torch.float64)
+            return drawn
+        near = max(1, n - int(self.tuner.init_mix * n))
+        noise = torch.randn(near, init.numel(), generator=torch.Generator().manual_seed(gen_seed),
+                            dtype=torch.float64)
         noise[0] = 0
-        return self.clamp_u(init + self.tuner.init_spread * noise)
+        return torch.cat([self.clamp_u(init + self.tuner.init_spread * noise).to(drawn.dtype), drawn[near:]])
 
     def population(self, u: Tensor) -> Population:
         """A population with one candidate per row of ``u``, from the run's shared initial weights."""
