@@ -91,6 +91,23 @@ def _prune(configs, named_args, **kwargs):
 
 
 @triton.jit
+def softmax_xent(z2, labels, offs_c, mask_rows, mask_c, B):
+    """Softmax cross-entropy of a block of logits ``z2`` (rows, BLOCK_C) against ``labels``: returns the sum of
+    the rows' losses and its gradient with respect to ``z2`` divided by ``B`` (the batch mean's gradient).
+    Padded classes (``mask_c`` false) count as -inf logits, padded rows (``mask_rows`` false) for nothing.
+    Shared by the single-step and the multi-step kernel."""
+    z2 = tl.where(mask_c[None, :], z2, float("-inf"))
+    row_max = tl.max(z2, axis=1)
+    e = tl.exp(z2 - row_max[:, None])
+    sum_e = tl.sum(e, axis=1)
+    onehot = offs_c[None, :] == labels[:, None]
+    z_label = tl.sum(tl.where(onehot, z2, 0.0), axis=1)
+    loss = tl.sum(tl.where(mask_rows, row_max + tl.log(sum_e) - z_label, 0.0), axis=0)
+    g2 = (e / sum_e[:, None] - onehot.to(tl.float32)) / B
+    return loss, tl.where(mask_rows[:, None] & mask_c[None, :], g2, 0.0)
+
+
+@triton.jit
 def w1_tile_gradient(x_rows, d, mask_b, D, dz1, PRECISION: tl.constexpr):
     """dW1 for the input features ``d`` (a tile of BLOCK_D indices): ``X[:, d]^T dZ1``, (BLOCK_D, BLOCK_H);
     ``x_rows`` points at the rows of X, features past D read as zero. Shared by both pass-2 paths."""
@@ -178,22 +195,14 @@ def fused_mlp_step_kernel(
             z1 = mm(x, w1, z1, PRECISION)
         a1 = tl.maximum(z1 + b1[None, :], 0.0, propagate_nan=tl.PropagateNan.ALL)
 
-        # logits and softmax cross-entropy; padded classes are -inf, padded rows count for nothing
+        # logits, softmax cross-entropy and its gradient
         z2 = mm(a1, w2, tl.zeros((BLOCK_B, BLOCK_C), dtype=tl.float32), PRECISION) + b2[None, :]
-        z2 = tl.where(mask_c[None, :], z2, float("-inf"))
-        row_max = tl.max(z2, axis=1)
-        e = tl.exp(z2 - row_max[:, None])
-        sum_e = tl.sum(e, axis=1)
-        onehot = offs_c[None, :] == labels[:, None]
-        z_label = tl.sum(tl.where(onehot, z2, 0.0), axis=1)
-        row_loss = row_max + tl.log(sum_e) - z_label
-        loss = tl.sum(tl.where(mask_b, row_loss, 0.0), axis=0) / B
+        loss, g2 = softmax_xent(z2, labels, offs_c, mask_b, mask_c, B)
+        loss = loss / B
 
         if tl.abs(loss) < float("inf"):
             # backward through the head with the old W2; dW2 is formed as (G2^T A1)^T so that the large
             # A1 is never transposed in registers
-            g2 = (e / sum_e[:, None] - onehot.to(tl.float32)) / B
-            g2 = tl.where(mask_b[:, None] & mask_c[None, :], g2, 0.0)
             dw2 = tl.trans(mm(tl.trans(g2), a1, tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32), PRECISION))
             da1 = mm(g2, tl.trans(w2), tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32), PRECISION)
             dz1 = tl.where(a1 > 0.0, da1, 0.0)

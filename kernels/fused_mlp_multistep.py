@@ -29,6 +29,7 @@ import triton
 import triton.language as tl
 
 from .common import PRECISIONS, block, interpreting, mm
+from .fused_mlp import _check_layout, softmax_xent
 from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update
 
 #: Largest padded D x H whose W1, its state and its gradient stay in registers (64 registers per thread for
@@ -133,15 +134,8 @@ def fused_mlp_steps_kernel(
                     z1 = mm(x, w1, tl.zeros((CHUNK, BLOCK_H), dtype=tl.float32), PRECISION)
                     a1 = tl.maximum(z1 + b1[None, :], 0.0, propagate_nan=tl.PropagateNan.ALL)
                     z2 = mm(a1, w2, tl.zeros((CHUNK, BLOCK_C), dtype=tl.float32), PRECISION) + b2[None, :]
-                    z2 = tl.where(mask_c[None, :], z2, float("-inf"))
-                    row_max = tl.max(z2, axis=1)
-                    e = tl.exp(z2 - row_max[:, None])
-                    sum_e = tl.sum(e, axis=1)
-                    onehot = offs_c[None, :] == labels[:, None]
-                    z_label = tl.sum(tl.where(onehot, z2, 0.0), axis=1)
-                    loss += tl.sum(tl.where(mask_r, row_max + tl.log(sum_e) - z_label, 0.0), axis=0)
-                    g2 = (e / sum_e[:, None] - onehot.to(tl.float32)) / B
-                    g2 = tl.where(mask_r[:, None] & mask_c[None, :], g2, 0.0)
+                    chunk_loss, g2 = softmax_xent(z2, labels, offs_c, mask_r, mask_c, B)
+                    loss += chunk_loss
                     dw2t = mm(tl.trans(g2), a1, dw2t, PRECISION)
                     db2 += tl.sum(g2, axis=0)
                     da1 = mm(g2, tl.trans(w2), tl.zeros((CHUNK, BLOCK_H), dtype=tl.float32), PRECISION)
@@ -218,7 +212,6 @@ def fused_mlp_steps(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, params:
         raise ValueError(f"fused_mlp_steps does not take input {D}, hidden {H}, classes {C}; see steps_fit")
     if lr_table is not None and (lr_table.shape != (S, K) or lr_table.dtype != torch.float32):
         raise ValueError(f"lr_table must be a ({S}, {K}) float32 tensor; got {tuple(lr_table.shape)}")
-    from .fused_mlp import _check_layout
     _check_layout(x, y, params, state1, state2, step_count, alive)
     idx = idx.to(torch.int32).contiguous()
     if state2 is None:  # SGD: never read
