@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from .common import RESULTS, pivot_table
+from .test_fit_speed import FIT_RESULTS
 
 
 LOAD_AT_START = os.getloadavg()
@@ -29,6 +30,11 @@ def pytest_terminal_summary(terminalreporter):
         for value, what in (("cand_steps_per_s", "median round"), ("cand_steps_per_s_best", "best round")):
             terminalreporter.section(f"candidate-steps per second ({what})")
             terminalreporter.write_line(pivot_table(RESULTS, value))
+    if FIT_RESULTS:
+        terminalreporter.section("candidate-steps per second through Population.fit (median round)")
+        terminalreporter.write_line(pivot_table(FIT_RESULTS, methods=("torch fit", "triton fit"),
+                                                ratios=(("triton fit", "torch fit"),)))
+    if RESULTS or FIT_RESULTS:
         terminalreporter.write_line(f"load average (1, 5, 15 min) at start {_load(LOAD_AT_START)}, "
                                     f"at end {_load(os.getloadavg())}; {os.cpu_count()} cores, "
                                     f"{torch.get_num_threads()} torch threads")
