@@ -168,6 +168,20 @@ def _random_state(shapes, optimizer):
     return names, state
 
 
+def _launcher_inputs(layers, optimizer, nesterov, diverging_lr):
+    """What the launcher tests start from: the spec, random weights, non-zero optimizer state, mixed
+    hyperparameters (candidate DIVERGING at ``diverging_lr``), non-zero step counts, candidate DEAD dead."""
+    spec = ModelSpec(layers, optimizer=optimizer, nesterov=nesterov)
+    params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
+    names, state = _random_state(spec.shapes(), optimizer)
+    hp = hparams_for(optimizer)
+    hp["lr"][DIVERGING] = diverging_lr
+    steps = torch.tensor([0, 3, 10, 1, 5])
+    alive = torch.ones(K, dtype=torch.bool)
+    alive[DEAD] = False
+    return spec, params, names, state, hp, steps, alive
+
+
 #: Pass 2 through tensor descriptors (TMA on Hopper, emulated by the interpreter), 3 tiles of 16 rows over
 #: D = 37 (the last one partly outside W1: the copy engine zero-fills and clips it). H = 48: rows of 192 bytes
 #: (Triton 3.5's interpreter wrongly wants strides that are multiples of 16 elements).
@@ -184,13 +198,7 @@ def test_fused_launcher_matches_torch(optimizer, nesterov, path):
     assert fused_fits(B, D, H, C) and not fused_fits(1024, D, 200, C)
     assert tma_allowed(torch.empty(1), H) == (path == "tma")
     assert not tma_allowed(torch.empty(1), 48, (torch.empty(9)[1:],))  # a W1 starting off a 16-byte boundary
-    spec = ModelSpec((D, H, C), optimizer=optimizer, nesterov=nesterov)
-    params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
-    names, state = _random_state(spec.shapes(), optimizer)
-    hp = hparams_for(optimizer)
-    hp["lr"][DIVERGING] = 0.01
-    steps = torch.tensor([0, 3, 10, 1, 5])
-    alive = torch.tensor([True, True, True, True, False])
+    spec, params, names, state, hp, steps, alive = _launcher_inputs((D, H, C), optimizer, nesterov, 0.01)
     x, y = batch((D, H, C), "cross_entropy", B)
     want = functional_step(params, state, steps, hp, alive, x, y, spec)
     got_state = {n: [t.clone() for t in v] for n, v in state.items()}
@@ -217,13 +225,7 @@ def test_multistep_launcher_matches_torch(optimizer, nesterov, schedule):
     (``schedule``) a different learning rate per step and candidate."""
     D, H, C, B, N, S = 37, 53, 7, 29, 61, 5
     assert steps_fit(B, D, H, C) and steps_fit(1000, 64, 128, 10) and not steps_fit(B, 65, 128, C)
-    spec = ModelSpec((D, H, C), optimizer=optimizer, nesterov=nesterov)
-    params = [torch.randn(K, *s) * 0.2 for s in spec.shapes()]
-    names, state = _random_state(spec.shapes(), optimizer)
-    hp = hparams_for(optimizer)
-    hp["lr"][DIVERGING] = 1e12
-    steps = torch.tensor([0, 3, 10, 1, 5])
-    alive = torch.tensor([True, True, True, True, False])
+    spec, params, names, state, hp, steps, alive = _launcher_inputs((D, H, C), optimizer, nesterov, 1e12)
     x = torch.randn(N, D + 3)[:, :D]  # rows 40 floats apart
     y = torch.randint(0, C, (N,))
     idx = torch.stack([torch.randperm(N)[:B] for _ in range(S)])
