@@ -101,7 +101,8 @@ class TritonBackend:
         adamw = spec.optimizer == "adamw"
         hp = _kernel_hparams(state, None)
         lr_table = None if lr_table is None else lr_table.to(torch.float32).contiguous()
-        return fused_mlp_steps(x.contiguous(), y.contiguous(), idx, state.params,
+        x = x if x.stride(1) == 1 else x.contiguous()  # rows may be strided: no copy of the whole dataset
+        return fused_mlp_steps(x, y.contiguous(), idx, state.params,
                                state.opt_state[STATE_NAMES[spec.optimizer][0]],
                                state.opt_state["exp_avg_sq"] if adamw else None, hp, state.step_count,
                                state.alive, adamw=adamw, nesterov=spec.nesterov, precision=self.precision,
