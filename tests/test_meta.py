@@ -12,6 +12,7 @@ from metahp_fast import SearchSpace
 from metahp_fast.meta import (FEATURES, HELD_OUT, MetaConfig, MetaLearner, MetaTask, TaskDistribution,
                               check_not_held_out, encode)
 from metahp_fast.meta import learner as learner_mod
+from metahp_fast.tuners import TUNERS
 from metahp_fast.tasks import from_arrays, gaussian_mixture_data, load_task
 from metahp_fast.training import TrainConfig, validation_objective
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
@@ -201,3 +202,30 @@ def test_cli_predict_meta_train_and_warm_started_tune(tmp_path, capsys):
     assert "warm start: none (optimizer: no pretrained meta-learner for 'adamw'" in capsys.readouterr().out
     assert cli.main(["predict", "--data", "iris", "--model", str(tmp_path / "missing.pt")]) == 2
     assert "path: no meta-learner file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["random", "sh", "es", "tpe"])
+def test_every_tuner_takes_a_meta_learner_as_warm_start(method):
+    """``init=MetaLearner`` centers the run on g's prediction for the task being tuned: the first candidate
+    (ES: the first center; TPE: the first trial) is exactly that prediction."""
+    if method == "tpe":
+        pytest.importorskip("optuna")
+    g = MetaLearner.pretrained()
+    task = load_task("iris", seed=0)
+    want = g.predict(task, steps=30, batch_size=32)
+    kw = dict(hidden=(16,), steps=30, batch_size=32, backend="torch")
+    if method == "es":
+        res = TUNERS[method](init=g, n_pairs=2, **kw).run(task, 5, seed=0)
+        got = res.history[0]["center"]
+        got = dict(zip(g.space.dims, g.space.from_unconstrained(torch.tensor(got, dtype=torch.float64)).values()))
+    else:
+        res = TUNERS[method](init=g, **kw).run(task, 4, seed=0)
+        got = min(res.trials, key=lambda t: t["id"])["hparams"]
+    for k in g.space.dims:
+        assert float(got[k]) == pytest.approx(want[k], rel=1e-5), k
+
+
+def test_a_meta_learner_for_another_space_is_refused():
+    g = MetaLearner.pretrained()
+    with pytest.raises(ValueError, match="init: the meta-learner predicts"):
+        TUNERS["random"](optimizer="adamw", init=g)

@@ -68,7 +68,9 @@ class Tuner:
         hidden, activation, nesterov: the architecture and update rule of every candidate.
         steps: steps of one full training; batch_size: its minibatch size.
         objective: what to minimise on the validation split: ``"loss"`` or ``"error"`` (1 - accuracy).
-        init: a center ``u`` (d,) for the initial candidates (warm start), spread by ``init_spread`` in u;
+        init: a warm start: a center ``u`` (d,) for the initial candidates, or a meta-learner
+            (:class:`~metahp_fast.meta.MetaLearner`, anything with ``predict_u(task, steps, batch_size)`` and a
+            ``space``) whose prediction for each task tuned becomes the center. Spread by ``init_spread`` in u;
             ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
             (a prediction for a dataset unlike any seen in meta-training).
         eval_every: steps between validation evaluations for learning curves (default: 10 per training).
@@ -93,7 +95,14 @@ class Tuner:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}")
         self.objective = objective
-        self.init = None if init is None else check_u("init", init, self.space)[0]
+        self.meta = init if hasattr(init, "predict_u") else None
+        if self.meta is not None:
+            missing = [k for k in self.space.dims if k not in self.meta.space.params]
+            if missing:
+                raise ValueError(f"init: the meta-learner predicts {list(self.meta.space.dims)}, not {missing} of "
+                                 f"this tuner's space; use a meta-learner trained for optimizer {opt!r} or pass "
+                                 f"a u vector")
+        self.init = None if init is None or self.meta is not None else check_u("init", init, self.space)[0]
         self.init_spread = _positive("init_spread", init_spread)
         if not isinstance(init_mix, (int, float)) or isinstance(init_mix, bool) or not 0 <= init_mix < 1:
             raise ValueError(f"init_mix must be a fraction in [0, 1); got {init_mix!r}")
@@ -115,7 +124,18 @@ class Tuner:
             raise ValueError(f"budget must be a positive number of full trainings; got {budget!r}")
         task = prepare_task(as_task(task_or_data, seed), self.config)
         check_objective(self.objective, task)
-        return TuningRun(self, task, float(budget), seed, checkpoint).execute()
+        return TuningRun(self, task, float(budget), seed, checkpoint, self.center_for(task)).execute()
+
+    def center_for(self, task: Task) -> Optional[Tensor]:
+        """The warm-start center ``u`` for ``task``: ``init`` as given, or the meta-learner's prediction for
+        this task and budget carried into this tuner's space through the natural values (clipped to its
+        ranges); None without a warm start."""
+        if self.meta is None:
+            return self.init
+        u = self.meta.predict_u(task, self.config.steps, self.config.batch_size)
+        values = self.meta.space.from_unconstrained(u, include_fixed=False)
+        values = {k: torch.as_tensor(values[k], dtype=torch.float64).reshape(1) for k in self.space.dims}
+        return self.space.to_unconstrained(self.space.clip(values))[0]
 
     def _start(self, run: "TuningRun") -> None:
         raise NotImplementedError
@@ -128,15 +148,16 @@ class TuningRun:
     """One run of a tuner: the task, the budget, the resumable ``state`` and the helpers rounds use."""
 
     def __init__(self, tuner: Tuner, task: Task, budget: float, seed: int,
-                 checkpoint: Union[str, os.PathLike, None]):
+                 checkpoint: Union[str, os.PathLike, None], init: Optional[Tensor] = None):
         self.tuner, self.task, self.budget, self.seed = tuner, task, budget, seed
+        self.init = init  # the warm-start center u of this run (Tuner.center_for), or None
         self.space, self.config = tuner.space, tuner.config
         self.max_cost = int(budget * self.config.steps)
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.cache: dict[str, Any] = {}  # per-process objects rounds may keep (never saved)
         self.header = {"version": CHECKPOINT_VERSION, "method": tuner.name, "settings": tuner.settings(),
                        "config": self.config.to_dict(), "space": self.space.to_dict(), "objective": tuner.objective,
-                       "init": None if tuner.init is None else tuner.init.tolist(), "seed": seed, "budget": budget,
+                       "init": None if init is None else init.tolist(), "seed": seed, "budget": budget,
                        "task": _fingerprint(task)}
         self.state: dict[str, Any] = {}
         if self.checkpoint is not None and self.checkpoint.exists():
@@ -208,7 +229,7 @@ class TuningRun:
         """``n`` starting points (n, d): draws from the space, or, when the tuner has an ``init``, a Gaussian
         around it (the first exactly at it) for all but ``init_mix`` of them, which are drawn from the space."""
         gen_seed = self.seed_for(key)
-        init = self.tuner.init
+        init = self.init
         values = self.space.sample(n, seed=gen_seed)
         drawn = self.space.to_unconstrained({k: values[k] for k in self.space.dims})
         if init is None:

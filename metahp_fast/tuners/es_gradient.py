@@ -40,7 +40,7 @@ class ESGradient(Tuner):
         if iterations < 1:
             raise ValueError(f"budget={run.budget} is too small for ES with n_pairs={self.n_pairs}: one iteration "
                              f"trains {per_iter} candidates")
-        center = self.init.clone() if self.init is not None else run.space.center()
+        center = run.init.clone() if run.init is not None else run.space.center()
         d = center.numel()
         center = run.clamp_u(center)
         untrained = run.objective(run.population(center.unsqueeze(0)).evaluate(run.task.x_val, run.task.y_val))

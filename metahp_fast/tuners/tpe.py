@@ -72,8 +72,8 @@ class TPE(Tuner):
                 state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value,
                                                           state=state))
-            if not run.state["told"] and self.init is not None:
-                init = run.space.from_unconstrained(self.init, round_ints=True, include_fixed=False)
+            if not run.state["told"] and run.init is not None:
+                init = run.space.from_unconstrained(run.init, round_ints=True, include_fixed=False)
                 study.enqueue_trial({k: float(v) for k, v in init.items()})
             run.cache.update(study=study, dists=dists)
         return run.cache["study"], run.cache["dists"]
