@@ -87,7 +87,7 @@ def fused_mlp_steps_kernel(
         S, K, B, D, H, C: Steps, candidates, batch size, input features, hidden units, classes.
         stride_xn: Row stride of X in elements.
         BLOCK_D, BLOCK_H, BLOCK_C: Powers of two >= 16 covering D, H, C (whole layers per program).
-        CHUNK: Batch rows per forward/backward chunk (autotuned).
+        CHUNK: Batch rows per forward/backward chunk (from the configuration, see :data:`CONFIGS`).
         OPTIMIZER, NESTEROV, PRECISION: As in the single-step kernel.
         LR_TABLE: Whether ``lr_ptr`` is an (S, K) per-step table (a schedule).
     """
