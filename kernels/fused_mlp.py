@@ -342,7 +342,7 @@ def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list,
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     if not fused_fits(B, D, H, C):
         raise ValueError(f"fused_mlp_step does not take batch {B}, hidden {H}, classes {C}; see fused_fits")
-    _check_layout(x, y, params, state1, state2, step_count, alive)
+    check_layout(x, y, params, state1, state2, step_count, alive)
     if state2 is None:  # SGD: the kernel never reads these, so any valid pointer will do
         state2 = [w1.new_empty(1)] * 4
     momentum = hparams["beta1"] if adamw else hparams["momentum"]
@@ -365,8 +365,8 @@ def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list,
     return losses
 
 
-def _check_layout(x, y, params, state1, state2, step_count, alive) -> None:
-    """The kernel's assumptions about dtypes and layouts, checked on the host (no device sync)."""
+def check_layout(x, y, params, state1, state2, step_count, alive) -> None:
+    """The kernels' assumptions about dtypes and layouts (both fused kernels), checked on the host (no device sync)."""
     if x.dtype != torch.float32 or x.stride(1) != 1:
         raise ValueError("x must be float32 with contiguous features")
     if y.dtype != torch.int64 or y.dim() != 1:

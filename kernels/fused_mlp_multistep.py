@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 
 from .common import PRECISIONS, block, interpreting, mm
-from .fused_mlp import _check_layout, softmax_xent
+from .fused_mlp import check_layout, softmax_xent
 from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update
 
 #: Largest padded D x H whose W1, its state and its gradient stay in registers (64 registers per thread for
@@ -212,7 +212,7 @@ def fused_mlp_steps(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, params:
         raise ValueError(f"fused_mlp_steps does not take input {D}, hidden {H}, classes {C}; see steps_fit")
     if lr_table is not None and (lr_table.shape != (S, K) or lr_table.dtype != torch.float32):
         raise ValueError(f"lr_table must be a ({S}, {K}) float32 tensor; got {tuple(lr_table.shape)}")
-    _check_layout(x, y, params, state1, state2, step_count, alive)
+    check_layout(x, y, params, state1, state2, step_count, alive)
     idx = idx.to(torch.int32).contiguous()
     if state2 is None:  # SGD: never read
         state2 = [w1.new_empty(1)] * 4

@@ -266,7 +266,8 @@ class Population:
             # a span of steps up to the next evaluation, as many as the backend trains in one call
             end = min(steps, t + span_cap, (t // eval_every + 1) * eval_every if has_val else steps)
             idx = batches.take(end - t)
-            lrs = None if schedule is None else torch.stack([schedule(s, base_lr) for s in range(t, end)])
+            lrs = (None if schedule is None else schedule(t, base_lr).unsqueeze(0) if end - t == 1
+                   else torch.stack([schedule(s, base_lr) for s in range(t, end)]))
             hist["loss"].append(run_steps(self._backend, self._state, x, y, idx, lrs))
             self.steps_done += end - t
             t = end
