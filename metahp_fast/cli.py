@@ -1,6 +1,6 @@
-"""The ``metahp-fast`` command: ``train`` K candidates and save the best (the default command), ``tune`` with
-one of the tuners (optionally warm-started by the pretrained meta-learner) and write a report, ``evaluate`` the tuners with
-the quality harness, ``meta-train`` a meta-learner and ``predict`` hyperparameters with one.
+"""The ``metahp-fast`` command: ``tune`` with one of the tuners, warm-started by the pretrained meta-learner, and
+write a report (the default command), ``train`` K candidates and save the best, ``evaluate`` the tuners with the
+quality harness, ``meta-train`` a meta-learner and ``predict`` hyperparameters with one.
 
 Thin on purpose: data comes from :mod:`metahp_fast.tasks`, hyperparameters from
 :mod:`metahp_fast.search_space`, training from :class:`metahp_fast.Population`. Nothing imports this module.
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = _Parser(prog="metahp-fast", description="Tune small dense networks by training a population of "
-                     "hyperparameter candidates at once. 'train' is the default command.")
+                     "hyperparameter candidates at once. 'tune' is the default command: the pretrained meta-learner's "
+                     "zero-shot prediction plus a short successive-halving round.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     t = sub.add_parser("train", help="train K candidates from the default search space, save the best",
@@ -99,16 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "resumes from --out/checkpoint.pt when started again with the same arguments.")
     _add_common_args(u)
     u.add_argument("--method", choices=sorted(TUNERS), default="sh", help="the tuner (default sh)")
-    u.add_argument("--budget", type=_budget, default=64.0,
-                   help="budget in full trainings: at most budget * steps candidate-steps (default 64)")
+    u.add_argument("--budget", type=_budget, default=16.0,
+                   help="budget in full trainings: at most budget * steps candidate-steps (default 16: a short "
+                   "round after the meta-learner's prediction)")
     u.add_argument("--objective", choices=("loss", "error"), default="loss",
                    help="validation objective to minimise: loss, or error = 1 - accuracy (default loss)")
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
     u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
-    u.add_argument("--meta", action="store_true",
-                   help="center the initial candidates on the pretrained meta-learner's prediction (off by "
-                   "default: on held-out datasets it does not yet beat a constant configuration, see "
-                   "benchmarks/results/meta_quality.md)")
+    u.add_argument("--meta", action=argparse.BooleanOptionalAction, default=True,
+                   help="warm start: half the initial candidates around the pretrained meta-learner's prediction "
+                   "for this dataset and budget (the first exactly at it), half drawn from the search space "
+                   "(default on; --no-meta draws them all from the space)")
     u.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     from .quality import ALL_METHODS, DEFAULT_TASKS, METHODS
@@ -156,7 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 nothing usable trained, 2 bad arguments)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS + ("-h", "--help", "--version"):
-        argv.insert(0, "train")
+        argv.insert(0, "tune")
     try:
         args = build_parser().parse_args(argv)
         return {"train": train, "tune": tune, "evaluate": evaluate, "meta-train": meta_train,
@@ -236,7 +238,7 @@ def tune(args: argparse.Namespace) -> int:
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise UsageError(str(e)) from None
     out = _check_dir(args.out)
-    init, meta_note = _meta_init(task, args) if args.meta else (None, "off (--meta turns it on)")
+    init, meta_note = _meta_init(task, args) if args.meta else (None, "off (--no-meta)")
     try:
         tuner = TUNERS[args.method](optimizer=args.optimizer, hidden=hidden, steps=args.steps,
                                     batch_size=args.batch_size, objective=args.objective, backend=args.backend,
@@ -304,7 +306,8 @@ def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], str]:
         return None, f"none ({e})"
     u = g.predict_u(task, args.steps, args.batch_size)
     hp = {k: float(v) for k, v in g.space.from_unconstrained(u, round_ints=True, include_fixed=False).items()}
-    return u, f"candidates centered on the pretrained meta-learner's prediction ({_fmt_hp(hp)})"
+    return u, (f"the pretrained meta-learner predicts {_fmt_hp(hp)} (zero-shot); half the initial candidates "
+               "start around it, the first exactly at it")
 
 
 def meta_train(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The metahp-fast command: end to end on digits, the saved model, one-line errors with exit status 2."""
+"""The metahp-fast train command: end to end on digits, the saved model, one-line errors with exit status 2."""
 import re
 
 import pytest
@@ -9,7 +9,7 @@ from metahp_fast import cli
 
 pytest.importorskip("sklearn")
 
-SMALL = ["--data", "digits", "--size", "4", "--steps", "20", "--no-progress"]
+SMALL = ["train", "--data", "digits", "--size", "4", "--steps", "20", "--no-progress"]
 
 
 def test_train_end_to_end_saves_a_model_that_reproduces_the_report(tmp_path, capsys):
@@ -86,7 +86,7 @@ def test_leaderboard_puts_diverged_candidates_at_the_bottom():
     (["--data", "iris", "--target", "species"], "target"),
 ], ids=["size", "steps", "optimizer", "hidden", "data", "file", "backend", "device", "flag", "target"])
 def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
-    assert cli.main(argv + ["--out", str(tmp_path / "m.pt"), "--no-progress"]) == 2
+    assert cli.main(["train", *argv, "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("metahp-fast: error:") and match in lines[0]
@@ -112,7 +112,7 @@ def test_csv_with_string_labels(tmp_path, capsys):
     (tmp_path / "animals.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "m.pt"
     with pytest.warns(UserWarning, match="dropped 1 of 61 rows"):
-        rc = cli.main(["--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3", "--steps", "5",
+        rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3", "--steps", "5",
                        "--no-progress", "--out", str(out)])
     assert rc == 0
     saved = torch.load(out, weights_only=False)

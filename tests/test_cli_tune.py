@@ -127,7 +127,16 @@ def test_evaluate_writes_the_quality_report(tmp_path, capsys):
     assert f"median test regret of {floor:.3f} itself (per task: iris {floor:.3f})" in md
 
 
-def test_train_is_still_the_default_command(tmp_path, capsys):
-    assert cli.main(["--data", "iris", "--size", "2", "--steps", "5", "--no-progress",
+def test_the_default_command_is_a_warm_started_short_tuning_round(tmp_path, capsys):
+    """The main job (bare ``metahp-fast``): g's zero-shot prediction, then a 16-training successive-halving round
+    around it; ``train`` stays available by name."""
+    out = tmp_path / "run"
+    assert cli.main(["--data", "iris", "--steps", "20", "--hidden", "8", "--no-progress", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "warm start: the pretrained meta-learner predicts lr=" in printed and "tuning with sh: budget 16 " in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "sh" and report["budget"] == 16
+    assert 0 < report["cost"]["candidate_steps"] <= 16 * 20 and (out / "best.pt").is_file()
+    assert cli.main(["train", "--data", "iris", "--size", "2", "--steps", "5", "--no-progress",
                      "--out", str(tmp_path / "m.pt")]) == 0
     assert (tmp_path / "m.pt").is_file()

@@ -193,12 +193,17 @@ def test_cli_predict_meta_train_and_warm_started_tune(tmp_path, capsys):
     capsys.readouterr()
     small = ["--data", "iris", "--method", "random", "--budget", "2", "--steps", "20", "--hidden", "8", "--no-progress"]
     assert cli.main(["tune", *small, "--meta", "--out", str(tmp_path / "a")]) == 0
-    assert "warm start: candidates centered on the pretrained" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "warm start: the pretrained meta-learner predicts lr=" in printed
     report = json.loads((tmp_path / "a" / "report.json").read_text())
-    assert report["warm_start"].startswith("candidates centered on the pretrained meta-learner")
-    assert cli.main(["tune", *small, "--out", str(tmp_path / "b")]) == 0
-    assert "warm start: off (--meta turns it on)" in capsys.readouterr().out
-    assert cli.main(["tune", *small, "--meta", "--optimizer", "adamw", "--out", str(tmp_path / "c")]) == 0
+    assert report["warm_start"].startswith("the pretrained meta-learner predicts")
+    # the prediction printed is the one g makes for this task and budget, and it is the first candidate trained
+    want = MetaLearner.pretrained().predict(load_task("iris", seed=0), steps=20, batch_size=128)
+    first = min(report["trials"], key=lambda t: t["id"])["hparams"]
+    assert {k: first[k] for k in want} == pytest.approx(want, rel=1e-5)
+    assert cli.main(["tune", *small, "--no-meta", "--out", str(tmp_path / "b")]) == 0
+    assert "warm start: off (--no-meta)" in capsys.readouterr().out
+    assert cli.main(["tune", *small, "--optimizer", "adamw", "--out", str(tmp_path / "c")]) == 0
     assert "warm start: none (optimizer: no pretrained meta-learner for 'adamw'" in capsys.readouterr().out
     assert cli.main(["predict", "--data", "iris", "--model", str(tmp_path / "missing.pt")]) == 2
     assert "path: no meta-learner file" in capsys.readouterr().err
