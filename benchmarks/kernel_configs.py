@@ -34,22 +34,20 @@ CASES = [Case("digits", 4096), Case("mnist", 1024), Case("digits", 4096, "adamw"
          Case("digits", 64)]
 #: Cases of the multi-step kernel (models small enough to stay on chip).
 MULTISTEP_CASES = [Case("digits", 4096), Case("digits", 4096, "adamw")]
-#: Configurations tried besides CONFIGS, to see whether they would earn a place: the two with ``maxnreg=128``
-#: fit two programs per SM (96-104 KB of shared memory each at the MNIST shape) at the price of ~900 bytes of
-#: register spills per thread (ptxas, Triton 3.6): occupancy against local-memory traffic, not yet measured.
+#: Configurations tried besides CONFIGS, to see whether they would earn a place (without --focus). Measured and
+#: dropped since: two ``maxnreg=128`` ones (H100, 2026-11: MNIST 1242 and 1377 us against 1160 us).
 EXTRA = [
     triton.Config({"BLOCK_D": 64, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 4}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 2}, num_warps=8, num_stages=2, maxnreg=128),
-    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2, maxnreg=128),
 ]
 
 
 def name(cfg: triton.Config) -> str:
-    """A configuration's short label, e.g. ``D32-tma3-w8-s4`` (BLOCK_D, pass-2 path and depth, warps, stages)."""
+    """A configuration's short label, e.g. ``D32-tma3-w8-s4`` (BLOCK_D, pass-2 path and depth, warps, stages;
+    ``-bw``: pass 2 walks backwards)."""
     kw = cfg.kwargs
     return (f"D{kw['BLOCK_D']}-{'tma' + str(kw['STAGES2']) if kw['TMA'] else 'ptr'}-w{cfg.num_warps}"
-            f"-s{cfg.num_stages}" + (f"-r{cfg.maxnreg}" if cfg.maxnreg else ""))
+            f"-s{cfg.num_stages}" + (f"-r{cfg.maxnreg}" if cfg.maxnreg else "") + ("-bw" if kw.get("BACKWARD2") else ""))
 
 
 def _seconds(fn, device: str) -> float:
@@ -181,8 +179,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny cases, 2 steps, on the CPU: a smoke run")
     ap.add_argument("--focus", action="store_true",
                     help="a shorter run: multi-step AdamW only for the default and the fastest SGD configuration, "
-                         "and the single-step kernel only at the SGD cases for its first two and the EXTRA "
-                         "register-capped configurations")
+                         "and the single-step kernel only at the SGD cases for its TMA configurations")
     ap.add_argument("--multistep-one", nargs=2, type=int, metavar=("CASE", "CONFIG"),
                     help="(internal) one multi-step case and configuration; prints its row")
     a = ap.parse_args()
@@ -212,7 +209,7 @@ def main() -> None:
             ms_rows.append(row)
     if a.focus and not a.quick:
         cases = [c for c in cases if c.optimizer == "sgd" and c.K > 64]
-        configs = fused_mlp.CONFIGS[:2] + [c for c in EXTRA if c.maxnreg]
+        configs = [c for c in fused_mlp.CONFIGS if c.kwargs["TMA"]]  # the SGD cases' configurations
     for case in cases:
         rows += run_case(case, configs, bw, device, steps=2 if a.quick else 50)
     os.makedirs(out, exist_ok=True)

@@ -63,7 +63,8 @@ def compile_kernel(fn, constexprs: dict, ints: dict, config: triton.Config, arch
     """
     from triton.backends.compiler import GPUTarget
 
-    consts = {**constexprs, **config.kwargs, **{n: 1 for n, v in ints.items() if v == 1}}  # the JIT's too
+    defaults = {p.name: p.default for p in fn.params if p.is_constexpr and p.has_default}  # as the JIT binds them
+    consts = {**defaults, **constexprs, **config.kwargs, **{n: 1 for n, v in ints.items() if v == 1}}
     signature, attrs = _signature(fn, consts, ints)
     src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=consts, attrs=attrs)
     options = {"num_warps": config.num_warps, "num_stages": config.num_stages}

@@ -57,10 +57,16 @@ MAX_CLASSES = {128: 64, 256: 16}
 #: pointer loads with BLOCK_D 16 for AdamW at both shapes, BLOCK_D 32/64 pointer loads at small K and where
 #: descriptors are not allowed. Dropped after that measurement: BLOCK_D 16 TMA (6-deep pass 1), BLOCK_D 32
 #: TMA 2-deep, BLOCK_D 64 TMA, 16 and 4 warps, a 5-deep pointer pass 1: never within 3% of the best.
+#: On trial, not yet timed on a GPU: the three BACKWARD2 configurations (pass 2 walks W1 backwards, so its
+#: re-read of W1 may come from L2); the autotuner picks them only where they are faster, and the next GPU
+#: run of ``benchmarks/kernel_configs.py`` keeps or drops them.
 CONFIGS = [
     triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=8, num_stages=4),
     triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3}, num_warps=8, num_stages=2),
+    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3, "BACKWARD2": True}, num_warps=8, num_stages=4),
+    triton.Config({"BLOCK_D": 32, "TMA": True, "STAGES2": 3, "BACKWARD2": True}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1, "BACKWARD2": True}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_D": 32, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
     triton.Config({"BLOCK_D": 64, "TMA": False, "STAGES2": 1}, num_warps=8, num_stages=2),
 ]
@@ -126,7 +132,7 @@ def fused_mlp_step_kernel(
     B, D, H, C, stride_xb,
     BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
     OPTIMIZER: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr,
-    TMA: tl.constexpr, STAGES2: tl.constexpr, TMA_OK: tl.constexpr,
+    TMA: tl.constexpr, STAGES2: tl.constexpr, TMA_OK: tl.constexpr, BACKWARD2: tl.constexpr = False,
 ):
     """One training step of candidate ``k = program_id(0)``: forward, loss, backward, optimizer update.
 
@@ -155,6 +161,10 @@ def fused_mlp_step_kernel(
         TMA: Pass 2 moves W1 and its state with tensor descriptors (TMA on Hopper), STAGES2 tiles in flight;
             else with pointer loads, one tile prefetched in registers (autotuned).
         TMA_OK: Whether the launcher allows descriptors here (Hopper or the interpreter, H % 4 == 0).
+        BACKWARD2: Pass 2 walks W1's tiles backwards, those pass 1 read last first: they are the likeliest
+            to be still in L2 (at MNIST's shape the live W1 slices of one program per SM exceed the H100's
+            50 MB of L2, so in forward order pass 2 re-reads W1 mostly from DRAM). On trial in
+            :data:`CONFIGS` until measured on a GPU.
     """
     k = tl.program_id(0).to(tl.int64)
     if tl.load(alive_ptr + k) == 0:
@@ -216,6 +226,7 @@ def fused_mlp_step_kernel(
             update_tile(b1_ptr + k * H + offs_h, b1_s1_ptr + k * H + offs_h, b1_s2_ptr + k * H + offs_h,
                         tl.sum(dz1, axis=0), mask_h, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
 
+            last = ((D - 1) // BLOCK_D) * BLOCK_D  # the first feature of the last W1 tile
             if TMA and TMA_OK:
                 # pass 2 through the tensor-memory accelerator: each W1/state tile arrives in shared memory,
                 # is read once straight into the layout of the dW1 accumulator, updated in registers and
@@ -230,7 +241,11 @@ def fused_mlp_step_kernel(
                 STAGE: tl.constexpr = (3 if OPTIMIZER == 1 else 2) * BLOCK_D * BLOCK_H * 4
                 DEPTH: tl.constexpr = (STAGES2 if STAGES2 * STAGE <= PIPE_BYTES else
                                        3 if 3 * STAGE <= PIPE_BYTES else 2 if 2 * STAGE <= PIPE_BYTES else 1)
-                for d0 in tl.range(0, D, BLOCK_D, num_stages=DEPTH):
+                for t in tl.range(0, D, BLOCK_D, num_stages=DEPTH):
+                    if BACKWARD2:  # from the last tile down
+                        d0 = last - t
+                    else:
+                        d0 = t
                     p = dp.load([d0, 0])
                     s1 = ds1.load([d0, 0])
                     s2 = ds2.load([d0, 0]) if OPTIMIZER == 1 else s1
@@ -243,14 +258,22 @@ def fused_mlp_step_kernel(
             else:
                 # pass 2: dW1 tile = X_tile^T dZ1, used at once to update that W1 tile; never stored. The next
                 # tile of W1 and its state is loaded one trip ahead, so its latency hides behind this trip's work.
-                mask_t = (offs_d[:, None] < D) & mask_h[None, :]
-                p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + w1_tile, w1_s1_ptr + w1_k + w1_tile,
-                                                      w1_s2_ptr + w1_k + w1_tile, mask_t, OPTIMIZER)
-                for d0 in range(0, D, BLOCK_D):
+                # (with BACKWARD2 the tiles go backwards, d0 = last, last - BLOCK_D, ..., 0, and the prefetch after
+                # the final trip falls below feature 0, so it is masked out)
+                step_d = -BLOCK_D if BACKWARD2 else BLOCK_D
+                d0 = last if BACKWARD2 else 0
+                mask_t = ((d0 + offs_d)[:, None] < D) & mask_h[None, :]
+                p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + d0 * H + w1_tile,
+                                                      w1_s1_ptr + w1_k + d0 * H + w1_tile,
+                                                      w1_s2_ptr + w1_k + d0 * H + w1_tile, mask_t, OPTIMIZER)
+                for _ in range(0, D, BLOCK_D):
                     p, s1, s2 = p_next, s1_next, s2_next
                     mask_p = mask_t
-                    nxt = (d0 + BLOCK_D) * H + w1_tile
-                    mask_t = ((d0 + BLOCK_D + offs_d)[:, None] < D) & mask_h[None, :]
+                    nxt = (d0 + step_d) * H + w1_tile
+                    d_next = d0 + step_d + offs_d
+                    mask_t = (d_next[:, None] < D) & mask_h[None, :]
+                    if BACKWARD2:
+                        mask_t = mask_t & (d_next[:, None] >= 0)
                     p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + nxt, w1_s1_ptr + w1_k + nxt,
                                                           w1_s2_ptr + w1_k + nxt, mask_t, OPTIMIZER)
                     dw1 = w1_tile_gradient(x_rows, d0 + offs_d, mask_b, D, dz1, PRECISION)
@@ -258,6 +281,7 @@ def fused_mlp_step_kernel(
                     cur = d0 * H + w1_tile
                     store_state(w1_ptr + w1_k + cur, w1_s1_ptr + w1_k + cur, w1_s2_ptr + w1_k + cur, p, s1, s2,
                                 mask_p, OPTIMIZER)
+                    d0 += step_d
             tl.store(step_ptr + k, step)
             tl.store(loss_ptr + k, loss)
         else:

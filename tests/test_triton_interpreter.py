@@ -186,17 +186,23 @@ def _launcher_inputs(layers, optimizer, nesterov, diverging_lr):
 #: D = 37 (the last one partly outside W1: the copy engine zero-fills and clips it). H = 48: rows of 192 bytes
 #: (Triton 3.5's interpreter wrongly wants strides that are multiples of 16 elements).
 TMA_CONFIG = triton.Config({"BLOCK_D": 16, "TMA": True, "STAGES2": 2}, num_warps=4, num_stages=1)
+#: Each pass-2 path also walking its tiles backwards (BACKWARD2: the partial last tile first, and the pointer
+#: path's prefetch running below the first tile at the end, where it must be masked out).
+PATH_CONFIGS = {"pointers": None, "tma": TMA_CONFIG,
+                "pointers-backward": triton.Config({"BLOCK_D": 16, "TMA": False, "STAGES2": 1, "BACKWARD2": True},
+                                                num_warps=4, num_stages=1),
+                "tma-backward": triton.Config({**TMA_CONFIG.kwargs, "BACKWARD2": True}, num_warps=4, num_stages=1)}
 
 
-@pytest.mark.parametrize("path", ["pointers", "tma"])
+@pytest.mark.parametrize("path", list(PATH_CONFIGS))
 @pytest.mark.parametrize("optimizer,nesterov", [("sgd", False), ("sgd", True), ("adamw", False)])
 def test_fused_launcher_matches_torch(optimizer, nesterov, path):
     """``fused_mlp_step`` against ``functional_step`` of the torch backend, from non-zero optimizer state
     and step counts, with a dead candidate; pass 2 with pointer loads (H = 53: rows not 16-byte aligned, so
-    descriptors are refused) and with tensor descriptors (H = 48, padded to 64)."""
-    D, H, C, B = 37, (53 if path == "pointers" else 48), 7, 29
+    descriptors are refused) and with tensor descriptors (H = 48, padded to 64), each forwards and backwards."""
+    D, H, C, B = 37, (48 if path.startswith("tma") else 53), 7, 29
     assert fused_fits(B, D, H, C) and not fused_fits(1024, D, 200, C)
-    assert tma_allowed(torch.empty(1), H) == (path == "tma")
+    assert tma_allowed(torch.empty(1), H) == path.startswith("tma")
     assert not tma_allowed(torch.empty(1), 48, (torch.empty(9)[1:],))  # a W1 starting off a 16-byte boundary
     spec, params, names, state, hp, steps, alive = _launcher_inputs((D, H, C), optimizer, nesterov, 0.01)
     x, y = batch((D, H, C), "cross_entropy", B)
@@ -206,7 +212,7 @@ def test_fused_launcher_matches_torch(optimizer, nesterov, path):
     got_steps, got_alive = steps.clone(), alive.clone()
     losses = fused_mlp_step(x, y, got_params, got_state[names[0]], got_state.get("exp_avg_sq"), hp, got_steps,
                             got_alive, adamw=optimizer == "adamw", nesterov=nesterov, precision="ieee",
-                            config=TMA_CONFIG if path == "tma" else None)
+                            config=PATH_CONFIGS[path])
     assert_losses_close(losses, want[0])
     assert torch.equal(got_steps, want[3]) and torch.equal(got_alive, want[4])
     live = want[4]
