@@ -300,6 +300,8 @@ def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], str]:
     """The pretrained meta-learner's ``u`` for the task and budget, and a line describing the warm start."""
     from .meta import MetaLearner
 
+    if task.loss != "cross_entropy":
+        return None, "none (the pretrained meta-learner was meta-trained on classification tasks only)"
     try:
         g = MetaLearner.pretrained(args.optimizer)
     except ValueError as e:
