@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -238,7 +239,7 @@ def tune(args: argparse.Namespace) -> int:
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise UsageError(str(e)) from None
     out = _check_dir(args.out)
-    init, meta_note = _meta_init(task, args) if args.meta else (None, "off (--no-meta)")
+    init, prediction, meta_note = _meta_init(task, args) if args.meta else (None, None, "off (--no-meta)")
     try:
         tuner = TUNERS[args.method](optimizer=args.optimizer, hidden=hidden, steps=args.steps,
                                     batch_size=args.batch_size, objective=args.objective, backend=args.backend,
@@ -261,6 +262,11 @@ def tune(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     print(_tune_leaderboard(result, args.top))
+    zero_shot = _zero_shot_trial(result.trials, prediction)
+    if zero_shot is not None:
+        print(f"zero-shot: the meta-learner's prediction, trained as candidate {zero_shot['id']}, reached val loss "
+              f"{zero_shot['val_loss']:.4f} after {zero_shot['steps']} steps"
+              + (", where the round stopped it" if zero_shot["steps"] < args.steps else ""))
     cpu_task = task.to("cpu")
     test = model_metrics(result.best_model, cpu_task)
     print(f"best: candidate {result.best_id} ({_fmt_hp(result.best_hparams)}): "
@@ -275,7 +281,8 @@ def tune(args: argparse.Namespace) -> int:
                        "seconds": result.seconds},
               "class_names": task.class_names, "n_rows_dropped": task.meta.get("n_rows_dropped", 0),
               "layers": task.layers(hidden), "optimizer": args.optimizer, "config": result.config,
-              "history": result.history, "trials": result.trials, "warm_start": meta_note}
+              "history": result.history, "trials": result.trials, "warm_start": meta_note,
+              "meta_prediction": prediction, "zero_shot_trial": zero_shot}
     (out / "report.json").write_text(json.dumps(report, indent=1))
     payload = {"model": result.best_model, "hparams": result.best_hparams, "optimizer": args.optimizer,
                "layers": task.layers(hidden), "loss": task.loss, "mean": cpu_task.mean, "std": cpu_task.std,
@@ -296,20 +303,32 @@ def tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], str]:
-    """The pretrained meta-learner's ``u`` for the task and budget, and a line describing the warm start."""
+def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], Optional[dict], str]:
+    """The pretrained meta-learner's ``u`` for the task and budget, its natural hyperparameters, and a line
+    describing the warm start (None, None and the reason where there is none)."""
     from .meta import MetaLearner
 
     if task.loss != "cross_entropy":
-        return None, "none (the pretrained meta-learner was meta-trained on classification tasks only)"
+        return None, None, "none (the pretrained meta-learner was meta-trained on classification tasks only)"
     try:
         g = MetaLearner.pretrained(args.optimizer)
     except ValueError as e:
-        return None, f"none ({e})"
+        return None, None, f"none ({e})"
     u = g.predict_u(task, args.steps, args.batch_size)
     hp = {k: float(v) for k, v in g.space.from_unconstrained(u, round_ints=True, include_fixed=False).items()}
-    return u, (f"the pretrained meta-learner predicts {_fmt_hp(hp)} (zero-shot); half the initial candidates "
-               "start around it, the first exactly at it")
+    return u, hp, (f"the pretrained meta-learner predicts {_fmt_hp(hp)} (zero-shot); half the initial candidates "
+                   "start around it, the first exactly at it")
+
+
+def _zero_shot_trial(trials: list[dict], prediction: Optional[dict]) -> Optional[dict]:
+    """The trial that trained exactly the meta-learner's prediction (the warm start's first candidate), if the
+    tuner trained one as a candidate (ES trains pairs around it instead)."""
+    if not prediction:
+        return None
+    for t in sorted(trials, key=lambda t: t["id"]):
+        if all(math.isclose(t["hparams"].get(k, math.nan), v, rel_tol=1e-5) for k, v in prediction.items()):
+            return t
+    return None
 
 
 def meta_train(args: argparse.Namespace) -> int:

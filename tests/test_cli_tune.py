@@ -136,6 +136,13 @@ def test_the_default_command_is_a_warm_started_short_tuning_round(tmp_path, caps
     assert "warm start: the pretrained meta-learner predicts lr=" in printed and "tuning with sh: budget 16 " in printed
     report = json.loads((out / "report.json").read_text())
     assert report["method"] == "sh" and report["budget"] == 16
+    # the prediction is trained as a candidate of the round, and the report says how far it got
+    pred, zero = report["meta_prediction"], report["zero_shot_trial"]
+    assert set(pred) == {"lr", "momentum", "weight_decay"} and zero is not None
+    assert zero["hparams"] == pytest.approx(pred, rel=1e-5) and zero in report["trials"]
+    assert (f"zero-shot: the meta-learner's prediction, trained as candidate {zero['id']}, reached val loss "
+            f"{zero['val_loss']:.4f} after {zero['steps']} steps") in printed
+    assert (", where the round stopped it" in printed) == (zero["steps"] < 20)
     assert 0 < report["cost"]["candidate_steps"] <= 16 * 20 and (out / "best.pt").is_file()
     assert cli.main(["train", "--data", "iris", "--size", "2", "--steps", "5", "--no-progress",
                      "--out", str(tmp_path / "m.pt")]) == 0

@@ -203,6 +203,8 @@ def test_cli_predict_meta_train_and_warm_started_tune(tmp_path, capsys):
     assert {k: first[k] for k in want} == pytest.approx(want, rel=1e-5)
     assert cli.main(["tune", *small, "--no-meta", "--out", str(tmp_path / "b")]) == 0
     assert "warm start: off (--no-meta)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["meta_prediction"] is None and report["zero_shot_trial"] is None
     assert cli.main(["tune", *small, "--optimizer", "adamw", "--out", str(tmp_path / "c")]) == 0
     assert "warm start: none (optimizer: no pretrained meta-learner for 'adamw'" in capsys.readouterr().out
     rng = np.random.default_rng(0)  # a regression dataset: outside what the pretrained learner was trained on
