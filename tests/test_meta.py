@@ -241,3 +241,28 @@ def test_a_meta_learner_for_another_space_is_refused():
     g = MetaLearner.pretrained()
     with pytest.raises(ValueError, match="init: the meta-learner predicts"):
         TUNERS["random"](optimizer="adamw", init=g)
+
+
+def test_meta_headroom_script_scores_g_against_random_configurations(tmp_path, capsys):
+    """benchmarks/meta_headroom.py at a tiny size: both tables, one row per task, and g's number is the one a
+    separate training of g's prediction alone gives."""
+    from benchmarks import meta_headroom
+    from metahp_fast.training import baseline_objective, validation_objective
+    out = tmp_path / "h.md"
+    assert meta_headroom.main(["--out", str(out), "--unseen", "2", "--random", "4", "--seeds", "1"]) == 0
+    md = out.read_text()
+    tables = [[line.split("|")[1:-1] for line in part.splitlines() if line.startswith("| ") and "---" not in line]
+              for part in md.split("## ")[1:]]
+    assert [len(t) for t in tables] == [2 + 2, 3 + 2]  # header, rows, mean
+    for t in tables:
+        for row in t[1:-1]:
+            g_, const, best, median = map(float, row[3:7])
+            assert 0 <= best <= median <= 1.5 and 0 <= g_ <= 1.5 and 0 <= const <= 1.5
+    assert md.count("g closes") == 2
+    wine = next(r for r in tables[1] if r[0].strip() == "wine (seed 0)")
+    g = MetaLearner.pretrained()
+    task = load_task("wine", seed=0)
+    u = g.predict_u(task, 300, 128).unsqueeze(0)
+    cfg = TrainConfig(hidden=g.config.inner_hidden, steps=300, batch_size=128, backend="torch")
+    alone = float(validation_objective(task, g.space, u, cfg, seed=1)[0]) / baseline_objective(task)
+    assert float(wine[3]) == pytest.approx(alone, abs=2e-3)
