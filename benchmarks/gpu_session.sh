@@ -2,7 +2,7 @@
 # The prepared run for a GPU machine, in order of what matters most should time run short: install, every
 # kernel configuration checked and timed alone, the GPU check (1000 digits steps first, through fit() with the
 # fastest multi-step configuration just measured), then the CUDA tests.
-# About 8 minutes on an H100/H200 (stage limits: KC_S, GC_S, TEST_S seconds):   OUT=/some/dir bash benchmarks/gpu_session.sh
+# About 9 minutes on an H100/H200 (stage limits: KC_S, GC_S, TEST_S, BENCH_S seconds):   OUT=/some/dir bash benchmarks/gpu_session.sh
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -34,3 +34,13 @@ grep -A6 "^## Issue 3 targets" "$OUT/gpu_check.log" | head -6
   timeout ${TEST_S:-100} python3 -m pytest -q -p no:cacheprovider tests/test_triton_cuda.py -k "not multistep"
 } >"$OUT/cuda_tests.txt" 2>&1
 grep -E "passed|failed|error|Error|assert" "$OUT/cuda_tests.txt" | tail -15
+# last: the pytest-benchmark suites themselves (torch.compile left out: it recompiles every shape), if the
+# machine has pytest-benchmark
+if python3 -c "import pytest_benchmark" 2>/dev/null; then
+  METAHP_BENCH_SECONDS=${BENCH_SECONDS:-0.5} timeout ${BENCH_S:-90} python3 -m pytest -q -p no:cacheprovider \
+      --benchmark-only benchmarks/ -k "not compile" --benchmark-json "$OUT/pytest_benchmark.json" \
+      >"$OUT/pytest_benchmark.txt" 2>&1
+  grep -A40 "candidate-steps per second (median round)" "$OUT/pytest_benchmark.txt" | head -40
+else
+  echo "pytest-benchmark is not installed here: suites not run" | tee "$OUT/pytest_benchmark.txt"
+fi
