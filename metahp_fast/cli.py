@@ -283,7 +283,11 @@ def tune(args: argparse.Namespace) -> int:
               "layers": task.layers(hidden), "optimizer": args.optimizer, "config": result.config,
               "history": result.history, "trials": result.trials, "warm_start": meta_note,
               "meta_prediction": prediction, "zero_shot_trial": zero_shot}
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    outputs = ["report.json", "best.pt"] + (["learning_curves.png", "hparams.png"] if args.plot else [])
+    replaced = [n for n in outputs if (out / n).exists()]
+    tmp = out / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, out / "report.json")  # a report is replaced whole or not at all
     payload = {"model": result.best_model, "hparams": result.best_hparams, "optimizer": args.optimizer,
                "layers": task.layers(hidden), "loss": task.loss, "mean": cpu_task.mean, "std": cpu_task.std,
                "class_names": task.class_names, "task": task.name, "seed": args.seed, "steps": args.steps,
@@ -298,8 +302,10 @@ def tune(args: argparse.Namespace) -> int:
         except ImportError as e:
             print(f"metahp-fast: no plots: {e}", file=sys.stderr)
     ckpt.unlink(missing_ok=True)
-    print(f"wrote {', '.join(written)} to {out}; load the model with torch.load(path, weights_only=False) "
-          "and feed it (x - mean) / std")
+    print(f"wrote {', '.join(written)} to {out}"
+          + (f" (replacing the previous run's {', '.join(n for n in replaced if n in written)})"
+             if any(n in written for n in replaced) else "")
+          + "; load the model with torch.load(path, weights_only=False) and feed it (x - mean) / std")
     return 0
 
 

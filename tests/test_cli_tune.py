@@ -144,6 +144,11 @@ def test_the_default_command_is_a_warm_started_short_tuning_round(tmp_path, caps
             f"{zero['val_loss']:.4f} after {zero['steps']} steps") in printed
     assert (", where the round stopped it" in printed) == (zero["steps"] < 20)
     assert 0 < report["cost"]["candidate_steps"] <= 16 * 20 and (out / "best.pt").is_file()
+    assert "replacing the previous run's" not in printed
+    # a second run into the same folder says what it replaced
+    assert cli.main(["--data", "iris", "--steps", "20", "--hidden", "8", "--no-progress", "--out", str(out)]) == 0
+    assert "(replacing the previous run's report.json, best.pt)" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "report.json"]
     assert cli.main(["train", "--data", "iris", "--size", "2", "--steps", "5", "--no-progress",
                      "--out", str(tmp_path / "m.pt")]) == 0
     assert (tmp_path / "m.pt").is_file()
