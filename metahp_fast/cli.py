@@ -322,8 +322,9 @@ def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], Option
         return None, None, f"none ({e})"
     u = g.predict_u(task, args.steps, args.batch_size)
     hp = {k: float(v) for k, v in g.space.from_unconstrained(u, round_ints=True, include_fixed=False).items()}
-    return u, hp, (f"the pretrained meta-learner predicts {_fmt_hp(hp)} (zero-shot); half the initial candidates "
-                   "start around it, the first exactly at it")
+    start = ("ES starts its center there" if args.method == "es" else
+             "half the initial candidates start around it, the first exactly at it")
+    return u, hp, f"the pretrained meta-learner predicts {_fmt_hp(hp)} (zero-shot); {start}"
 
 
 def _zero_shot_trial(trials: list[dict], prediction: Optional[dict]) -> Optional[dict]:
