@@ -266,3 +266,27 @@ def test_meta_headroom_script_scores_g_against_random_configurations(tmp_path, c
     cfg = TrainConfig(hidden=g.config.inner_hidden, steps=300, batch_size=128, backend="torch")
     alone = float(validation_objective(task, g.space, u, cfg, seed=1)[0]) / baseline_objective(task)
     assert float(wine[3]) == pytest.approx(alone, abs=2e-3)
+
+
+def test_selection_floor_script_scores_each_rule(tmp_path):
+    """benchmarks/selection_floor.py at a tiny size: one row per task, and the plain rule's pick is the candidate
+    with the lowest validation loss (its regret recomputed here from the same population)."""
+    from benchmarks import selection_floor
+    out = tmp_path / "s.md"
+    assert selection_floor.main(["--out", str(out), "--tasks", "2", "--size", "6"]) == 0
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + 2 + 2  # header, tasks, median and mean
+    for row in rows[1:3]:
+        regrets = [float(v) for v in row[3:]]
+        assert len(regrets) == len(selection_floor.RULES) and all(math.isfinite(r) for r in regrets)
+    # the first task's plain pick again, through Population.evaluate instead of the script's per-row losses
+    from metahp_fast.quality import normalized_regret
+    from metahp_fast.training import make_population, prepare_task
+    space, cfg = SearchSpace.default("sgd"), TrainConfig(hidden=(128,), steps=300, batch_size=128, backend="torch")
+    task = prepare_task(TaskDistribution(seed=selection_floor.DIST_SEED).sample(selection_floor.START).task, cfg)
+    vals = space.sample(6, seed=0)
+    pop = make_population(task, space, space.to_unconstrained({k: vals[k] for k in space.dims}), cfg, 0)
+    pop.fit(task.x_train, task.y_train, steps=300, batch_size=128, seed=0, progress=False)
+    val, test = pop.evaluate(task.x_val, task.y_val)["loss"], pop.evaluate(task.x_test, task.y_test)["loss"]
+    want = normalized_regret(float(test[int(val.argmin())]), float(test.min()), float(test.median()))
+    assert float(rows[1][3]) == pytest.approx(want, abs=1.5e-3)
