@@ -47,7 +47,8 @@ def name(cfg: triton.Config) -> str:
     ``-bw``: pass 2 walks backwards)."""
     kw = cfg.kwargs
     return (f"D{kw['BLOCK_D']}-{'tma' + str(kw['STAGES2']) if kw['TMA'] else 'ptr'}-w{cfg.num_warps}"
-            f"-s{cfg.num_stages}" + (f"-r{cfg.maxnreg}" if cfg.maxnreg else "") + ("-bw" if kw.get("BACKWARD2") else ""))
+            f"-s{cfg.num_stages}" + (f"-r{cfg.maxnreg}" if cfg.maxnreg else "")
+            + ("-bw" if kw.get("BACKWARD2") else ""))
 
 
 def _seconds(fn, device: str) -> float:

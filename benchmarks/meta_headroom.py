@@ -71,8 +71,9 @@ def main(argv=None) -> int:
     held = [{**score(g, MetaTask(load_task(s.data, seed=seed), s.steps, s.batch_size), random_u),
              "task": f"{s.data} (seed {seed})"} for s in META_TASKS for seed in range(args.seeds)]
     seconds = time.perf_counter() - t0
+    command = "python benchmarks/meta_headroom.py" + (" " + " ".join(argv_shown) if argv_shown else "")
     lines = ["# Meta-learner headroom", "",
-             f"Made by `python benchmarks/meta_headroom.py{' ' + ' '.join(argv_shown) if argv_shown else ''}` ({seconds / 60:.1f} min, 1 torch thread, CPU). Each "
+             f"Made by `{command}` ({seconds / 60:.1f} min, 1 torch thread, CPU). Each "
              "number: a configuration's validation loss over the prior predictor's (the loss of predicting the "
              f"class frequencies; clipped at {CLIP}), lower is better. `g`: the pretrained meta-learner's "
              "prediction; `constant`: the single best average configuration over its meta-training tasks; `best` / "

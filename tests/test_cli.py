@@ -112,8 +112,8 @@ def test_csv_with_string_labels(tmp_path, capsys):
     (tmp_path / "animals.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "m.pt"
     with pytest.warns(UserWarning, match="dropped 1 of 61 rows"):
-        rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3", "--steps", "5",
-                       "--no-progress", "--out", str(out)])
+        rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3",
+                       "--steps", "5", "--no-progress", "--out", str(out)])
     assert rc == 0
     saved = torch.load(out, weights_only=False)
     assert saved["class_names"] == ["ant", "bee", "cow"] and saved["layers"] == [3, 128, 3]

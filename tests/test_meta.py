@@ -274,7 +274,8 @@ def test_selection_floor_script_scores_each_rule(tmp_path):
     from benchmarks import selection_floor
     out = tmp_path / "s.md"
     assert selection_floor.main(["--out", str(out), "--tasks", "2", "--size", "6"]) == 0
-    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines()
+            if line.startswith("| ") and "---" not in line]
     assert len(rows) == 1 + 2 + 2  # header, tasks, median and mean
     for row in rows[1:3]:
         regrets = [float(v) for v in row[3:]]
