@@ -34,12 +34,13 @@ MNIST1D_SPACE = SearchSpace({"lr": LogUniform(0.05, 5.0), "momentum": Uniform(0.
                              "weight_decay": LogUniform(1e-6, 1e-2)}, optimizer="sgd")
 
 
-def mnist1d_accuracy(seed: int = 0) -> dict:
+def mnist1d_accuracy(seed: int = 0, device: str = "cpu") -> dict:
     """Tune on MNIST-1D (default split: its own 1000 test rows) and report the pick's test accuracy."""
     task = load_task("mnist1d", seed=seed)
     cfg = dict(MNIST1D)
     budget = cfg.pop("budget")
-    tuner = SuccessiveHalving(MNIST1D_SPACE, objective="error", backend="torch", **cfg)
+    tuner = SuccessiveHalving(MNIST1D_SPACE, objective="error", backend="torch" if device == "cpu" else "auto",
+                              device=device, **cfg)
     t0 = time.perf_counter()
     res = tuner.run(task, budget, seed=seed)
     wall = time.perf_counter() - t0
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("--meta", action="store_true", help="evaluate the meta-learner: write meta_quality.{md,json,png}")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="where candidates train (default cpu; cuda: the triton backend)")
     p.add_argument("--no-mnist1d", action="store_true", help="skip the MNIST-1D accuracy run")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
@@ -96,8 +98,8 @@ def main(argv=None) -> int:
     tasks = [known.get(n, HarnessTask(n)) for n in names if n]
     methods = {m: ALL_METHODS[m] for m in (args.methods.split(",") if args.methods else
                                            META_COMPARED if args.meta else list(METHODS)) if m}
-    extra = [] if args.no_mnist1d or args.meta else [mnist1d_accuracy()]
-    results = run_harness(tasks, methods, seeds=range(args.seeds))
+    extra = [] if args.no_mnist1d or args.meta else [mnist1d_accuracy(device=args.device)]
+    results = run_harness(tasks, methods, seeds=range(args.seeds), device=args.device)
     results["extra"] = extra
     results["total_seconds"] += sum(e["seconds"] for e in extra)
     if args.meta:

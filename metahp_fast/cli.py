@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=_positive, help="steps of one full training for every task (default: per task)")
     e.add_argument("--threads", type=_positive, default=1,
                    help="torch CPU threads (default 1: robust timings on a shared machine)")
+    e.add_argument("--device", default="cpu",
+                   help="torch device the candidates train on (default cpu; on cuda the triton backend)")
     e.add_argument("--out", default="quality-results", help="output directory (default quality-results)")
 
     from .meta.train import META_STEPS, N_TASKS
@@ -392,9 +394,11 @@ def evaluate(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     command = (f"metahp-fast evaluate --tasks {','.join(args.tasks)} --methods {','.join(args.methods)} "
-               f"--seeds {args.seeds} --threads {args.threads}" + (f" --steps {args.steps}" if args.steps else ""))
+               f"--seeds {args.seeds} --threads {args.threads}" + (f" --steps {args.steps}" if args.steps else "")
+               + (f" --device {args.device}" if args.device != "cpu" else ""))
     try:
-        results = run_harness(tasks, {m: ALL_METHODS[m] for m in args.methods}, seeds=range(args.seeds))
+        results = run_harness(tasks, {m: ALL_METHODS[m] for m in args.methods}, seeds=range(args.seeds),
+                              device=args.device)
     except (ValueError, FileNotFoundError, ImportError) as e:
         raise UsageError(str(e)) from None
     finally:

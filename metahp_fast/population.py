@@ -17,7 +17,8 @@ from .backends.base import ModelSpec, PopulationState, run_steps, steps_per_laun
 from .backends.reference_backend import _ACT
 from .backends.torch_backend import forward, loss_only
 from .optimizers import STATE_NAMES, hparam_specs
-from .validation import as_tensor, check_batch, check_choice, check_hparam, check_hparams, check_size, check_spec
+from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_size,
+                         check_spec)
 
 LrSchedule = Union[Callable[[int, Tensor], Union[Tensor, float]], Tensor]
 STATE_DICT_VERSION = 1
@@ -95,7 +96,7 @@ class Population:
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
         size = check_size(size)
         check_choice("init", init, ("shared", "independent"))
-        device = _check_device(device)
+        device = check_device(device)
         dtype = _check_dtype(dtype)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int; got {seed!r}")
@@ -486,18 +487,6 @@ def _parse_mlp(m: Any, k: int) -> tuple[tuple[int, ...], str]:
             raise ValueError(f"modules[{k}] has mismatched Linear sizes {a.out_features} -> {b.in_features}")
     layers = (linears[0].in_features,) + tuple(l.out_features for l in linears)
     return layers, kinds[type(acts[0])] if acts else "relu"
-
-
-def _check_device(device: Any) -> torch.device:
-    try:
-        d = torch.device("cpu" if device is None else device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda'; got {device!r}") from e
-    if d.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device='cuda' but CUDA is not available here")
-        d = torch.device("cuda", torch.cuda.current_device() if d.index is None else d.index)
-    return d
 
 
 def _check_dtype(dtype: Any) -> torch.dtype:

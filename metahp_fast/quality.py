@@ -23,6 +23,7 @@ from .search_space import SearchSpace
 from .tasks import Task, load_task
 from .training import TrainConfig, fit, make_population, prepare_task, model_metrics
 from .tuners import TUNERS, optuna_available
+from .validation import check_device
 
 REFERENCE_SIZE = 256
 
@@ -73,20 +74,29 @@ ALL_METHODS = {**METHODS, **META_METHODS}
 META_TASKS = (HarnessTask("wine"), HarnessTask("breast_cancer"), HarnessTask("iris"))
 
 
+def _device_name(device: str) -> str:
+    """``CPU``, or the GPU's name for a CUDA device (what the markdown says the timings ran on)."""
+    d = torch.device(device)
+    return torch.cuda.get_device_name(d) if d.type == "cuda" else d.type.upper()
+
+
 def normalized_regret(loss: float, best: float, median: float) -> float:
     """``(loss - best) / (median - best)``; ``nan`` when the reference has no spread."""
     den = median - best
     return (loss - best) / den if den > 0 and math.isfinite(den) else math.nan
 
 
-def _config(spec: HarnessTask) -> TrainConfig:
+def _config(spec: HarnessTask, device: str = "cpu") -> TrainConfig:
+    """How the harness trains a task's candidates: the torch backend on the CPU, the fastest backend elsewhere
+    (``auto``: triton on CUDA)."""
     return TrainConfig(hidden=spec.hidden, steps=spec.steps, batch_size=spec.batch_size, optimizer=spec.optimizer,
-                       backend="torch")
+                       backend="torch" if device == "cpu" else "auto", device=device)
 
 
-def reference(task: Task, spec: HarnessTask, seed: int, size: int = REFERENCE_SIZE) -> dict[str, Any]:
+def reference(task: Task, spec: HarnessTask, seed: int, size: int = REFERENCE_SIZE,
+              device: str = "cpu") -> dict[str, Any]:
     """The 256-candidate random search at full budget (one population): ``L_best``, ``L_median`` and more."""
-    config, space = _config(spec), SearchSpace.default(spec.optimizer)
+    config, space = _config(spec, device), SearchSpace.default(spec.optimizer)
     t0 = time.perf_counter()
     values = space.sample(size, seed=seed)
     pop = make_population(task, space, space.to_unconstrained({k: values[k] for k in space.dims}), config, seed)
@@ -118,12 +128,15 @@ def _warm_start(task: Task, spec: HarnessTask, init: Optional[str]) -> tuple[Opt
     return u, time.perf_counter() - t0
 
 
-def run_method(task: Task, spec: HarnessTask, label: str, method: Method, seed: int) -> dict[str, Any]:
+def run_method(task: Task, spec: HarnessTask, label: str, method: Method, seed: int,
+               device: str = "cpu") -> dict[str, Any]:
     """Run one method on one task and score its pick on the test split (a warm start's prediction time counts
     in its seconds)."""
     init, predict_seconds = _warm_start(task, spec, method.init)
+    config = _config(spec, device)
     tuner = TUNERS[method.tuner](SearchSpace.default(spec.optimizer), hidden=spec.hidden, steps=spec.steps,
-                                 batch_size=spec.batch_size, backend="torch", init=init, **method.options)
+                                 batch_size=spec.batch_size, backend=config.backend, device=device, init=init,
+                                 **method.options)
     result = tuner.run(task, method.budget, seed=seed)
     test = model_metrics(result.best_model, task)
     return {"method": label, "test_loss": test["loss"], "test_accuracy": test.get("accuracy"),
@@ -132,8 +145,11 @@ def run_method(task: Task, spec: HarnessTask, label: str, method: Method, seed: 
 
 
 def run_harness(tasks: Sequence[HarnessTask] = DEFAULT_TASKS, methods: Optional[dict[str, Method]] = None,
-                seeds: Sequence[int] = (0, 1, 2), log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every method on every task and seed, with the reference search; returns the JSON-ready results."""
+                seeds: Sequence[int] = (0, 1, 2), log: Callable[[str], None] = print,
+                device: str = "cpu") -> dict[str, Any]:
+    """Every method on every task and seed, with the reference search, on ``device`` (the torch backend on the
+    CPU, triton on CUDA); returns the JSON-ready results."""
+    device = str(check_device(device))  # an unusable device fails here, before any work
     methods = dict(METHODS if methods is None else methods)
     notes = []
     if any(m.tuner == "tpe" for m in methods.values()) and not optuna_available():
@@ -145,13 +161,13 @@ def run_harness(tasks: Sequence[HarnessTask] = DEFAULT_TASKS, methods: Optional[
     t_start = time.perf_counter()
     for spec in tasks:
         for seed in seeds:
-            task = prepare_task(load_task(spec.data, seed=seed), _config(spec))
-            ref = reference(task, spec, seed)
+            task = prepare_task(load_task(spec.data, seed=seed), _config(spec, device))
+            ref = reference(task, spec, seed, device=device)
             refs.append({"task": spec.data, "seed": seed, **ref})
             log(f"{spec.data} seed {seed}: reference L_best {ref['L_best']:.4f} L_median {ref['L_median']:.4f} "
                 f"({ref['seconds']:.1f}s)")
             for label, method in methods.items():
-                row = run_method(task, spec, label, method, seed)
+                row = run_method(task, spec, label, method, seed, device)
                 row.update(task=spec.data, seed=seed,
                            regret=normalized_regret(row["test_loss"], ref["L_best"], ref["L_median"]),
                            val_regret=normalized_regret(row["val_loss"], ref["V_best"], ref["V_median"]))
@@ -161,6 +177,7 @@ def run_harness(tasks: Sequence[HarnessTask] = DEFAULT_TASKS, methods: Optional[
     return {"tasks": [asdict(t) for t in tasks], "methods": {k: asdict(m) for k, m in methods.items()},
             "seeds": list(seeds), "reference_size": REFERENCE_SIZE, "references": refs, "rows": rows,
             "summary": summarize(rows), "notes": notes, "torch_threads": torch.get_num_threads(),
+            "device": _device_name(device),
             "total_seconds": time.perf_counter() - t_start}
 
 
@@ -258,7 +275,7 @@ def to_markdown(results: dict[str, Any], command: str = "", title: str = "Tuner 
     lines = [f"# {title}", ""]
     if command:
         lines += [f"Made by `{command}` ({results['total_seconds'] / 60:.1f} min, {results['torch_threads']} "
-                  f"torch thread(s), CPU).", ""]
+                  f"torch thread(s), {results.get('device', 'CPU')}).", ""]
     lines += [f"Tasks: {', '.join(tasks)}; seeds {results['seeds']}. Reference: a {results['reference_size']}-"
               "candidate random search at full budget per task and seed. `regret` = (L - L_best) / (L_median - "
               "L_best) with L the test loss of the method's pick and L_best, L_median the lowest and the median "

@@ -152,3 +152,17 @@ def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: to
     if spec.loss == "mse" and not flags[1]:
         raise ValueError("y holds NaN or inf")
     return x, y
+
+
+def check_device(device: Any) -> torch.device:
+    """``device`` as a torch.device (None: the CPU), with CUDA's current index made explicit; a ValueError
+    naming the argument if it is not a device or is CUDA where CUDA is not available."""
+    try:
+        d = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda'; got {device!r}") from e
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device='cuda' but CUDA is not available here")
+        d = torch.device("cuda", torch.cuda.current_device() if d.index is None else d.index)
+    return d

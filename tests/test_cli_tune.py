@@ -92,7 +92,8 @@ def test_tune_resumes_a_killed_run_from_the_checkpoint(tmp_path, monkeypatch, ca
     (["tune", "--method", "es", "--budget", "2"], "budget=2.0 is too small for ES"),
     (["tune", "--data", "teacher:n_classes=0,n_samples=100", "--objective", "error"], "objective='error'"),
     (["evaluate", "--methods", "random16,grid"], "--methods: unknown \\['grid'\\]"),
-], ids=["method", "budget", "data", "es_budget", "objective", "eval_methods"])
+    (["evaluate", "--tasks", "iris", "--device", "cuda:0" if not torch.cuda.is_available() else "tpu"], "device"),
+], ids=["method", "budget", "data", "es_budget", "objective", "eval_methods", "eval_device"])
 def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
     assert cli.main(argv + ["--out", str(tmp_path / "x"), "--no-progress"] if argv[0] == "tune"
                     else argv + ["--out", str(tmp_path / "x")]) == 2
@@ -121,6 +122,7 @@ def test_evaluate_writes_the_quality_report(tmp_path, capsys):
         assert r["regret"] == pytest.approx(expect)
     md = (out / "quality.md").read_text()
     assert "| random16 |" in md and "| sh |" in md and "metahp-fast evaluate" in md
+    assert data["device"] == "CPU" and "1 torch thread(s), CPU)" in md
     assert "SH or ES at 64 trainings" in md
     floor = (ref["L_pick"] - ref["L_best"]) / (ref["L_median"] - ref["L_best"])
     assert reference_pick_regret(data)["median"] == pytest.approx(floor)

@@ -181,3 +181,16 @@ def test_fit_multistep_against_reference(make_pair, optimizer, precision, K):
         assert_losses_close(got["loss"][s], want["loss"][s], precision)
     assert_close(pop, ref, precision)
     assert not pop.alive[2] and pop.step_count[2] == 0
+
+
+def test_quality_harness_runs_on_cuda():
+    """The quality harness with ``device="cuda"`` (triton backend): the reference search and a method, their
+    picks scored on the test split, the GPU named in the report."""
+    pytest.importorskip("sklearn")
+    from metahp_fast.quality import METHODS, HarnessTask, run_harness, to_markdown
+    res = run_harness([HarnessTask("iris", steps=30, hidden=(16,))], {"sh16": METHODS["sh16"]}, seeds=[0],
+                      log=lambda _: None, device="cuda")
+    ref, row = res["references"][0], res["rows"][0]
+    assert res["device"] == torch.cuda.get_device_name() and res["device"] in to_markdown(res, "cmd")
+    assert ref["L_best"] <= ref["L_median"] and math.isfinite(row["test_loss"]) and row["seconds"] > 0
+    assert row["regret"] == pytest.approx((row["test_loss"] - ref["L_best"]) / (ref["L_median"] - ref["L_best"]))
