@@ -33,7 +33,8 @@ def score(g: MetaLearner, mt: MetaTask, random_u: torch.Tensor) -> dict:
     """Validation loss over the prior's for g's prediction, the constant and the 64 random configurations (one
     population, shared initial weights and batches), clipped at 1.5 like meta-training's comparison."""
     u = torch.cat([torch.stack([g.predict_u(mt.task, mt.steps, mt.batch_size), g.constant]), random_u])
-    cfg = TrainConfig(hidden=g.config.inner_hidden, steps=mt.steps, batch_size=mt.batch_size, backend="torch")
+    cfg = TrainConfig(hidden=g.config.inner_hidden, steps=mt.steps, batch_size=mt.batch_size,
+                      optimizer=g.config.optimizer, backend="torch")
     loss = validation_objective(mt.task, g.space, u, cfg, seed=1).nan_to_num(torch.inf).double()
     r = (loss / baseline_objective(mt.task)).clamp(max=CLIP)
     return {"task": mt.task.name, "steps": mt.steps, "batch": mt.batch_size, "g": float(r[0]),
@@ -55,15 +56,17 @@ def table(rows: list[dict]) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "meta_headroom.md"))
+    p.add_argument("--model", help="a meta-learner file from meta-train (default: the pretrained one)")
+    p.add_argument("--out", help="default: benchmarks/results/meta_headroom.md")
     p.add_argument("--unseen", type=int, default=N_VALIDATION, help="unseen distribution tasks (default 32)")
     p.add_argument("--random", type=int, default=N_RANDOM, help="random configurations per task (default 64)")
     p.add_argument("--seeds", type=int, default=3, help="splits of each held-out dataset (default 3)")
     args = p.parse_args(argv)
     argv_shown = [a for a in (sys.argv[1:] if argv is None else argv)]
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / "meta_headroom.md")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    g = MetaLearner.pretrained()
+    g = MetaLearner.load(args.model) if args.model else MetaLearner.pretrained()
     vals = g.space.sample(args.random, seed=RANDOM_SEED)
     random_u = g.space.to_unconstrained({k: vals[k] for k in g.space.dims}).to(g.constant.dtype)
     dist = TaskDistribution(seed=0)
@@ -72,11 +75,12 @@ def main(argv=None) -> int:
              "task": f"{s.data} (seed {seed})"} for s in META_TASKS for seed in range(args.seeds)]
     seconds = time.perf_counter() - t0
     command = "python benchmarks/meta_headroom.py" + (" " + " ".join(argv_shown) if argv_shown else "")
-    lines = ["# Meta-learner headroom", "",
+    lines = [f"# Meta-learner headroom ({g.config.optimizer})", "",
              f"Made by `{command}` ({seconds / 60:.1f} min, 1 torch thread, CPU). Each "
              "number: a configuration's validation loss over the prior predictor's (the loss of predicting the "
              f"class frequencies; clipped at {CLIP}), lower is better. `g`: the pretrained meta-learner's "
-             "prediction; `constant`: the single best average configuration over its meta-training tasks; `best` / "
+             "prediction (" + (f"`{args.model}`" if args.model else "the pretrained one") + "); `constant`: the single best "
+             "average configuration over its meta-training tasks; `best` / "
              f"`median`: of {args.random} random configurations from the search space (seed {RANDOM_SEED}) trained "
              "on the same task, same initial weights and batches. `best` picks on the very losses it is scored by, "
              "so it is an optimistic bound on what any prediction could reach.", "",

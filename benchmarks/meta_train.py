@@ -1,8 +1,9 @@
-"""Make the pretrained meta-learner shipped in the package: metahp_fast/meta/pretrained_sgd.pt, with its command,
-seed, settings and run time in the sidecar pretrained_sgd.json and the meta-training curve in
-benchmarks/results/meta_train_curve.png.
+"""Make the pretrained meta-learners shipped in the package: metahp_fast/meta/pretrained_<optimizer>.pt, with its
+command, seed, settings and run time in the sidecar pretrained_<optimizer>.json and the meta-training curve in
+benchmarks/results/meta_train_curve[_adamw].png.
 
-    python benchmarks/meta_train.py            # about 5 minutes on one CPU thread (2 cores shared)
+    python benchmarks/meta_train.py                      # SGD: about 5 minutes on one CPU thread (2 cores shared)
+    python benchmarks/meta_train.py --optimizer adamw    # AdamW
 
 A killed run resumes from its checkpoint (--checkpoint) when started again with the same arguments.
 """
@@ -23,7 +24,7 @@ from metahp_fast.meta.train import DEFAULT_CONFIG, META_STEPS, N_CONSTANT, N_TAS
 from metahp_fast.training import TrainConfig, baseline_objective, validation_objective
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "metahp_fast" / "meta" / "pretrained_sgd.pt"
+MODELS = ROOT / "metahp_fast" / "meta"
 N_VALIDATION = 32
 VALIDATION_OFFSET = 100_000  # validation tasks: indices of the same distribution never used in training
 
@@ -34,7 +35,8 @@ def compare_on_fresh_tasks(g: MetaLearner, dist: TaskDistribution, n: int) -> di
     ratios_g, ratios_c, wins = [], [], 0
     for mt in dist.tasks(n, start=VALIDATION_OFFSET):
         u = torch.stack([g.predict_u(mt.task, mt.steps, mt.batch_size), g.constant])
-        cfg = TrainConfig(hidden=g.config.inner_hidden, steps=mt.steps, batch_size=mt.batch_size, backend="torch")
+        cfg = TrainConfig(hidden=g.config.inner_hidden, steps=mt.steps, batch_size=mt.batch_size,
+                          optimizer=g.config.optimizer, backend="torch")
         L = validation_objective(mt.task, g.space, u, cfg, seed=1).nan_to_num(torch.inf)
         base = baseline_objective(mt.task)
         ratios_g.append(min(float(L[0]) / base, 1.5))
@@ -54,13 +56,18 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", type=int, default=N_TASKS)
     p.add_argument("--meta-steps", type=int, default=META_STEPS)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(OUT))
-    p.add_argument("--checkpoint", default=str(ROOT / "benchmarks" / "results" / ".meta_train_checkpoint.pt"))
-    p.add_argument("--plot", default=str(ROOT / "benchmarks" / "results" / "meta_train_curve.png"))
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
+    p.add_argument("--out", help="default: metahp_fast/meta/pretrained_<optimizer>.pt")
+    p.add_argument("--checkpoint", help="default: benchmarks/results/.meta_train_checkpoint[_adamw].pt")
+    p.add_argument("--plot", help="default: benchmarks/results/meta_train_curve[_adamw].png")
     args = p.parse_args(argv)
+    suffix = "" if args.optimizer == "sgd" else f"_{args.optimizer}"
+    args.out = args.out or str(MODELS / f"pretrained_{args.optimizer}.pt")
+    args.checkpoint = args.checkpoint or str(ROOT / "benchmarks" / "results" / f".meta_train_checkpoint{suffix}.pt")
+    args.plot = args.plot or str(ROOT / "benchmarks" / "results" / f"meta_train_curve{suffix}.png")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    config = dataclasses.replace(DEFAULT_CONFIG, seed=args.seed)
+    config = dataclasses.replace(DEFAULT_CONFIG, seed=args.seed, optimizer=args.optimizer)
     ckpt = Path(args.checkpoint)
     g, dist = meta_train(config, args.tasks, args.meta_steps, N_CONSTANT, checkpoint=ckpt, progress=True,
                          plot=args.plot)

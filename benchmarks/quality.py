@@ -11,6 +11,7 @@ against each other and make wall-clock comparisons meaningless.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from metahp_fast import LogUniform, SearchSpace, Uniform
+from metahp_fast import LogUniform, MetaLearner, SearchSpace, Uniform
 from metahp_fast.quality import (ALL_METHODS, DEFAULT_TASKS, META_METHODS, META_TASKS, METHODS, HarnessTask,
                                  run_harness, write)
 from metahp_fast.tasks import load_task
@@ -65,10 +66,10 @@ META_NOTE = ("wine, breast_cancer and iris are held out: the pretrained meta-lea
              "include g's prediction (task encoding and forward pass).")
 
 
-def meta_training_note() -> str:
+def meta_training_note(optimizer: str = "sgd") -> str:
     """What the pretrained learner's sidecar says about g against the constant on unseen distribution tasks."""
-    side = json.loads((Path(__file__).resolve().parent.parent / "metahp_fast" / "meta" / "pretrained_sgd.json")
-                      .read_text())
+    side = json.loads((Path(__file__).resolve().parent.parent / "metahp_fast" / "meta" /
+                       f"pretrained_{optimizer}.json").read_text())
     fresh = side["unseen_tasks"]
     return (f"Meta-training (`{side['command']}`, seed {side['seed']}, {side['seconds'] / 60:.1f} min): on "
             f"{fresh['tasks']} unseen tasks of the meta-training distribution, the validation loss at g's "
@@ -87,15 +88,22 @@ def main(argv=None) -> int:
     p.add_argument("--meta", action="store_true", help="evaluate the meta-learner: write meta_quality.{md,json,png}")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                   help="the optimizer every task trains with (default sgd; with --meta: whose pretrained learner)")
     p.add_argument("--device", default="cpu", help="where candidates train (default cpu; cuda: the triton backend)")
     p.add_argument("--no-mnist1d", action="store_true", help="skip the MNIST-1D accuracy run")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
+    if args.meta:
+        try:
+            MetaLearner.pretrained(args.optimizer)
+        except ValueError as e:
+            p.error(str(e))
     torch.set_num_threads(args.threads)
     known = {t.data: t for t in DEFAULT_TASKS}
     default_tasks = META_TASKS if args.meta else DEFAULT_TASKS
     names = args.tasks.split(",") if args.tasks else [t.data for t in default_tasks]
-    tasks = [known.get(n, HarnessTask(n)) for n in names if n]
+    tasks = [dataclasses.replace(known.get(n, HarnessTask(n)), optimizer=args.optimizer) for n in names if n]
     methods = {m: ALL_METHODS[m] for m in (args.methods.split(",") if args.methods else
                                            META_COMPARED if args.meta else list(METHODS)) if m}
     extra = [] if args.no_mnist1d or args.meta else [mnist1d_accuracy(device=args.device)]
@@ -103,11 +111,13 @@ def main(argv=None) -> int:
     results["extra"] = extra
     results["total_seconds"] += sum(e["seconds"] for e in extra)
     if args.meta:
-        results["notes"].append(META_NOTE)
-        results["notes"].append(meta_training_note())
+        results["notes"].append(META_NOTE.replace("pretrained_sgd", f"pretrained_{args.optimizer}"))
+        results["notes"].append(meta_training_note(args.optimizer))
     command = "python benchmarks/quality.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
     name, title = ("meta_quality", "Meta-learner quality (held-out datasets)") if args.meta else ("quality",
                                                                                                   "Tuner quality")
+    if args.optimizer != "sgd":
+        name, title = f"{name}_{args.optimizer}", f"{title}, {args.optimizer}"
     for path in write(results, args.out, command, name=name, title=title):
         print(f"wrote {path}")
     return 0

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,12 +142,18 @@ def test_resume_after_interrupt_matches_uninterrupted(tmp_path, monkeypatch):
         MetaLearner(config=dataclasses.replace(TINY, lr=0.01)).fit(mts, meta_steps=7, checkpoint=ckpt)
 
 
-def test_pretrained_loads_and_predicts():
-    g = MetaLearner.pretrained()
-    hp = g.predict(load_task("wine"), steps=300, batch_size=128)
-    space = SearchSpace.default("sgd")
+@pytest.mark.parametrize("optimizer", ["sgd"])
+def test_pretrained_loads_and_predicts(optimizer):
+    """The learners shipped in the package (SGD), each with its sidecar (command, seed, held-out sets)."""
+    g = MetaLearner.pretrained(optimizer)
+    assert g.config.optimizer == optimizer
+    hp = g.predict(load_task("wine"), steps=300, batch_size=128, optimizer=optimizer)
+    space = SearchSpace.default(optimizer)
     assert set(hp) == set(space.names) and all(space[k].bounds()[0] <= v <= space[k].bounds()[1] for k, v in hp.items())
     assert g.constant is not None and g.meta_steps_done > 0
+    side = json.loads((Path(learner_mod.__file__).parent / f"pretrained_{optimizer}.json").read_text())
+    assert side["config"]["optimizer"] == optimizer and sorted(side["held_out"]) == sorted(HELD_OUT)
+    assert side["command"].startswith("python benchmarks/meta_train.py")
 
 
 def test_bad_input_names_the_argument(tmp_path):
@@ -176,7 +183,7 @@ def test_bad_input_names_the_argument(tmp_path):
     torch.save({"version": 99}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="version"):
         MetaLearner.load(tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="optimizer: no pretrained meta-learner for 'adamw'"):
+    with pytest.raises(ValueError, match=r"optimizer: no pretrained meta-learner for 'adamw'; available: \['sgd'\]"):
         MetaLearner.pretrained("adamw")
 
 

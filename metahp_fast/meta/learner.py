@@ -279,7 +279,8 @@ def _bar(total: int, done: int, enabled: bool):
 
 def plot_curve(history: Sequence[dict[str, Any]], path: PathLike) -> Path:
     """The meta-training curve as a PNG: the validation loss at g's prediction over the prior predictor's loss
-    per meta-batch and, when a constant configuration was set, g's loss over the constant's on the same tasks."""
+    per meta-batch and, when a constant configuration was set, g's loss over the constant's on the same tasks (on
+    a log scale: on a task the constant fits almost perfectly the ratio can reach thousands)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -291,11 +292,17 @@ def plot_curve(history: Sequence[dict[str, Any]], path: PathLike) -> Path:
     for ax, (key, label) in zip(axes[0], panels):
         vals = torch.tensor([h[key] for h in history], dtype=torch.float64)
         k = min(20, len(vals))
-        smooth = vals.unfold(0, k, 1).mean(1) if k else vals
+        ratio = key == "vs_constant"  # a ratio that can spike by orders of magnitude: log scale, geometric mean
+        if ratio:
+            logs = vals.clamp_min(1e-6).log()
+            smooth = logs.unfold(0, k, 1).mean(1).exp() if k else vals
+        else:
+            smooth = vals.unfold(0, k, 1).mean(1) if k else vals
         ax.plot(steps, vals.tolist(), lw=0.6, alpha=0.5, label="meta-batch")
-        ax.plot(steps[k - 1:], smooth.tolist(), lw=2, label=f"moving mean of {k}")
-        if key == "vs_constant":
+        ax.plot(steps[k - 1:], smooth.tolist(), lw=2, label=f"moving {'geometric ' if ratio else ''}mean of {k}")
+        if ratio:
             ax.axhline(1.0, color="gray", ls="--", lw=0.8)
+            ax.set_yscale("log")
         ax.set_xlabel("meta-step")
         ax.set_ylabel(label)
         ax.legend()
