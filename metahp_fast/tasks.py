@@ -24,6 +24,8 @@ from torch import Tensor
 #: Strings that a CSV cell may hold to mean "missing".
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 KINDS = ("auto", "classification", "regression")
+#: A validation or test split with fewer rows than this gets a warning: picks and scores on it are noise.
+SMALL_SPLIT = 10
 
 
 @dataclass
@@ -384,6 +386,9 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
         warnings.warn(f"{name}: dropped {int(bad.sum())} of {len(x)} rows with NaN/inf values", stacklevel=3)
         x, y = x[~bad], y[~bad]
         meta["n_rows_dropped"] += int(bad.sum())
+        if len(x) == 0:
+            raise ValueError(f"{name}: every one of its {int(bad.sum())} rows has NaN/inf values; nothing is left "
+                             "to train on")
     if kind == "auto":
         whole = y.dtype.kind in "biuUS" or bool(np.all(y == np.round(y)))
         kind = "classification" if y.ndim == 1 and whole else "regression"
@@ -421,6 +426,9 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     std = torch.where(std > 0, std, torch.ones_like(std))
     xs = [((x_t[p] - mean) / std).float() for p in parts]
     ys = [y_t[p] for p in parts]
+    if min(len(parts[1]), len(parts[2])) < SMALL_SPLIT:
+        warnings.warn(f"{name}: only {len(parts[1])} validation and {len(parts[2])} test rows: choices made and "
+                      "scores measured on them are mostly noise", stacklevel=3)
     meta.update(n_rows=len(x), n_train=len(parts[0]), n_val=len(parts[1]), n_test=len(parts[2]),
                 val_fraction=val_fraction, test_fraction=test_fraction)
     return Task(name=name, x_train=xs[0], y_train=ys[0], x_val=xs[1], y_val=ys[1], x_test=xs[2], y_test=ys[2],

@@ -99,19 +99,36 @@ def test_from_arrays_regression_and_string_labels():
 
 def test_npz_file(tmp_path):
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(40, 4)).astype(np.float32)
-    y = np.array([10, 20] * 20)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = np.array([10, 20] * 30)
     x[3, 2] = np.nan
     path = tmp_path / "data.npz"
     np.savez(path, x=x, y=y)
-    with pytest.warns(UserWarning, match="dropped 1 of 40 rows"):
+    with pytest.warns(UserWarning, match="dropped 1 of 60 rows"):
         t = load_task(str(path), seed=0)
     assert t.name == "data" and t.n_features == 4 and t.class_names == ["10", "20"]
-    assert t.meta["n_rows_dropped"] == 1 and len(t.x_train) + len(t.x_val) + len(t.x_test) == 39
+    assert t.meta["n_rows_dropped"] == 1 and len(t.x_train) + len(t.x_val) + len(t.x_test) == 59
     assert torch.isfinite(t.x_train).all()
     np.savez(tmp_path / "bad.npz", features=x, y=y)
     with pytest.raises(ValueError, match="'x'"):
         load_task(str(tmp_path / "bad.npz"))
+    np.savez(tmp_path / "void.npz", x=np.full_like(x, np.nan), y=y)  # nothing left after dropping
+    with pytest.warns(UserWarning, match="dropped 60 of 60"), \
+            pytest.raises(ValueError, match="every one of its 60 rows has NaN/inf values"):
+        load_task(str(tmp_path / "void.npz"))
+
+
+def test_tiny_splits_are_flagged():
+    """Validation or test splits under SMALL_SPLIT rows get a warning (what is picked or scored on them is
+    noise); 60 rows (12 + 12) do not."""
+    from metahp_fast.tasks import SMALL_SPLIT, from_arrays
+    rng = np.random.default_rng(0)
+    with pytest.warns(UserWarning, match="only 2 validation and 2 test rows"):
+        t = from_arrays(rng.normal(size=(12, 3)), np.arange(12) % 2, name="tiny")
+    assert min(t.meta["n_val"], t.meta["n_test"]) < SMALL_SPLIT
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_arrays(rng.normal(size=(60, 3)), np.arange(60) % 2, name="enough")
 
 
 CSV = """age,color,label,size
@@ -138,6 +155,7 @@ CSV = """age,color,label,size
 """
 
 
+@pytest.mark.filterwarnings("ignore:.*validation and .* test rows:UserWarning")  # small on purpose
 def test_csv_with_categories_missing_values_and_string_labels(tmp_path):
     path = tmp_path / "pets.csv"
     path.write_text(CSV)
@@ -160,7 +178,7 @@ def test_csv_with_categories_missing_values_and_string_labels(tmp_path):
 
 def test_csv_default_target_is_last_column_and_numeric_regression(tmp_path):
     path = tmp_path / "reg.csv"
-    rows = ["a,b,out"] + [f"{i},{(i * 7) % 5},{i * 0.37:.3f}" for i in range(30)]
+    rows = ["a,b,out"] + [f"{i},{(i * 7) % 5},{i * 0.37:.3f}" for i in range(60)]
     path.write_text("\n".join(rows) + "\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing dropped, nothing to warn about
@@ -179,6 +197,7 @@ def test_unknown_name_and_missing_file(bad, exc, match):
         load_task(bad)
 
 
+@pytest.mark.filterwarnings("ignore:.*validation and .* test rows:UserWarning")  # small on purpose
 def test_bad_inputs_raise(tmp_path):
     x = np.random.default_rng(0).normal(size=(30, 2))
     with pytest.raises(ValueError, match="at least 2 classes"):
@@ -224,6 +243,7 @@ def test_to_device_and_repr():
     assert repr(t) == "Task('iris': 90 train / 30 val / 30 test rows, 4 features, 3 classes)"
 
 
+@pytest.mark.filterwarnings("ignore:.*validation and .* test rows:UserWarning")  # small on purpose
 def test_every_class_keeps_a_training_row():
     x = np.random.default_rng(0).normal(size=(20, 2))
     y = np.array([0] * 9 + [1] * 9 + [2, 2])  # class 2 has only two rows
