@@ -24,6 +24,7 @@ from metahp_fast.quality import (ALL_METHODS, DEFAULT_TASKS, META_METHODS, META_
                                  run_harness, write)
 from metahp_fast.tasks import load_task
 from metahp_fast.training import model_metrics
+from metahp_fast.validation import check_device
 from metahp_fast.tuners import SuccessiveHalving
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,6 +95,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-mnist1d", action="store_true", help="skip the MNIST-1D accuracy run")
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
+    try:
+        check_device(args.device)
+    except ValueError as e:
+        p.error(str(e))
     if args.meta:
         try:
             MetaLearner.pretrained(args.optimizer)
