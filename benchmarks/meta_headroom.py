@@ -67,8 +67,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     g = MetaLearner.load(args.model) if args.model else MetaLearner.pretrained()
-    vals = g.space.sample(args.random, seed=RANDOM_SEED)
-    random_u = g.space.to_unconstrained({k: vals[k] for k in g.space.dims}).to(g.constant.dtype)
+    random_u = g.space.sample_u(args.random, seed=RANDOM_SEED).to(g.constant.dtype)
     dist = TaskDistribution(seed=0)
     unseen = [score(g, mt, random_u) for mt in dist.tasks(args.unseen, start=VALIDATION_OFFSET)]
     held = [{**score(g, MetaTask(load_task(s.data, seed=seed), s.steps, s.batch_size), random_u),

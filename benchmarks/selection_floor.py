@@ -44,8 +44,7 @@ def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SI
     space = SearchSpace.default("sgd")
     cfg = TrainConfig(hidden=(128,), steps=steps, batch_size=batch, backend="torch")
     task = prepare_task(task, cfg)
-    vals = space.sample(size, seed=seed)
-    pop = make_population(task, space, space.to_unconstrained({k: vals[k] for k in space.dims}), cfg, seed)
+    pop = make_population(task, space, space.sample_u(size, seed=seed), cfg, seed)
     pop.fit(task.x_train, task.y_train, steps=steps, batch_size=batch, seed=seed, progress=False)
     with torch.no_grad():
         val_logits, test_logits = pop.forward(task.x_val), pop.forward(task.x_test)

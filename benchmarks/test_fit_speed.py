@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from .common import Case, make_batches, make_population, skip_reason
+from .common import Case, make_batches, make_population, skip_reason, sync
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ON_CUDA = DEVICE == "cuda"
@@ -17,11 +17,6 @@ KS = (64, 256, 1024, 4096) if ON_CUDA else (16, 64)
 STEPS = 250 if ON_CUDA else 50
 FIT_RESULTS: list[dict] = []  # printed side by side by conftest.py
 PARAMS = [pytest.param(Case("digits", K), m, id=f"fit-digits-K{K}-{m}") for K in KS for m in ("torch", "triton")]
-
-
-def _sync() -> None:
-    if ON_CUDA:
-        torch.cuda.synchronize()
 
 
 @pytest.mark.parametrize("case,method", PARAMS)
@@ -35,7 +30,7 @@ def test_fit(benchmark, case: Case, method: str):
 
     def fit() -> None:
         pop.fit(x, y, steps=STEPS, batch_size=case.batch, progress=False)
-        _sync()
+        sync(DEVICE)
     t0 = time.perf_counter()
     fit()  # warm-up: kernels compiled and loaded
     rounds = int(min(20, max(3, 2.0 / (time.perf_counter() - t0))))

@@ -160,8 +160,8 @@ def main(argv: Optional[list] = None) -> None:
     """Compile the variants given as a JSON list on stdin, print the summaries as a JSON list on stdout.
 
     A variant: ``{"kernel": "fused", "shape": [B, D, H, C], "config": i, "optimizer": "sgd", "nesterov": false,
-    "precision": "tf32"}``, the same with ``"kernel": "steps"`` (the multi-step kernel), or ``{"kernel": "layer", "shape": [B, IN, OUT], "config": i, "shared_input": true,
-    ...}``, ``config`` indexing the kernel's ``CONFIGS``. ``--registers`` adds registers and spills;
+    "precision": "tf32"}``, the same with ``"kernel": "steps"`` (the multi-step kernel), or ``{"kernel": "layer",
+    "shape": [B, IN, OUT], "config": i, "shared_input": true, ...}``, ``config`` indexing the kernel's ``CONFIGS``. ``--registers`` adds registers and spills;
     ``--jobs N`` compiles in N processes."""
     argv = sys.argv[1:] if argv is None else argv
     registers = "--registers" in argv

@@ -98,8 +98,7 @@ def reference(task: Task, spec: HarnessTask, seed: int, size: int = REFERENCE_SI
     """The 256-candidate random search at full budget (one population): ``L_best``, ``L_median`` and more."""
     config, space = _config(spec, device), SearchSpace.default(spec.optimizer)
     t0 = time.perf_counter()
-    values = space.sample(size, seed=seed)
-    pop = make_population(task, space, space.to_unconstrained({k: values[k] for k in space.dims}), config, seed)
+    pop = make_population(task, space, space.sample_u(size, seed=seed), config, seed)
     fit(pop, task, spec.steps, TrainConfig(**{**asdict(config), "eval_every": spec.steps}), seed)
     val = pop.evaluate(task.x_val, task.y_val)
     test = pop.evaluate(task.x_test, task.y_test)

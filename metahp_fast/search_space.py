@@ -287,6 +287,10 @@ class SearchSpace:
         gen = torch.Generator().manual_seed(int(seed))
         return {name: dist.sample(n, gen) for name, dist in self.params.items()}
 
+    def sample_u(self, n: int, seed: int = 0) -> Tensor:
+        """``n`` independent draws (:meth:`sample`) as ``u`` (n, d): a random population's hyperparameters."""
+        return self.to_unconstrained(self.sample(n, seed=seed))
+
     def to_unconstrained(self, values: Mapping[str, Any]) -> Tensor:
         """Natural values (name -> scalar or (n,)) of every non-fixed hyperparameter -> ``u`` (n, d);
         differentiable; Uniform values at the ends of their range map slightly inside (see ``EDGE``)."""

@@ -29,6 +29,16 @@ def test_sample_is_seeded_and_within_bounds(space):
         assert a[name].min() >= dist.low and a[name].max() <= dist.high
 
 
+def test_sample_u_is_the_samples_mapped_to_u():
+    space = mixed_space()
+    u = space.sample_u(7, seed=5)
+    assert u.shape == (7, len(space.dims))
+    back = space.from_unconstrained(u, round_ints=True)
+    for name, want in space.sample(7, seed=5).items():
+        torch.testing.assert_close(back[name], want, rtol=1e-9, atol=0)
+    assert not torch.equal(u, space.sample_u(7, seed=6))
+
+
 def test_sample_distributions_have_the_right_shape():
     space = SearchSpace({"lr": LogUniform(1e-3, 1.0), "m": Uniform(2.0, 4.0), "k": IntUniform(1, 4)})
     s = space.sample(8000, seed=0)

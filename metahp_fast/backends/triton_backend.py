@@ -44,6 +44,11 @@ PRECISION_ENV = "METAHP_TRITON_PRECISION"
 SPAN = 250
 
 
+def _is_seed_model(spec: ModelSpec) -> bool:
+    """The model both fused kernels are written for: one hidden layer, relu, softmax cross-entropy."""
+    return len(spec.layers) == 3 and spec.activation == "relu" and spec.loss == "cross_entropy"
+
+
 class TritonBackend:
     """Fused Triton kernels on CUDA float32 tensors (or CPU tensors under ``TRITON_INTERPRET=1``).
 
@@ -78,14 +83,12 @@ class TritonBackend:
 
     def uses_fused_kernel(self, spec: ModelSpec, batch: int) -> bool:
         """Whether a step of ``spec`` on a batch of ``batch`` rows runs as the single fused launch."""
-        return (len(spec.layers) == 3 and spec.activation == "relu" and spec.loss == "cross_entropy"
-                and fused_fits(batch, *spec.layers))
+        return _is_seed_model(spec) and fused_fits(batch, *spec.layers)
 
     def uses_multistep_kernel(self, spec: ModelSpec, batch: int) -> bool:
         """Whether :meth:`steps` trains ``spec`` at this batch size with the multi-step kernel, the model
         and its optimizer state kept on chip across steps (small seed models)."""
-        return (len(spec.layers) == 3 and spec.activation == "relu" and spec.loss == "cross_entropy"
-                and steps_fit(batch, *spec.layers))
+        return _is_seed_model(spec) and steps_fit(batch, *spec.layers)
 
     def steps_per_launch(self, spec: ModelSpec, batch: int) -> int:
         """Steps :meth:`steps` is worth calling with (1: no multi-step path for this model, go step by step)."""

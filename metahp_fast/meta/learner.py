@@ -129,9 +129,7 @@ class MetaLearner:
         center), the one with the lowest mean normalized validation loss ``(L - min) / (median - min)`` (clipped
         to [0, 3]) over ``tasks``; stored as ``self.constant`` and returned."""
         mts = _meta_tasks(tasks)
-        vals = self.space.sample(n_candidates, seed=seed)
-        u = torch.cat([self.space.to_unconstrained({k: vals[k] for k in self.space.dims}),
-                       self.space.center().unsqueeze(0)])
+        u = torch.cat([self.space.sample_u(n_candidates, seed=seed), self.space.center().unsqueeze(0)])
         scores = []
         for i, mt in enumerate(mts):
             L = validation_objective(mt.task, self.space, u, self._inner(mt), derive_seed(seed, i, 7))
@@ -293,11 +291,9 @@ def plot_curve(history: Sequence[dict[str, Any]], path: PathLike) -> Path:
         vals = torch.tensor([h[key] for h in history], dtype=torch.float64)
         k = min(20, len(vals))
         ratio = key == "vs_constant"  # a ratio that can spike by orders of magnitude: log scale, geometric mean
-        if ratio:
-            logs = vals.clamp_min(1e-6).log()
-            smooth = logs.unfold(0, k, 1).mean(1).exp() if k else vals
-        else:
-            smooth = vals.unfold(0, k, 1).mean(1) if k else vals
+        t = vals.clamp_min(1e-6).log() if ratio else vals
+        smooth = t.unfold(0, k, 1).mean(1) if k else t
+        smooth = smooth.exp() if ratio else smooth
         ax.plot(steps, vals.tolist(), lw=0.6, alpha=0.5, label="meta-batch")
         ax.plot(steps[k - 1:], smooth.tolist(), lw=2, label=f"moving {'geometric ' if ratio else ''}mean of {k}")
         if ratio:

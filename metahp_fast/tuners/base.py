@@ -230,8 +230,7 @@ class TuningRun:
         around it (the first exactly at it) for all but ``init_mix`` of them, which are drawn from the space."""
         gen_seed = self.seed_for(key)
         init = self.init
-        values = self.space.sample(n, seed=gen_seed)
-        drawn = self.space.to_unconstrained({k: values[k] for k in self.space.dims})
+        drawn = self.space.sample_u(n, seed=gen_seed)
         if init is None:
             return drawn
         near = max(1, n - int(self.tuner.init_mix * n))
