@@ -2,7 +2,10 @@
 # The prepared run for a GPU machine, in order of what matters most should time run short: install, every
 # kernel configuration checked and timed alone, the GPU check (1000 digits steps first, through fit() with the
 # fastest multi-step configuration just measured), then the CUDA tests.
-# About 9 minutes on an H100/H200 (stage limits: KC_S, GC_S, TEST_S, BENCH_S seconds):   OUT=/some/dir bash benchmarks/gpu_session.sh
+# then the pytest-benchmark suites, and last the meta-learner's harness on CUDA (issue 5's 20x target; its TPE-16
+# baseline needs optuna, carried as wheels in .whl: see benchmarks/gpu_wheels.sh).
+# About 10 minutes on an H100/H200 (stage limits: KC_S, GC_S, TEST_S, BENCH_S, META_S seconds):
+#     OUT=/some/dir bash benchmarks/gpu_session.sh
 set -u
 OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
@@ -44,3 +47,13 @@ if python3 -c "import pytest_benchmark" 2>/dev/null; then
 else
   echo "pytest-benchmark is not installed here: suites not run" | tee "$OUT/pytest_benchmark.txt"
 fi
+# last: the meta-learner on the held-out datasets, trained on the GPU (TPE-16 only where optuna could be installed)
+(
+  if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site
+  fi
+  timeout ${META_S:-90} python3 benchmarks/quality.py --meta --device cuda --threads 4 --out "$OUT/meta" \
+      >"$OUT/meta_quality.log" 2>&1
+  grep -A9 "^| method" "$OUT/meta/meta_quality.md" 2>/dev/null || tail -5 "$OUT/meta_quality.log"
+)
