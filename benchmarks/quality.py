@@ -4,6 +4,7 @@ MNIST-1D accuracy run, and writes benchmarks/results/quality.{md,json,png}.
     python benchmarks/quality.py                 # the full run (about 20 minutes on 2 CPU cores)
     python benchmarks/quality.py --seeds 1 --tasks iris,wine --no-mnist1d   # a quick look
     python benchmarks/quality.py --meta          # the meta-learner on the held-out datasets -> meta_quality.*
+    python benchmarks/quality.py --render benchmarks/results/quality.json   # tables and plot again, no training
 
 Timings use one torch thread (``--threads``): on a machine shared with other jobs, several threads spin
 against each other and make wall-clock comparisons meaningless.
@@ -21,7 +22,7 @@ import torch
 
 from metahp_fast import LogUniform, MetaLearner, SearchSpace, Uniform
 from metahp_fast.quality import (ALL_METHODS, DEFAULT_TASKS, META_METHODS, META_TASKS, METHODS, HarnessTask,
-                                 run_harness, write)
+                                 run_harness, summarize, write)
 from metahp_fast.tasks import load_task
 from metahp_fast.training import model_metrics
 from metahp_fast.validation import check_device
@@ -94,7 +95,11 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="where candidates train (default cpu; cuda: the triton backend)")
     p.add_argument("--no-mnist1d", action="store_true", help="skip the MNIST-1D accuracy run")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--render", metavar="JSON", help="write the markdown, plot and summary of an earlier run again "
+                   "from its .json (after a change to the report), without training; into its own folder")
     args = p.parse_args(argv)
+    if args.render:
+        return render(Path(args.render))
     try:
         check_device(args.device)
     except ValueError as e:
@@ -119,12 +124,33 @@ def main(argv=None) -> int:
         results["notes"].append(META_NOTE.replace("pretrained_sgd", f"pretrained_{args.optimizer}"))
         results["notes"].append(meta_training_note(args.optimizer))
     command = "python benchmarks/quality.py" + (" " + " ".join(sys.argv[1:]) if argv is None and sys.argv[1:] else "")
-    name, title = ("meta_quality", "Meta-learner quality (held-out datasets)") if args.meta else ("quality",
-                                                                                                  "Tuner quality")
-    if args.optimizer != "sgd":
-        name, title = f"{name}_{args.optimizer}", f"{title}, {args.optimizer}"
-    for path in write(results, args.out, command, name=name, title=title):
+    name = ("meta_quality" if args.meta else "quality") + ("" if args.optimizer == "sgd" else f"_{args.optimizer}")
+    for path in write(results, args.out, command, name=name, title=title_of(name)):
         print(f"wrote {path}")
+    return 0
+
+
+def title_of(name: str) -> str:
+    """The report's title from its file name (quality, meta_quality, and their _adamw variants)."""
+    title = "Meta-learner quality (held-out datasets)" if name.startswith("meta") else "Tuner quality"
+    return title + (", adamw" if name.endswith("_adamw") else "")
+
+
+def render(path: Path) -> int:
+    """Summary, markdown and plot of an earlier run again from its JSON: the runs themselves are kept as measured,
+    and so is the command that measured them."""
+    if not path.is_file():
+        print(f"quality.py: error: --render: no such file {path}", file=sys.stderr)
+        return 2
+    results = json.loads(path.read_text())
+    if not isinstance(results, dict) or "rows" not in results or "references" not in results:
+        print(f"quality.py: error: --render: {path} is not a quality report (.json with rows and references)",
+              file=sys.stderr)
+        return 2
+    command = results.pop("command", "")
+    results["summary"] = summarize(results["rows"])
+    for out in write(results, path.parent, command, name=path.stem, title=title_of(path.stem)):
+        print(f"wrote {out}")
     return 0
 
 

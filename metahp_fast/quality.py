@@ -197,12 +197,36 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             sp = [ref[(r["task"], r["seed"])] / r["seconds"] for rs in per_task.values() for r in rs
                   if (r["task"], r["seed"]) in ref and r["seconds"] > 0]
             return _median(sp) if sp else None
-        out[method] = {"regret": med("regret"), "val_regret": med("val_regret"),
+        out[method] = {"regret": med("regret"), "regret_interval": bootstrap_interval(per_task),
+                       "val_regret": med("val_regret"),
                        "test_accuracy": med("test_accuracy"), "trainings": med("trainings"),
                        "seconds": med("seconds"), "speedup_vs_tpe64": speedup(tpe),
                        "speedup_vs_tpe16": speedup(tpe16),
                        "regret_by_task": {t: _median([r["regret"] for r in rs]) for t, rs in per_task.items()}}
     return out
+
+
+def bootstrap_interval(per_task: dict[str, list[dict[str, Any]]], key: str = "regret", level: float = 0.9,
+                       n: int = 2000, seed: int = 0) -> list[float]:
+    """A ``level`` bootstrap interval of the median over tasks of the per-task median over seeds: tasks drawn
+    with replacement, then runs within each task. How far the headline number could move with other tasks and
+    seeds of the same kind: with six small tasks and three seeds, far."""
+    groups = [[r[key] for r in rs if r[key] is not None and not math.isnan(r[key])] for rs in per_task.values()]
+    groups = [g for g in groups if g]
+    if not groups:
+        return [math.nan, math.nan]
+    gen = torch.Generator().manual_seed(seed)
+    stats = []
+    for _ in range(n):
+        picks = torch.randint(len(groups), (len(groups),), generator=gen).tolist()
+        meds = []
+        for i in picks:
+            g = groups[i]
+            meds.append(statistics.median(g[j] for j in torch.randint(len(g), (len(g),), generator=gen).tolist()))
+        stats.append(statistics.median(meds))
+    stats.sort()
+    lo, hi = (1 - level) / 2, (1 + level) / 2
+    return [stats[int(lo * (n - 1))], stats[int(round(hi * (n - 1)))]]
 
 
 def reference_pick_regret(results: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +249,7 @@ def check_targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         best = min(sh_es, key=lambda m: sh_es[m])
         val = ", ".join(f"{m} {summary[m]['val_regret']:.3f}" for m in sh_es)
         out.append({"target": "SH or ES at 64 trainings: median normalized regret <= 0.05",
-                    "measured": f"{best}: {sh_es[best]:.3f} (on validation losses: {val})",
+                    "measured": f"{best}: {sh_es[best]:.3f}{_interval(summary[best])} (on validation losses: {val})",
                     "met": sh_es[best] <= 0.05})
     if "tpe64" in summary:
         bar = summary["tpe64"]["regret"]
@@ -246,7 +270,8 @@ def check_meta_targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any
         m0 = summary["meta0"]["regret"]
         const = summary.get("constant", {}).get("regret")
         out.append({"target": "meta-learner zero-shot: median normalized regret <= 0.15",
-                    "measured": f"meta0: {m0:.3f} (on validation losses {summary['meta0']['val_regret']:.3f})",
+                    "measured": f"meta0: {m0:.3f}{_interval(summary['meta0'])} (on validation losses "
+                                f"{summary['meta0']['val_regret']:.3f})",
                     "met": m0 <= 0.15})
         if const is not None:
             out.append({"target": "zero-shot below the constant best-average configuration",
@@ -256,7 +281,7 @@ def check_meta_targets(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any
     if "meta+sh16" in summary:
         ms = summary["meta+sh16"]
         out.append({"target": "meta + 16-candidate round: median normalized regret <= 0.05",
-                    "measured": f"meta+sh16: {ms['regret']:.3f} (validation {ms['val_regret']:.3f})",
+                    "measured": f"meta+sh16: {ms['regret']:.3f}{_interval(ms)} (validation {ms['val_regret']:.3f})",
                     "met": ms["regret"] <= 0.05})
         if "tpe16" in summary:
             t16, sp = summary["tpe16"]["regret"], ms["speedup_vs_tpe16"]
@@ -279,14 +304,17 @@ def to_markdown(results: dict[str, Any], command: str = "", title: str = "Tuner 
               "candidate random search at full budget per task and seed. `regret` = (L - L_best) / (L_median - "
               "L_best) with L the test loss of the method's pick and L_best, L_median the lowest and the median "
               "test loss of the 256; `val regret`: the same on validation losses (what the tuners minimise). "
-              "Medians over seeds, then over tasks. Cost in full trainings (candidate-steps / steps); wall "
-              "seconds of the tuning run.", ""]
-    lines += ["| method | median regret | median val regret | test accuracy | cost (trainings) | wall s | "
-              "speed-up vs TPE-64 | speed-up vs TPE-16 |", "|---|---|---|---|---|---|---|---|"]
+              "Medians over seeds, then over tasks; `90% interval`: a bootstrap interval of the median regret "
+              "(tasks resampled, then seeds within each), how far it could move on other tasks and seeds of the "
+              "same kind. Cost in full trainings (candidate-steps / steps); wall seconds of the tuning run.", ""]
+    lines += ["| method | median regret | 90% interval | median val regret | test accuracy | cost (trainings) | "
+              "wall s | speed-up vs TPE-64 | speed-up vs TPE-16 |", "|---|---|---|---|---|---|---|---|---|"]
     for m, v in s.items():
         sp = f"{v['speedup_vs_tpe64']:.1f}x" if v["speedup_vs_tpe64"] else "-"
         sp16 = f"{v['speedup_vs_tpe16']:.1f}x" if v.get("speedup_vs_tpe16") else "-"
-        lines.append(f"| {m} | {v['regret']:.3f} | {v['val_regret']:.3f} | {_fmt(v['test_accuracy'])} | "
+        lo, hi = v.get("regret_interval", (None, None))
+        lines.append(f"| {m} | {v['regret']:.3f} | {_fmt(lo)} to {_fmt(hi)} | {v['val_regret']:.3f} | "
+                     f"{_fmt(v['test_accuracy'])} | "
                      f"{v['trainings']:.1f} | {v['seconds']:.2f} | {sp} | {sp16} |")
     floor = reference_pick_regret(results)
     lines += ["", "On small splits the test regret is dominated by the noise of choosing on a small validation "
@@ -364,6 +392,12 @@ def _group(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple, lis
 def _median(values: list[float]) -> float:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else math.nan
+
+
+def _interval(summary_row: dict[str, Any]) -> str:
+    """`` (90% interval a to b)`` for a method's summary row, empty for rows written before intervals existed."""
+    lo, hi = summary_row.get("regret_interval", (None, None))
+    return "" if lo is None else f" (90% interval {_fmt(lo)} to {_fmt(hi)})"
 
 
 def _fmt(v: Optional[float]) -> str:
