@@ -251,7 +251,7 @@ class Population:
         x, y = check_batch(x, y, self.spec, self.device, self.dtype)
         has_val = x_val is not None or y_val is not None
         if has_val:
-            x_val, y_val = check_batch(x_val, y_val, self.spec, self.device, self.dtype)
+            x_val, y_val = check_batch(x_val, y_val, self.spec, self.device, self.dtype, names=("x_val", "y_val"))
         steps = _positive_int("steps", steps)
         batch_size = _positive_int("batch_size", batch_size)
         schedule = self._check_schedule(lr_schedule, steps)
@@ -366,10 +366,19 @@ class Population:
             raise IndexError(f"candidate index must be an int in [0, {self.size}); got {i!r}")
         return i % self.size
 
-    def select(self, indices: Union[Sequence[int], Tensor]) -> "Population":
+    def select(self, indices: Union[Sequence[int], Sequence[bool], Tensor]) -> "Population":
         """A new population of the chosen candidates (weights, optimizer state, hyperparameters, step counts
-        and alive flags copied), on the same backend: tuners use it to drop candidates from the batch."""
-        idx = torch.as_tensor(indices, dtype=torch.long).flatten()
+        and alive flags copied), on the same backend; this one is left as it is. ``indices`` are candidate
+        numbers, or a (K,) bool mask such as ``pop.alive``. Tuners use it to drop candidates from the batch."""
+        idx = torch.as_tensor(indices)
+        if idx.dtype == torch.bool:
+            if idx.shape != (self.size,):
+                raise ValueError(f"a bool mask for indices must have shape ({self.size},), one flag per candidate; "
+                                 f"got {tuple(idx.shape)}")
+            idx = idx.cpu().nonzero().flatten()
+        elif idx.dtype.is_floating_point or idx.dtype.is_complex:
+            raise TypeError(f"indices must be candidate numbers (ints) or a bool mask; got dtype {idx.dtype}")
+        idx = idx.long().flatten()
         if idx.numel() == 0:
             raise ValueError("indices must choose at least one candidate")
         if int(idx.min()) < -self.size or int(idx.max()) >= self.size:

@@ -97,45 +97,51 @@ def as_tensor(name: str, value: Any, device: torch.device, dtype: torch.dtype | 
         arr = np.asarray(value)
         if arr.dtype == object:
             raise TypeError(f"{name} must hold numbers; got an array of Python objects")
+        if arr.dtype.kind in "US":
+            raise TypeError(f"{name} must hold numbers; got strings (dtype {arr.dtype}): encode class labels as "
+                            "0..C-1, or build a Task with metahp_fast.from_arrays, which does")
         t = torch.as_tensor(arr, device=device)
         return t.to(dtype) if (dtype is not None and t.dtype.is_floating_point) else t
     raise TypeError(f"{name} must be a torch.Tensor or numpy array; got {type(value).__name__}")
 
 
 def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: torch.dtype,
-                values: bool = True) -> tuple[Tensor, Tensor]:
+                values: bool = True, names: tuple[str, str] = ("x", "y")) -> tuple[Tensor, Tensor]:
     """Check a batch (x, y) against the architecture; returns the tensors to train on.
 
     Tensors must already be on the population's device and in its dtype (no hidden copies on the hot path);
     numpy arrays are converted. ``values=False`` skips the checks that read the data (NaN/inf, label range:
-    one host sync on a GPU)."""
-    x = as_tensor("x", x, device, dtype)
-    y = as_tensor("y", y, device, dtype if spec.loss == "mse" else None)
+    one host sync on a GPU). ``names``: what the caller calls x and y (``x_val``, ...), for the messages."""
+    xn, yn = names
+    x = as_tensor(xn, x, device, dtype)
+    y = as_tensor(yn, y, device, dtype if spec.loss == "mse" else None)
     d_in, n_out = spec.layers[0], spec.layers[-1]
     if x.dim() != 2 or x.shape[1] != d_in:
-        raise ValueError(f"x must have shape (batch, {d_in}) to match layers[0]={d_in}; got {tuple(x.shape)}")
+        raise ValueError(f"{xn} must have shape (batch, {d_in}) to match layers[0]={d_in}; got {tuple(x.shape)}")
     if x.shape[0] == 0:
-        raise ValueError("x is empty: a batch needs at least one row")
+        raise ValueError(f"{xn} is empty: a batch needs at least one row")
     if not x.dtype.is_floating_point or x.dtype != dtype:
-        raise TypeError(f"x must have dtype {dtype} like the population; got {x.dtype} (use x.to({dtype}))")
+        raise TypeError(f"{xn} must have dtype {dtype} like the population; got {x.dtype} (use {xn}.to({dtype}))")
     if x.device != device:
-        raise ValueError(f"x is on {x.device} but the population is on {device}; move it with x.to('{device}')")
+        raise ValueError(f"{xn} is on {x.device} but the population is on {device}; move it with "
+                         f"{xn}.to('{device}')")
     if y.device != device:
-        raise ValueError(f"y is on {y.device} but the population is on {device}; move it with y.to('{device}')")
+        raise ValueError(f"{yn} is on {y.device} but the population is on {device}; move it with "
+                         f"{yn}.to('{device}')")
     B = x.shape[0]
     if spec.loss == "cross_entropy":
         if y.dtype.is_floating_point or y.dtype == torch.bool or y.dtype.is_complex:
-            raise TypeError(f"y must hold integer class labels for loss='cross_entropy'; got dtype {y.dtype}")
+            raise TypeError(f"{yn} must hold integer class labels for loss='cross_entropy'; got dtype {y.dtype}")
         if y.dim() != 1 or y.shape[0] != B:
-            raise ValueError(f"y must have shape ({B},), one label per row of x; got {tuple(y.shape)}")
+            raise ValueError(f"{yn} must have shape ({B},), one label per row of {xn}; got {tuple(y.shape)}")
         y = y.long()
     else:
         if y.dim() == 1 and n_out == 1:
             y = y.unsqueeze(1)
         if y.dim() != 2 or y.shape != (B, n_out):
-            raise ValueError(f"y must have shape ({B}, {n_out}) for loss='mse'; got {tuple(y.shape)}")
+            raise ValueError(f"{yn} must have shape ({B}, {n_out}) for loss='mse'; got {tuple(y.shape)}")
         if y.dtype != dtype:
-            raise TypeError(f"y must have dtype {dtype} like the population for loss='mse'; got {y.dtype}")
+            raise TypeError(f"{yn} must have dtype {dtype} like the population for loss='mse'; got {y.dtype}")
     if not values:
         return x, y
     # one host sync for all the value checks (on CUDA each .item() would wait for the device)
@@ -145,12 +151,12 @@ def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: to
         flags = [torch.isfinite(x).all(), torch.isfinite(y).all()]
     flags = torch.stack([f.to(torch.float64) for f in flags]).tolist()
     if not flags[0]:
-        raise ValueError("x holds NaN or inf; clean or impute the data first")
+        raise ValueError(f"{xn} holds NaN or inf; clean or impute the data first")
     if spec.loss == "cross_entropy" and (flags[1] < 0 or flags[2] >= n_out):
-        raise ValueError(f"y holds labels in [{int(flags[1])}, {int(flags[2])}] but layers[-1]={n_out} "
+        raise ValueError(f"{yn} holds labels in [{int(flags[1])}, {int(flags[2])}] but layers[-1]={n_out} "
                          f"allows 0..{n_out - 1}")
     if spec.loss == "mse" and not flags[1]:
-        raise ValueError("y holds NaN or inf")
+        raise ValueError(f"{yn} holds NaN or inf")
     return x, y
 
 
@@ -165,4 +171,11 @@ def check_device(device: Any) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError("device='cuda' but CUDA is not available here")
         d = torch.device("cuda", torch.cuda.current_device() if d.index is None else d.index)
+    elif d.type != "cpu":
+        try:  # mps, xpu, ...: this torch build or machine may lack them
+            torch.empty(0, device=d)
+        except (RuntimeError, AssertionError) as e:
+            raise ValueError(f"device={str(d)!r} is not usable here ({str(e).splitlines()[0].split('. ')[0]}); "
+                             "use 'cpu'"
+                             + (" or 'cuda'" if torch.cuda.is_available() else "")) from None
     return d

@@ -154,3 +154,76 @@ def test_the_default_command_is_a_warm_started_short_tuning_round(tmp_path, caps
     assert cli.main(["train", "--data", "iris", "--size", "2", "--steps", "5", "--no-progress",
                      "--out", str(tmp_path / "m.pt")]) == 0
     assert (tmp_path / "m.pt").is_file()
+
+
+def test_a_mistyped_command_is_named_with_a_suggestion(capsys):
+    assert cli.main(["tnue", "--data", "iris"]) == 2
+    assert "unknown command 'tnue'; did you mean 'tune'?" in capsys.readouterr().err
+    assert cli.main(["frobnicate"]) == 2
+    assert "the commands are train, tune, evaluate, meta-train, predict" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--backend", "foo"], "--backend: backend must be one of"),
+    (["--device", "no-such-device"], "--device: device must name a torch device"),
+    (["--seed", "-1"], "--seed: seed must be a non-negative int"),
+    (["--meta-model", "nothing-here.pt"], "--meta-model: no meta-learner file at 'nothing-here.pt'"),
+])
+def test_tune_options_fail_by_flag_name_before_any_work(argv, flag, tmp_path, capsys):
+    assert cli.main(["tune", "--data", "iris", "--out", str(tmp_path / "o"), *SMALL, *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"metahp-fast: error: {captured.err.strip().split('error: ', 1)[1]}"
+    assert flag in captured.err and "Traceback" not in captured.err
+    assert "tuning with" not in captured.out  # nothing was trained
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_tune_on_cuda_without_cuda_is_a_usage_error(capsys):
+    assert cli.main(["tune", "--device", "cuda", *SMALL]) == 2
+    assert "--device: device='cuda' but CUDA is not available here" in capsys.readouterr().err
+
+
+def test_tune_warm_starts_from_a_meta_learner_file(tmp_path, capsys):
+    from metahp_fast.meta import MetaLearner
+    path = tmp_path / "g.pt"
+    MetaLearner.pretrained().save(path)
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", "iris", "--budget", "4", "--meta-model", str(path), "--out", str(out),
+                     *SMALL]) == 0
+    assert f"warm start: the meta-learner {path} predicts lr=" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["meta_prediction"] is not None
+    assert cli.main(["tune", "--data", "iris", "--optimizer", "adamw", "--meta-model", str(path), "--out",
+                     str(out), *SMALL]) == 2
+    assert "predicts for 'sgd', not --optimizer 'adamw'" in capsys.readouterr().err
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    assert cli.main(["tune", "--data", "iris", "--meta-model", str(tmp_path / "x.csv"), *SMALL]) == 2
+    assert "--meta-model: " in capsys.readouterr().err
+
+
+def test_predict_says_what_a_wrong_model_file_is_and_notes_regression(tmp_path, capsys):
+    import numpy as np
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    assert cli.main(["predict", "--data", "iris", "--model", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--model: " in err and "is not a meta-learner file" in err and "Traceback" not in err
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 3)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x, y=(x @ np.ones(3)).astype(np.float32))
+    assert cli.main(["predict", "--data", str(tmp_path / "reg.npz")]) == 0
+    captured = capsys.readouterr()
+    assert "lr" in json.loads(captured.out)["hparams"]
+    assert "note: reg: a regression task, but this meta-learner was meta-trained on classification" in captured.err
+
+
+def test_kind_makes_whole_number_targets_a_regression(tmp_path, capsys):
+    import numpy as np
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 3))
+    price = np.round(100 + 20 * x[:, 0] + 5 * rng.normal(size=120))
+    lines = ["a,b,c,price"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{p:.0f}" for r, p in zip(x, price)]
+    (tmp_path / "house.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", str(tmp_path / "house.csv"), "--kind", "regression", "--budget", "4",
+                     "--out", str(out), *SMALL]) == 0
+    assert "regression, 1 output" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["class_names"] is None

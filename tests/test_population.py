@@ -172,6 +172,30 @@ def test_select_keeps_chosen_candidates_training_identically():
         assert torch.equal(p, q[[4, 1]])
 
 
+def test_select_takes_a_bool_mask_and_refuses_what_is_neither():
+    pop = Population([8, 4, 2], 4, "sgd", {"lr": torch.tensor([0.8, 0.1, 0.02, 0.5])})
+    assert torch.equal(pop.select(pop.alive).hparams["lr"], pop.hparams["lr"])  # all alive: all of them, in order
+    assert torch.equal(pop.select([True, False, True, False]).hparams["lr"], pop.hparams["lr"][[0, 2]])
+    assert torch.equal(pop.select(np.array([0, 3])).hparams["lr"], pop.hparams["lr"][[0, 3]])
+    with pytest.raises(ValueError, match=r"bool mask for indices must have shape \(4,\)"):
+        pop.select([True, False])
+    with pytest.raises(TypeError, match="indices must be candidate numbers"):
+        pop.select(torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="at least one candidate"):
+        pop.select(torch.zeros(4, dtype=torch.bool))
+
+
+def test_fit_and_step_name_the_argument_that_is_wrong():
+    pop = Population([8, 4, 2], 2, "sgd")
+    x, y = np.zeros((6, 8), np.float32), np.zeros(6, np.int64)
+    with pytest.raises(TypeError, match="y_val must be a torch.Tensor or numpy array; got NoneType"):
+        pop.fit(x, y, steps=2, x_val=x)
+    with pytest.raises(ValueError, match=r"x_val must have shape \(batch, 8\)"):
+        pop.fit(x, y, steps=2, x_val=x[:, :5], y_val=y)
+    with pytest.raises(TypeError, match="y must hold numbers; got strings .*from_arrays"):
+        pop.step(x, np.array(["a"] * 6))
+
+
 def test_hparams_settable_between_steps_and_validated():
     pop = Population([4, 6, 2], 3, "sgd", {"lr": 0.1})
     t = pop.hparams["lr"]

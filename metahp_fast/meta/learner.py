@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -98,7 +99,12 @@ class MetaLearner:
             self.net[-1].bias.copy_((torch.as_tensor(u, dtype=torch.float32) - self.anchor) / self.scale)
 
     def predict_u(self, task: Task, steps: int = 300, batch_size: int = 128) -> Tensor:
-        """g's ``u`` (d,) float64 for ``task`` trained ``steps`` steps of ``batch_size``."""
+        """g's ``u`` (d,) float64 for ``task`` trained ``steps`` steps of ``batch_size``; a warning for a regression
+        task (every meta-training task is a classification one, so g extrapolates there)."""
+        if not task.is_classification:
+            warnings.warn(f"{task.name}: a regression task, but this meta-learner was meta-trained on classification "
+                          "tasks only; its prediction is an extrapolation (a tuning round with init=None avoids it)",
+                          stacklevel=3)
         with torch.no_grad():
             return self.clamp(self.forward(encode(task, steps, batch_size, self.config.optimizer))).double()
 
@@ -228,7 +234,11 @@ class MetaLearner:
         """A learner written by :meth:`save`."""
         if not Path(path).is_file():
             raise FileNotFoundError(f"path: no meta-learner file at {str(path)!r}")
-        data = torch.load(path, weights_only=True)
+        try:
+            data = torch.load(path, weights_only=True)
+        except Exception as e:  # a CSV, a pickled model, a truncated file: torch raises many kinds
+            raise ValueError(f"path: {str(path)!r} is not a meta-learner file (one written by MetaLearner.save or "
+                             f"`metahp-fast meta-train`): torch.load failed with {type(e).__name__}") from None
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise ValueError(f"path: {str(path)!r} is not a version-{VERSION} meta-learner file "
                              f"(version {data.get('version') if isinstance(data, dict) else None!r})")

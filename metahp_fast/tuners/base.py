@@ -17,12 +17,14 @@ from typing import Any, ClassVar, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ..backends import resolve_name
 from ..population import Population
 from ..search_space import SearchSpace
 from ..tasks import Task
 from ..training import (OBJECTIVES, TaskLike, TrainConfig, as_task, atomic_save, check_objective, check_space,
                         check_u, derive_seed, fit, make_population, objective_values, population_from_state,
                         prepare_task, u_bounds)
+from ..validation import check_device
 
 CHECKPOINT_VERSION = 1
 
@@ -88,6 +90,7 @@ class Tuner:
         if opt not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
         self.space = check_space(space, opt)
+        resolve_name(backend, check_device(device))  # an unknown backend or unusable device fails here
         self.config = TrainConfig(hidden=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
                                   steps=steps, batch_size=batch_size, optimizer=opt, activation=activation,
                                   nesterov=nesterov, eval_every=eval_every, backend=backend, device=str(device),
