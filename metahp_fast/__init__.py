@@ -3,7 +3,8 @@ from .population import Population
 from .search_space import Fixed, IntUniform, LogUniform, SearchSpace, Uniform
 from .tasks import Task, from_arrays, load_task
 from .meta import MetaLearner
+from .model_file import load_model
 
 __version__ = "0.1.0"
 __all__ = ["Population", "SearchSpace", "LogUniform", "Uniform", "IntUniform", "Fixed", "Task", "load_task",
-           "from_arrays", "MetaLearner", "__version__"]
+           "from_arrays", "MetaLearner", "load_model", "__version__"]

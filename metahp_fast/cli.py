@@ -20,6 +20,9 @@ import torch
 from torch import Tensor
 
 COMMANDS = ("train", "tune", "evaluate", "meta-train", "predict")
+#: How to use a saved best.pt, printed after writing one.
+LOAD_HINT = ("use it on new rows with metahp_fast.load_model(path).predict(csv_path_or_array), or load it with "
+             "torch.load(path, weights_only=False) and feed its model (x - mean) / std")
 
 
 class UsageError(Exception):
@@ -140,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="run the quality harness: every tuner against a 256-candidate search",
                        description="Run the quality harness: for each task and seed, a 256-candidate random search "
                        "gives L_best and L_median; each method's pick is scored by test loss, normalized regret, "
-                       "cost and wall-clock. Writes quality.md, quality.json and quality.png into --out. The default run "
-                       "takes about 15 minutes on one CPU thread; --tasks iris --seeds 1 is a quick look.")
+                       "cost and wall-clock. Writes quality.md, quality.json and quality.png into --out. The default "
+                       "run takes about 15 minutes on one CPU thread; --tasks iris --seeds 1 is a quick look.")
     e.add_argument("--tasks", type=_names, default=[t.data for t in DEFAULT_TASKS],
                    help=f"comma list of datasets (default {','.join(t.data for t in DEFAULT_TASKS)})")
     e.add_argument("--methods", type=_names, default=list(METHODS),
@@ -212,7 +215,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def train(args: argparse.Namespace) -> int:
     from . import Population, SearchSpace
     from .tasks import load_task
-    from .training import atomic_save, model_metrics
+    from .model_file import save_model
+    from .training import model_metrics
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
     try:
@@ -247,23 +251,21 @@ def train(args: argparse.Namespace) -> int:
     print(f"best: candidate {best} ({_fmt_hp(best_hp)}): val loss {float(val['loss'][best]):.4f}"
           + (f", val accuracy {float(val['accuracy'][best]):.4f}" if "accuracy" in val else ""))
     print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
-    payload = {"model": model, "hparams": best_hp, "optimizer": args.optimizer, "layers": list(layers),
-               "loss": task.loss, "mean": task.mean.cpu(), "std": task.std.cpu(), "class_names": task.class_names,
-               "task": task.name, "seed": args.seed, "steps": args.steps, "candidate": best,
-               "val_loss": float(val["loss"][best]),
-               "val_accuracy": float(val["accuracy"][best]) if "accuracy" in val else None,
-               "test_loss": test["loss"], "test_accuracy": test.get("accuracy")}
     replaced = out.exists()
-    atomic_save(payload, out)
-    print(f"saved the best model to {out}" + (" (replaced the previous file)" if replaced else "")
-          + "; load it with torch.load(path, weights_only=False) and feed it (x - mean) / std")
+    save_model(out, model, task, hparams=best_hp, optimizer=args.optimizer, layers=list(layers), loss=task.loss,
+               task=task.name, seed=args.seed, steps=args.steps, candidate=best,
+               val_loss=float(val["loss"][best]),
+               val_accuracy=float(val["accuracy"][best]) if "accuracy" in val else None,
+               test_loss=test["loss"], test_accuracy=test.get("accuracy"))
+    print(f"saved the best model to {out}" + (" (replaced the previous file)" if replaced else "") + "; " + LOAD_HINT)
     return 0
 
 
 def tune(args: argparse.Namespace) -> int:
     from .plots import plot_hparams, plot_learning_curves
     from .tasks import load_task
-    from .training import atomic_save, model_metrics
+    from .model_file import save_model
+    from .training import model_metrics
     from .tuners import TUNERS
 
     from .validation import check_device
@@ -293,9 +295,9 @@ def tune(args: argparse.Namespace) -> int:
         except (ValueError, TypeError) as e:
             raise _usage(e) from None
     print(f"{task!r}")
-    print(f"warm start: {meta_note}")
     for w in caught:  # e.g. how many rows with missing values a CSV lost
         print(f"note: {w.message}")
+    print(f"warm start: {meta_note}")
     ckpt = out / "checkpoint.pt"
     print(f"tuning with {args.method}: budget {args.budget:g} full trainings of {args.steps} steps "
           f"({int(args.budget * args.steps)} candidate-steps), {args.optimizer}, layers "
@@ -332,13 +334,11 @@ def tune(args: argparse.Namespace) -> int:
     outputs = ["report.json", "best.pt"] + (["learning_curves.png", "hparams.png"] if args.plot else [])
     replaced = [n for n in outputs if (out / n).exists()]
     tmp = out / ".report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
+    tmp.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN as null
     os.replace(tmp, out / "report.json")  # a report is replaced whole or not at all
-    payload = {"model": result.best_model, "hparams": result.best_hparams, "optimizer": args.optimizer,
-               "layers": task.layers(hidden), "loss": task.loss, "mean": cpu_task.mean, "std": cpu_task.std,
-               "class_names": task.class_names, "task": task.name, "seed": args.seed, "steps": args.steps,
-               "method": args.method, "val": result.best_val, "test": test}
-    atomic_save(payload, out / "best.pt")
+    save_model(out / "best.pt", result.best_model, cpu_task, hparams=result.best_hparams, optimizer=args.optimizer,
+               layers=task.layers(hidden), loss=task.loss, task=task.name, seed=args.seed, steps=args.steps,
+               method=args.method, val=result.best_val, test=test)
     written = ["report.json", "best.pt"]
     if args.plot:
         try:
@@ -348,10 +348,14 @@ def tune(args: argparse.Namespace) -> int:
         except ImportError as e:
             print(f"metahp-fast: no plots: {e}", file=sys.stderr)
     ckpt.unlink(missing_ok=True)
+    stale = [n for n in ("learning_curves.png", "hparams.png") if n not in written and (out / n).exists()]
+    if stale:
+        print(f"note: {', '.join(stale)} in {out} {'are' if len(stale) > 1 else 'is'} from an earlier run (this one "
+              "drew no plots; add --plot)")
     print(f"wrote {', '.join(written)} to {out}"
           + (f" (replacing the previous run's {', '.join(n for n in replaced if n in written)})"
              if any(n in written for n in replaced) else "")
-          + "; load the model with torch.load(path, weights_only=False) and feed it (x - mean) / std")
+          + "; " + LOAD_HINT)
     return 0
 
 
@@ -496,7 +500,25 @@ def _tune_leaderboard(result, top: int) -> str:
         val["accuracy"] = torch.tensor([t["val_accuracy"] for t in full], dtype=torch.float64)
     usable = torch.isfinite(val["loss"])
     hps = {k: torch.tensor([t["hparams"][k] for t in full], dtype=torch.float64) for k in result.best_hparams}
-    return _leaderboard(val, usable, hps, top, ids=[t["id"] for t in full])
+    diverged = sum(1 for t in result.trials if not _finite(t["val_loss"]))
+    title = (f"leaderboard of the {int(usable.sum())} candidates trained the full {result.config['steps']} steps "
+             f"({len(result.trials)} trained in all, {diverged} diverged)")
+    return _leaderboard(val, usable, hps, top, ids=[t["id"] for t in full], title=title)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _json_safe(obj):
+    """``obj`` with every non-finite float (a diverged candidate's loss) as None, which JSON can hold."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _check_out(path: str) -> Path:
@@ -513,7 +535,7 @@ def _fmt_hp(hp: dict[str, float]) -> str:
 
 
 def _leaderboard(val: dict[str, Tensor], usable: Tensor, hps: dict[str, Tensor], top: int,
-                 ids: Optional[list[int]] = None) -> str:
+                 ids: Optional[list[int]] = None, title: Optional[str] = None) -> str:
     """The best ``top`` candidates by validation loss, then the diverged ones (shown by ``ids[i]`` if given)."""
     name = (lambda i: str(ids[i])) if ids is not None else str
     order = [int(i) for i in torch.argsort(torch.where(usable, val["loss"], torch.inf)) if usable[i]]
@@ -536,7 +558,7 @@ def _leaderboard(val: dict[str, Tensor], usable: Tensor, hps: dict[str, Tensor],
         note.append(f"{len(order) - top} more trained")
     if len(dead) > top:
         note.append(f"{len(dead) - top} more diverged")
-    title = f"leaderboard ({len(order)} of {len(order) + len(dead)} candidates trained, {len(dead)} diverged)"
+    title = title or f"leaderboard ({len(order)} of {len(order) + len(dead)} candidates trained, {len(dead)} diverged)"
     return "\n".join([title, *lines] + ([f"({', '.join(note)} not shown)"] if note else []))
 
 

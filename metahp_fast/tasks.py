@@ -319,10 +319,14 @@ def _read_csv(path: str, target: Optional[str]) -> tuple[np.ndarray, np.ndarray,
     keep = [r for r in cells if not any(c.lower() in MISSING for c in r)]
     dropped = len(cells) - len(keep)
     if dropped:
-        warnings.warn(f"{path}: dropped {dropped} of {len(cells)} rows with missing values", stacklevel=3)
+        gaps = {h: sum(r[j].lower() in MISSING for r in cells) for j, h in enumerate(header)}
+        where = ", ".join(f"{h} {n}" for h, n in sorted(gaps.items(), key=lambda kv: -kv[1]) if n)
+        warnings.warn(f"{path}: dropped {dropped} of {len(cells)} rows with missing values (empty cells per "
+                      f"column: {where}); fill those cells in, or drop a column that is mostly empty, to keep "
+                      "the rows", stacklevel=3)
     if not keep:
         raise ValueError(f"{path!r} has no rows without missing values")
-    cols, names, categorical = [], [], []
+    cols, names, categorical, columns = [], [], [], []
     for j, h in enumerate(header):
         if j == t:
             continue
@@ -331,17 +335,35 @@ def _read_csv(path: str, target: Optional[str]) -> tuple[np.ndarray, np.ndarray,
         if num is not None:
             cols.append(num[:, None])
             names.append(h)
+            columns.append({"name": h, "categories": None})
         else:
             cats = sorted(set(values))
+            _warn_odd_category(path, h, values, cats)
             cols.append(np.array([[v == c for c in cats] for v in values], dtype=np.float64))
             names += [f"{h}={c}" for c in cats]
             categorical.append(h)
+            columns.append({"name": h, "categories": cats})
     y_raw = [r[t] for r in keep]
     y_num = _floats(y_raw)
     y = y_num if y_num is not None else np.array(y_raw)
     meta = {"n_rows_dropped": dropped, "feature_names": names, "categorical_columns": categorical,
-            "target": header[t]}
+            "columns": columns, "target": header[t]}
     return np.concatenate(cols, axis=1), y, meta
+
+
+def _warn_odd_category(path: str, column: str, values: list[str], cats: list[str]) -> None:
+    """Warn when a column one-hot encodes into many features by accident: numbers with a few bad cells, or an
+    identifier / free-text column with nearly one value per row."""
+    bad = [v for v in values if _floats([v]) is None]
+    if len(bad) <= 0.2 * len(values):
+        examples = ", ".join(repr(v) for v in list(dict.fromkeys(bad))[:3])
+        warnings.warn(f"{path}: column {column!r} holds numbers except {len(bad)} cell(s) such as {examples}, so it "
+                      f"was one-hot encoded into {len(cats)} features; fix those cells to keep it numeric",
+                      stacklevel=4)
+    elif len(cats) > 20 and len(cats) > 0.5 * len(values):
+        warnings.warn(f"{path}: column {column!r} has {len(cats)} distinct values in {len(values)} rows (an "
+                      f"identifier or free text?) and was one-hot encoded into {len(cats)} features; drop it if "
+                      "it carries no signal", stacklevel=4)
 
 
 def _floats(values: list[str]) -> Optional[np.ndarray]:
@@ -392,6 +414,11 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     if kind == "auto":
         whole = y.dtype.kind in "biuUS" or bool(np.all(y == np.round(y)))
         kind = "classification" if y.ndim == 1 and whole else "regression"
+        n_values = len(np.unique(y)) if kind == "classification" and numeric_y else 0
+        if n_values > 20 and n_values > len(y) / 10:
+            warnings.warn(f"{name}: its target has {n_values} distinct whole numbers in {len(y)} rows, taken as "
+                          f"{n_values} classes; if it is a quantity, use kind='regression' (--kind regression)",
+                          stacklevel=3)
     if kind == "regression":
         if not numeric_y:
             raise ValueError(f"{name}: regression needs numeric targets; got dtype {y.dtype}")

@@ -223,6 +223,9 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; give it the mode any new file gets
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):

@@ -42,6 +42,14 @@ def test_tune_writes_report_model_and_plots(tmp_path, capsys):
     assert first[0] == "1" and float(first[-2]) == pytest.approx(report["validation"]["loss"], abs=5e-5)
     assert f"best: candidate {first[1]} " in printed
     assert (out / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    # the title counts the candidates the board ranks (those trained the full steps) and all the round trained
+    full = [t for t in report["trials"] if t["steps"] == 30]
+    assert (f"leaderboard of the {len(full)} candidates trained the full 30 steps ({len(report['trials'])} trained "
+            f"in all, 0 diverged)") in printed
+    # a second run without --plot says the plots beside its report are the first run's
+    assert cli.main([a for a in argv if a != "--plot"]) == 0
+    assert ("note: learning_curves.png, hparams.png in " + str(out) + " are from an earlier run"
+            in capsys.readouterr().out)
 
 
 def test_tune_csv_with_categories_missing_values_and_string_labels(tmp_path, capsys):
@@ -227,3 +235,28 @@ def test_kind_makes_whole_number_targets_a_regression(tmp_path, capsys):
                      "--out", str(out), *SMALL]) == 0
     assert "regression, 1 output" in capsys.readouterr().out
     assert json.loads((out / "report.json").read_text())["class_names"] is None
+
+
+def test_diverged_candidates_are_counted_and_the_report_is_strict_json(tmp_path, capsys):
+    """Regression targets in the hundreds make large learning rates diverge: the leaderboard counts them over the
+    whole round and report.json writes their losses as null (JSON has no Infinity)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    np.savez(tmp_path / "big.npz", x=x, y=300 + 100 * x[:, 0])
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", str(tmp_path / "big.npz"), "--method", "random", "--budget", "16",
+                     "--out", str(out), *SMALL]) == 0
+    text = (out / "report.json").read_text()
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"report.json holds {c}"))
+    dead = [t for t in report["trials"] if t["val_loss"] is None]
+    assert dead, "this setting is meant to make some candidates diverge"
+    assert f"trained in all, {len(dead)} diverged)" in capsys.readouterr().out
+
+
+def test_a_tune_result_prints_as_one_line():
+    from metahp_fast.tuners import RandomSearch
+    r = RandomSearch(hidden=(8,), steps=20, backend="torch").run("iris", 3)
+    text = repr(r)
+    assert text.startswith("TuneResult(random on 'iris', seed 0: best candidate ") and "\n" not in text
+    assert "3 trials, 60 candidate-steps" in text and len(text) < 300

@@ -176,6 +176,45 @@ def test_csv_with_categories_missing_values_and_string_labels(tmp_path):
     assert ages == sorted([31, 45, 22, 29, 50, 41, 33, 27, 36, 24, 47, 52, 19, 30, 44, 26, 35])
 
 
+def test_csv_says_which_columns_became_many_features_and_where_rows_were_lost(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 120
+    income = [f"{v:.1f}" for v in rng.normal(50, 5, n)]
+    income[7] = '"55,000"'  # a thousands separator (quoted): the column is no longer all numbers
+    city = [["Rome", "Oslo", "Lima"][i % 3] for i in range(n)]
+    ids = [f"C{i:05d}" for i in range(n)]
+    score = [f"{v:.2f}" for v in rng.normal(size=n)]
+    score[3] = score[9] = ""
+    label = [str(i % 2) for i in range(n)]
+    rows = ["income,city,customer_id,score,label"] + [",".join(r) for r in zip(income, city, ids, score, label)]
+    (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = load_task(str(tmp_path / "c.csv"))
+    said = [str(w.message) for w in caught]
+    assert any("column 'income' holds numbers except 1 cell(s) such as '55,000'" in m for m in said), said
+    assert any("column 'customer_id' has 118 distinct values in 118 rows (an identifier" in m for m in said), said
+    assert any("dropped 2 of 120 rows with missing values (empty cells per column: score 2)" in m for m in said)
+    assert not any("'city'" in m for m in said)  # three categories: nothing odd
+    assert [c["name"] for c in t.meta["columns"]] == ["income", "city", "customer_id", "score"]
+    assert t.meta["columns"][1] == {"name": "city", "categories": ["Lima", "Oslo", "Rome"]}
+    assert t.meta["columns"][3] == {"name": "score", "categories": None}
+
+
+def test_many_whole_number_classes_suggest_regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3))
+    price = np.round(100 + 20 * x[:, 0])
+    with pytest.warns(UserWarning, match=r"distinct whole numbers in 300 rows, taken as \d+ classes; if it is a "
+                      r"quantity, use kind='regression'"):
+        t = from_arrays(x, price)
+    assert t.is_classification
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not from_arrays(x, price, kind="regression").is_classification
+        from_arrays(x, (x[:, 0] > 0).astype(int))  # two classes: no warning
+
+
 def test_csv_default_target_is_last_column_and_numeric_regression(tmp_path):
     path = tmp_path / "reg.csv"
     rows = ["a,b,out"] + [f"{i},{(i * 7) % 5},{i * 0.37:.3f}" for i in range(60)]

@@ -82,6 +82,10 @@ class MetaLearner:
         self.lo, self.hi = (b.float() for b in u_bounds(self.space))
         self.anchor, self.scale = (self.lo + self.hi) / 2, ((self.hi - self.lo) / 4).clamp(1.0, 4.0)
 
+    def __repr__(self) -> str:
+        return (f"MetaLearner({self.config.optimizer}: predicts {', '.join(self.space.dims)}; hidden "
+                f"{self.config.hidden}; {self.meta_steps_done} meta-steps done)")
+
     # ---------------------------------------------------------------- prediction
     def forward(self, enc: Tensor) -> Tensor:
         """Raw ``u`` (n, d) or (d,) for encodings (n, F) or (F,), differentiable w.r.t. the network; it may leave

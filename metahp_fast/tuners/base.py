@@ -59,6 +59,13 @@ class TuneResult:
                 "history": self.history, "trials": self.trials,
                 "curves": {str(k): v for k, v in self.curves.items()}}
 
+    def __repr__(self) -> str:  # the trials and curves stay out: thousands of numbers
+        hp = ", ".join(f"{k}={v:.3g}" for k, v in self.best_hparams.items())
+        val = ", ".join(f"{k}={v:.4g}" for k, v in self.best_val.items())
+        return (f"TuneResult({self.method} on {self.task!r}, seed {self.seed}: best candidate {self.best_id} "
+                f"({hp}), val {val}; {len(self.trials)} trials, {self.cost_steps} candidate-steps, "
+                f"{self.seconds:.1f} s)")
+
 
 class Tuner:
     """Base of the tuners. Subclasses set ``name`` and implement ``_start`` (set up ``run.state``) and

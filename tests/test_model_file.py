@@ -1,0 +1,106 @@
+"""best.pt and :func:`metahp_fast.load_model`: a model tuned on a CSV predicts on new raw rows (categories one-hot
+as in training, class names back), and every wrong input says what is wrong."""
+import csv
+import os
+import stat
+
+import numpy as np
+import pytest
+import torch
+
+from metahp_fast import cli, load_model
+from metahp_fast.model_file import encode_rows
+from metahp_fast.tasks import _read_csv
+from tests.single_thread import one_thread  # noqa: F401  (autouse)
+
+SMALL = ["--steps", "30", "--hidden", "16", "--no-progress", "--budget", "4"]
+
+
+def _write_csv(path, n=97, seed=0, with_target=True):
+    rng = np.random.default_rng(seed)
+    cities = ["Rome", "Berlin", "Paris"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["age", "city", "income"] + (["label"] if with_target else []))
+        for _ in range(n):
+            age, city, income = rng.integers(18, 80), cities[rng.integers(3)], rng.normal(50, 10)
+            label = "yes" if (city == "Rome") ^ (income > 50) else "no"
+            w.writerow([age, city, f"{income:.3f}"] + ([label] if with_target else []))
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    d = tmp_path_factory.mktemp("m")
+    _write_csv(d / "people.csv")
+    assert cli.main(["tune", "--data", str(d / "people.csv"), "--out", str(d / "run"), *SMALL]) == 0
+    return d
+
+
+def test_a_csv_model_predicts_class_names_on_new_raw_rows(tuned, tmp_path):
+    g = load_model(tuned / "run" / "best.pt")
+    assert g.class_names == ["no", "yes"] and g.info["kind"] == "classification" and g.info["target"] == "label"
+    assert g.columns == [{"name": "age", "categories": None},
+                         {"name": "city", "categories": ["Berlin", "Paris", "Rome"]},
+                         {"name": "income", "categories": None}]
+    # the rows encode exactly as the training CSV was encoded
+    x_raw, _, _ = _read_csv(str(tuned / "people.csv"), None)
+    with open(tuned / "people.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert torch.equal(encode_rows(g.columns, rows), torch.as_tensor(x_raw))
+    # new rows from a CSV without the target column: predictions are the model's argmax, as names
+    _write_csv(tmp_path / "new.csv", n=11, seed=5, with_target=False)
+    pred = g.predict(tmp_path / "new.csv")
+    feats = g.features(tmp_path / "new.csv")
+    assert feats.shape == (11, 5) and feats.dtype == torch.float32
+    want = g.model(feats).argmax(1)
+    assert pred == [g.class_names[int(i)] for i in want] and len(pred) == 11
+    proba = g.predict_proba(tmp_path / "new.csv")
+    assert proba.shape == (11, 2) and np.allclose(proba.sum(1), 1, atol=1e-6)
+    # an array of encoded features works too
+    assert g.predict(encode_rows(g.columns, rows[:3]).numpy()) == g.predict(rows[:3])
+
+
+def test_bad_rows_and_files_say_what_is_wrong(tuned, tmp_path):
+    g = load_model(tuned / "run" / "best.pt")
+    row = {"age": "30", "city": "Rome", "income": "51.0"}
+    with pytest.raises(ValueError, match=r"row 0, column 'city': 'Oslo' is not one of the categories"):
+        g.predict([{**row, "city": "Oslo"}])
+    with pytest.raises(ValueError, match=r"row 0 has no column 'income'"):
+        g.predict([{"age": "30", "city": "Rome"}])
+    with pytest.raises(ValueError, match=r"row 0, column 'age': 'thirty' is not a number"):
+        g.predict([{**row, "age": "thirty"}])
+    with pytest.raises(ValueError, match=r"row 0, column 'income': a missing value"):
+        g.predict([{**row, "income": "NA"}])
+    with pytest.raises(ValueError, match=r"data must have 5 feature columns"):
+        g.predict(np.zeros((2, 3)))
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        load_model(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="is not a model file"):
+        load_model(tuned / "people.csv")
+    torch.save({"something": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no model and mean/std"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_a_builtin_model_takes_arrays_and_regression_returns_values(tmp_path):
+    assert cli.main(["train", "--data", "iris", "--size", "4", "--steps", "20", "--hidden", "8", "--no-progress",
+                     "--out", str(tmp_path / "iris.pt")]) == 0
+    g = load_model(tmp_path / "iris.pt")
+    assert g.columns is None and g.predict(np.zeros(4))[0] in g.class_names
+    with pytest.raises(ValueError, match="only a model trained on a CSV file keeps"):
+        g.predict([{"a": 1}])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    np.savez(tmp_path / "reg.npz", x=x, y=x @ np.array([1.0, -2.0, 0.5]) + 0.1)
+    assert cli.main(["tune", "--data", str(tmp_path / "reg.npz"), "--out", str(tmp_path / "r"), *SMALL]) == 0
+    r = load_model(tmp_path / "r" / "best.pt")
+    out = r.predict(x[:7])
+    assert isinstance(out, np.ndarray) and out.shape == (7,) and r.info["kind"] == "regression"
+    with pytest.raises(ValueError, match="predict_proba needs a classification model"):
+        r.predict_proba(x[:2])
+
+
+def test_saved_files_get_the_usual_permissions(tuned):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tuned / "run" / "best.pt").st_mode) == 0o666 & ~umask
