@@ -320,6 +320,8 @@ def tune(args: argparse.Namespace) -> int:
     print(f"best: candidate {result.best_id} ({_fmt_hp(result.best_hparams)}): "
           + ", ".join(f"val {k} {v:.4f}" for k, v in result.best_val.items()))
     print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    for line in _at_the_edge(result.best_hparams, tuner.space):
+        print(f"note: {line}")
     print(f"cost: {result.cost_steps} candidate-steps ({result.cost_steps / args.steps:.1f} full trainings), "
           f"{result.seconds:.1f} s")
     report = {"method": args.method, "data": args.data, "task": task.name, "seed": args.seed,
@@ -385,6 +387,24 @@ def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], Option
              "half the initial candidates start around it, the first exactly at it")
     who = f"the meta-learner {args.meta_model}" if args.meta_model else "the pretrained meta-learner"
     return u, hp, f"{who} predicts {_fmt_hp(hp)} (zero-shot); {start}"
+
+
+def _at_the_edge(hp: dict[str, float], space) -> list[str]:
+    """A line for each log-scaled hyperparameter the pick has at an end of its range (within 2% of the range on
+    the log scale): the best value may lie beyond it."""
+    from .search_space import LogUniform
+
+    out = []
+    for name in space.dims:
+        d = space[name]
+        if isinstance(d, LogUniform) and name in hp and hp[name] > 0:
+            pos = math.log(hp[name] / d.low) / math.log(d.high / d.low)
+            if pos < 0.02 or pos > 0.98:
+                end = "lower" if pos < 0.02 else "upper"
+                out.append(f"the pick's {name}={hp[name]:.3g} is at the {end} end of the search space "
+                           f"[{d.low:g}, {d.high:g}]; a better value may lie beyond it (widen the range with a "
+                           "SearchSpace in Python)")
+    return out
 
 
 def _zero_shot_trial(trials: list[dict], prediction: Optional[dict]) -> Optional[dict]:

@@ -350,6 +350,8 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .plots import readable_log_axis
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key, title in ((axes[0], "regret", "test loss"), (axes[1], "val_regret", "validation loss")):
@@ -359,8 +361,11 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
             ax.scatter([r["seconds"] for r in rs], [r[key] for r in rs], s=10, alpha=0.35, color=c)
             ax.scatter([v["seconds"]], [v[key]], s=90, color=c, edgecolor="black", label=m, zorder=3)
         ax.set_xscale("log")
+        secs = [r["seconds"] for r in results["rows"] if r["seconds"] > 0]
+        if secs:
+            readable_log_axis(ax.xaxis, min(secs), max(secs))
         ax.set_yscale("symlog", linthresh=0.1)
-        ax.axhline(0.05, color="gray", lw=0.8, ls="--")
+        ax.axhline(0.05, color="gray", lw=0.8, ls="--", label="target 0.05" if key == "regret" else None)
         ax.set_xlabel("wall-clock seconds per run (log)")
         ax.set_ylabel(f"normalized regret on {title} (symlog)")
         ax.set_title(f"regret on {title} vs wall-clock (large: median)")

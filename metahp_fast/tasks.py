@@ -300,7 +300,11 @@ def _to_numpy(name: str, a: Any) -> np.ndarray:
 def _read_csv(path: str, target: Optional[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y raw strings, meta)."""
     with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+        first = f.readline()
+        f.seek(0)
+        # the separator: whichever of , ; tab | the header line holds most of (a comma when it holds none)
+        sep = max(",;\t|", key=lambda c: (first.count(c), c == ","))
+        rows = [r for r in csv.reader(f, delimiter=sep) if any(c.strip() for c in r)]
     if not rows:
         raise ValueError(f"{path!r} is empty")
     header, body = [h.strip() for h in rows[0]], rows[1:]

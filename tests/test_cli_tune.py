@@ -260,3 +260,14 @@ def test_a_tune_result_prints_as_one_line():
     text = repr(r)
     assert text.startswith("TuneResult(random on 'iris', seed 0: best candidate ") and "\n" not in text
     assert "3 trials, 60 candidate-steps" in text and len(text) < 300
+
+
+def test_a_pick_at_the_end_of_a_log_range_gets_a_note():
+    from metahp_fast import SearchSpace
+    space = SearchSpace.default("sgd")
+    lo, hi = space["lr"].low, space["lr"].high
+    notes = cli._at_the_edge({"lr": hi, "momentum": 0.0, "weight_decay": space["weight_decay"].high ** 0.5
+                              * space["weight_decay"].low ** 0.5}, space)
+    assert len(notes) == 1 and notes[0].startswith(f"the pick's lr={hi:.3g} is at the upper end of the search space")
+    assert "lower end" in cli._at_the_edge({"lr": lo * 1.01}, space)[0]
+    assert cli._at_the_edge({"lr": (lo * hi) ** 0.5}, space) == []

@@ -289,3 +289,11 @@ def test_every_class_keeps_a_training_row():
     for seed in range(10):
         t = from_arrays(x, y, seed=seed, val_fraction=0.3, test_fraction=0.3)
         assert set(t.y_train.tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_csv_separated_otherwise_than_by_commas(tmp_path, sep):
+    rows = [sep.join(["a", "b", "label"])] + [sep.join([f"{i * 0.5}", f"{i % 3}", "xy"[i % 2]]) for i in range(60)]
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    t = load_task(str(tmp_path / "s.csv"))
+    assert t.n_features == 2 and t.class_names == ["x", "y"] and t.meta["target"] == "label"
