@@ -6,6 +6,7 @@ the categories of one-hot encoded ones), so :class:`SavedModel` can turn new CSV
 """
 from __future__ import annotations
 
+import copy
 import csv
 import os
 from dataclasses import dataclass
@@ -23,15 +24,33 @@ PathLike = Union[str, os.PathLike]
 
 
 def preprocessing(task: Task) -> dict[str, Any]:
-    """What a saved model needs besides its weights to be used on raw data like ``task``'s."""
+    """What a saved model needs besides its weights to be used on raw data like ``task``'s (``y_mean``/``y_std``:
+    already folded into a regression model's last layer, kept for the record)."""
     return {"mean": task.mean.cpu(), "std": task.std.cpu(), "class_names": task.class_names,
             "columns": task.meta.get("columns"), "target": task.meta.get("target"),
-            "n_features": task.n_features, "kind": "classification" if task.is_classification else "regression"}
+            "n_features": task.n_features, "kind": "classification" if task.is_classification else "regression",
+            "y_mean": None if task.y_mean is None else task.y_mean.cpu(),
+            "y_std": None if task.y_std is None else task.y_std.cpu()}
 
 
 def save_model(path: PathLike, model: nn.Module, task: Task, /, **info: Any) -> None:
-    """Write ``model`` (CPU), the preprocessing for ``task``'s data and ``info`` to ``path`` atomically."""
-    atomic_save({"model": model.cpu().eval(), **preprocessing(task), **info}, path)
+    """Write ``model`` (CPU), the preprocessing for ``task``'s data and ``info`` to ``path`` atomically; for a
+    regression, with the target's scaling folded into its last layer (its outputs in the target's units)."""
+    atomic_save({"model": in_target_units(model.cpu(), task).eval(), **preprocessing(task), **info}, path)
+
+
+def in_target_units(model: nn.Module, task: Task) -> nn.Module:
+    """``model`` trained on ``task``'s standardized regression targets, as a copy whose outputs are in the
+    target's units (last Linear layer: ``W * y_std``, ``b * y_std + y_mean``); a classifier is returned as is."""
+    if task.y_std is None:
+        return model
+    model = copy.deepcopy(model)
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        std, mean = task.y_std.to(last.weight), task.y_mean.to(last.weight)
+        last.weight.mul_(std[:, None])
+        last.bias.mul_(std).add_(mean)
+    return model
 
 
 @dataclass
@@ -139,4 +158,4 @@ def _read_rows(path: str) -> list[dict[str, str]]:
     return rows
 
 
-__all__ = ["SavedModel", "encode_rows", "load_model", "preprocessing", "save_model"]
+__all__ = ["SavedModel", "encode_rows", "in_target_units", "load_model", "preprocessing", "save_model"]

@@ -31,7 +31,10 @@ SMALL_SPLIT = 10
 @dataclass
 class Task:
     """One dataset split three ways. ``x_*`` float32 (rows, n_features), standardized with ``mean``/``std``
-    fitted on the train split; ``y_*`` int64 class ids (classification) or float32 (rows, n_outputs)."""
+    fitted on the train split; ``y_*`` int64 class ids (classification) or float32 (rows, n_outputs), regression
+    targets standardized too, with ``y_mean``/``y_std`` (so one learning-rate range fits any target scale, and
+    an MSE of 1 is as good as predicting the mean). :func:`metahp_fast.model_file.save_model` folds ``y_std`` and
+    ``y_mean`` back into a saved model, whose outputs are then in the target's units."""
 
     name: str
     x_train: Tensor
@@ -46,6 +49,8 @@ class Task:
     mean: Tensor
     std: Tensor
     meta: dict[str, Any] = field(default_factory=dict)
+    y_mean: Optional[Tensor] = None
+    y_std: Optional[Tensor] = None
 
     @property
     def is_classification(self) -> bool:
@@ -457,6 +462,13 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     std = torch.where(std > 0, std, torch.ones_like(std))
     xs = [((x_t[p] - mean) / std).float() for p in parts]
     ys = [y_t[p] for p in parts]
+    y_mean = y_std = None
+    if n_classes is None:  # regression: targets standardized on the train split, like the features
+        y64 = torch.as_tensor(y.reshape(len(y), -1), dtype=torch.float64)
+        y_mean, y_std = y64[tr].mean(0), y64[tr].std(0, unbiased=False)
+        y_std = torch.where(y_std > 0, y_std, torch.ones_like(y_std))
+        ys = [((y64[p] - y_mean) / y_std).float() for p in parts]
+        y_mean, y_std = y_mean.float(), y_std.float()
     if min(len(parts[1]), len(parts[2])) < SMALL_SPLIT:
         warnings.warn(f"{name}: only {len(parts[1])} validation and {len(parts[2])} test rows: choices made and "
                       "scores measured on them are mostly noise", stacklevel=3)
@@ -464,7 +476,7 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
                 val_fraction=val_fraction, test_fraction=test_fraction)
     return Task(name=name, x_train=xs[0], y_train=ys[0], x_val=xs[1], y_val=ys[1], x_test=xs[2], y_test=ys[2],
                 n_features=x.shape[1], n_classes=n_classes, class_names=names, mean=mean.float(),
-                std=std.float(), meta=meta)
+                std=std.float(), meta=meta, y_mean=y_mean, y_std=y_std)
 
 
 def _label_name(v: Any) -> str:

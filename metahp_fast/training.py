@@ -198,7 +198,8 @@ def validation_objective(task: Task, space: SearchSpace, u: Tensor, config: Trai
 
 @torch.no_grad()
 def model_metrics(model: nn.Module, task: Task, split: str = "test") -> dict[str, float]:
-    """Loss (and accuracy) of a plain model on one split (``"train"``, ``"val"`` or ``"test"``) of the task."""
+    """Loss and accuracy (classification), or loss and RMSE in the target's units (regression: the loss is on
+    standardized targets), of a plain model on one split (``"train"``, ``"val"`` or ``"test"``) of the task."""
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test'; got {split!r}")
     p = next(model.parameters())
@@ -207,7 +208,9 @@ def model_metrics(model: nn.Module, task: Task, split: str = "test") -> dict[str
     if task.is_classification:
         return {"loss": float(nn.functional.cross_entropy(out, y)),
                 "accuracy": float((out.argmax(1) == y).float().mean())}
-    return {"loss": float(nn.functional.mse_loss(out, y.to(out.dtype)))}
+    err = out - y.to(out.dtype)
+    scale = 1.0 if task.y_std is None else task.y_std.to(err.device, err.dtype)
+    return {"loss": float(err.pow(2).mean()), "rmse": float((err * scale).pow(2).mean().sqrt())}
 
 
 def derive_seed(*keys: int) -> int:

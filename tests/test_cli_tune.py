@@ -238,20 +238,51 @@ def test_kind_makes_whole_number_targets_a_regression(tmp_path, capsys):
 
 
 def test_diverged_candidates_are_counted_and_the_report_is_strict_json(tmp_path, capsys):
-    """Regression targets in the hundreds make large learning rates diverge: the leaderboard counts them over the
-    whole round and report.json writes their losses as null (JSON has no Infinity)."""
+    """The leaderboard counts diverged candidates over the whole round, and report.json writes their losses as
+    null (JSON has no Infinity)."""
+    from types import SimpleNamespace
+    trials = [{"id": 0, "steps": 30, "val_loss": 0.5, "hparams": {"lr": 0.1}},
+              {"id": 1, "steps": 10, "val_loss": float("inf"), "hparams": {"lr": 3.0}},
+              {"id": 2, "steps": 30, "val_loss": float("nan"), "hparams": {"lr": 2.0}},
+              {"id": 3, "steps": 10, "val_loss": 0.9, "hparams": {"lr": 0.01}}]
+    result = SimpleNamespace(trials=trials, config={"steps": 30}, best_hparams={"lr": 0.1})
+    board = cli._tune_leaderboard(result, top=5)
+    assert board.startswith("leaderboard of the 1 candidates trained the full 30 steps (4 trained in all, "
+                            "2 diverged)")
+    safe = cli._json_safe({"trials": trials, "x": (1.0, float("-inf"))})
+    assert [t["val_loss"] for t in safe["trials"]] == [0.5, None, None, 0.9] and safe["x"] == [1.0, None]
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", "iris", "--method", "random", "--budget", "3", "--out", str(out),
+                     *SMALL]) == 0
+    json.loads((out / "report.json").read_text(), parse_constant=lambda c: pytest.fail(f"report.json holds {c}"))
+
+
+def test_regression_targets_are_standardized_and_the_saved_model_answers_in_their_units(tmp_path, capsys):
+    """Targets in the hundreds train like any others (they are standardized on the train split, as features
+    are), and best.pt's model answers in the target's units."""
     import numpy as np
+    from metahp_fast import load_model
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
-    np.savez(tmp_path / "big.npz", x=x, y=300 + 100 * x[:, 0])
+    y = 300 + 100 * x[:, 0] - 40 * x[:, 1]
+    np.savez(tmp_path / "big.npz", x=x, y=y)
     out = tmp_path / "o"
-    assert cli.main(["tune", "--data", str(tmp_path / "big.npz"), "--method", "random", "--budget", "16",
+    assert cli.main(["tune", "--data", str(tmp_path / "big.npz"), "--method", "random", "--budget", "8",
                      "--out", str(out), *SMALL]) == 0
-    text = (out / "report.json").read_text()
-    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"report.json holds {c}"))
-    dead = [t for t in report["trials"] if t["val_loss"] is None]
-    assert dead, "this setting is meant to make some candidates diverge"
-    assert f"trained in all, {len(dead)} diverged)" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    task = load_task(str(tmp_path / "big.npz"))
+    assert float(task.y_train.mean()) == pytest.approx(0, abs=1e-5) and float(task.y_train.std()) == \
+        pytest.approx(1, abs=0.01)
+    assert all(t["val_loss"] is not None for t in report["trials"])  # nothing diverged
+    # the saved model on the raw test rows: the report's RMSE, in the target's units, from raw predictions
+    g = load_model(out / "best.pt")
+    x_test = (task.x_test.double() * task.std.double() + task.mean.double()).numpy()
+    y_test = (task.y_test.double() * task.y_std.double() + task.y_mean.double()).numpy()[:, 0]
+    rmse = float(np.sqrt(np.mean((g.predict(x_test) - y_test) ** 2)))
+    assert rmse == pytest.approx(report["test"]["rmse"], rel=1e-4)
+    assert rmse == pytest.approx(np.sqrt(report["test"]["loss"]) * float(task.y_std), rel=1e-4)
+    assert rmse < 0.5 * np.std(y)  # it learned something
+    assert f"rmse {report['test']['rmse']:.4f}" in capsys.readouterr().out
 
 
 def test_a_tune_result_prints_as_one_line():

@@ -89,8 +89,15 @@ def test_from_arrays_regression_and_string_labels():
     assert t.n_classes is None and t.class_names is None and t.loss == "mse" and t.n_outputs == 1
     assert t.y_train.dtype == torch.float32 and t.y_train.shape == (len(t.x_train), 1)
     assert t.layers([8]) == [3, 8, 1]
+    # targets standardized on the train split, like the features; the raw values come back exactly
+    assert float(t.y_train.mean()) == pytest.approx(0, abs=1e-6)
+    assert float(t.y_train.std(unbiased=False)) == pytest.approx(1, abs=1e-5)
+    raw = x @ np.array([0.5, -1.0, 2.0]) + 0.1
+    back = torch.cat([t.y_train, t.y_val, t.y_test]).double() * t.y_std.double() + t.y_mean.double()
+    assert sorted(back[:, 0].tolist()) == pytest.approx(sorted(raw.tolist()), abs=1e-5)
     s = from_arrays(x, np.array(["b", "a"] * 25))
     assert s.class_names == ["a", "b"] and s.loss == "cross_entropy" and s.layers([8]) == [3, 8, 2]
+    assert s.y_mean is None and s.y_std is None
     f = from_arrays(x, np.array([0.0, 1.0] * 25))  # whole-number floats are class labels
     assert f.n_classes == 2
     r = from_arrays(x, np.array([0.0, 1.0] * 25), kind="regression")
