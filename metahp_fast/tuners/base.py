@@ -32,7 +32,9 @@ CHECKPOINT_VERSION = 1
 @dataclass
 class TuneResult:
     """What a tuner found: the best candidate (by the validation objective) among those trained to the full
-    ``steps``, as hyperparameters and as a plain model, with everything that was measured on the way."""
+    ``steps``, as hyperparameters and as a plain model, with everything that was measured on the way. On a
+    regression task the model predicts standardized targets, as it was trained:
+    ``metahp_fast.model_file.in_target_units(model, task)`` answers in the target's units."""
 
     method: str
     task: str
