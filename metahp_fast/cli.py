@@ -60,11 +60,11 @@ FLAGS = {"backend": "--backend", "seed": "--seed", "device": "--device", "optimi
          "target": "--target", "objective": "--objective", "path": "--model"}
 
 
-def _usage(e: Exception) -> UsageError:
+def _usage(e: Exception, **flags: str) -> UsageError:
     """A library error as a usage error that names the flag: ``backend must be ...`` -> ``--backend: backend
-    must be ...``."""
+    must be ...`` (``flags`` overrides :data:`FLAGS`, e.g. ``path="--meta-model"``)."""
     msg = str(e)
-    for name, flag in FLAGS.items():
+    for name, flag in {**FLAGS, **flags}.items():
         if msg.startswith(name) and msg[len(name):len(name) + 1] in (" ", ":", "="):
             return UsageError(f"{flag}: {msg[len(name) + 1:].lstrip()}" if msg[len(name)] == ":" else
                               f"{flag}: {msg}")
@@ -214,8 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from . import Population, SearchSpace
-    from .tasks import load_task
     from .model_file import save_model
+    from .tasks import load_task
     from .training import model_metrics
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
@@ -262,12 +262,11 @@ def train(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
+    from .model_file import save_model
     from .plots import plot_hparams, plot_learning_curves
     from .tasks import load_task
-    from .model_file import save_model
     from .training import model_metrics
     from .tuners import TUNERS
-
     from .validation import check_device
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
@@ -372,7 +371,7 @@ def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], Option
         try:
             g = MetaLearner.load(args.meta_model)
         except (ValueError, FileNotFoundError) as e:
-            raise UsageError(f"--meta-model: {str(e).removeprefix('path: ')}") from None
+            raise _usage(e, path="--meta-model") from None
         if g.config.optimizer != args.optimizer:
             raise UsageError(f"--meta-model: {args.meta_model!r} predicts for {g.config.optimizer!r}, not "
                              f"--optimizer {args.optimizer!r}")
