@@ -275,19 +275,20 @@ def tune(args: argparse.Namespace) -> int:
         return TUNERS[args.method](optimizer=args.optimizer, hidden=hidden, steps=args.steps,
                                    batch_size=args.batch_size, objective=args.objective, backend=args.backend,
                                    device=args.device, progress=not args.no_progress, init=init)
-    try:  # every option is checked before the data and the meta-learner load
+    try:  # every option is checked before the data loads and --out is created
         check_device(args.device)
         tuner = make_tuner(None)
     except (ValueError, TypeError, ImportError) as e:
         raise _usage(e) from None
-    out = _check_dir(args.out)
+    learner = _meta_model(args) if args.meta and args.meta_model else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise _usage(e) from None
-    init, prediction, meta_note = _meta_init(task, args) if args.meta else (None, None, "off (--no-meta)")
+    out = _check_dir(args.out)
+    init, prediction, meta_note = _meta_init(task, args, learner) if args.meta else (None, None, "off (--no-meta)")
     if init is not None:
         try:
             tuner = make_tuner(init)
@@ -360,22 +361,28 @@ def tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _meta_init(task, args: argparse.Namespace) -> tuple[Optional[Tensor], Optional[dict], str]:
-    """The pretrained meta-learner's ``u`` for the task and budget, its natural hyperparameters, and a line
-    describing the warm start (None, None and the reason where there is none)."""
+def _meta_model(args: argparse.Namespace):
+    """The learner in ``--meta-model``, checked against ``--optimizer``."""
+    from .meta import MetaLearner
+
+    try:
+        g = MetaLearner.load(args.meta_model)
+    except (ValueError, FileNotFoundError) as e:
+        raise _usage(e, path="--meta-model") from None
+    if g.config.optimizer != args.optimizer:
+        raise UsageError(f"--meta-model: {args.meta_model!r} predicts for {g.config.optimizer!r}, not "
+                         f"--optimizer {args.optimizer!r}")
+    return g
+
+
+def _meta_init(task, args: argparse.Namespace, g=None) -> tuple[Optional[Tensor], Optional[dict], str]:
+    """The meta-learner's ``u`` for the task and budget (``g``, else the pretrained one), its natural
+    hyperparameters, and a line describing the warm start (None, None and the reason where there is none)."""
     from .meta import MetaLearner
 
     if task.loss != "cross_entropy":
         return None, None, "none (the meta-learners are meta-trained on classification tasks only)"
-    if args.meta_model:
-        try:
-            g = MetaLearner.load(args.meta_model)
-        except (ValueError, FileNotFoundError) as e:
-            raise _usage(e, path="--meta-model") from None
-        if g.config.optimizer != args.optimizer:
-            raise UsageError(f"--meta-model: {args.meta_model!r} predicts for {g.config.optimizer!r}, not "
-                             f"--optimizer {args.optimizer!r}")
-    else:
+    if g is None:
         try:
             g = MetaLearner.pretrained(args.optimizer)
         except ValueError as e:

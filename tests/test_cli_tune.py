@@ -204,8 +204,10 @@ def test_tune_warm_starts_from_a_meta_learner_file(tmp_path, capsys):
                      str(out), *SMALL]) == 2
     assert "predicts for 'sgd', not --optimizer 'adamw'" in capsys.readouterr().err
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
-    assert cli.main(["tune", "--data", "iris", "--meta-model", str(tmp_path / "x.csv"), *SMALL]) == 2
+    assert cli.main(["tune", "--data", "iris", "--meta-model", str(tmp_path / "x.csv"), "--out",
+                     str(tmp_path / "never"), *SMALL]) == 2
     assert "--meta-model: " in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()  # refused before --out was created
 
 
 def test_predict_says_what_a_wrong_model_file_is_and_notes_regression(tmp_path, capsys):
