@@ -294,7 +294,18 @@ def test_selection_floor_script_scores_each_rule(tmp_path):
     task = prepare_task(TaskDistribution(seed=selection_floor.DIST_SEED).sample(selection_floor.START).task, cfg)
     vals = space.sample(6, seed=0)
     pop = make_population(task, space, space.to_unconstrained({k: vals[k] for k in space.dims}), cfg, 0)
-    pop.fit(task.x_train, task.y_train, steps=300, batch_size=128, seed=0, progress=False)
-    val, test = pop.evaluate(task.x_val, task.y_val)["loss"], pop.evaluate(task.x_test, task.y_test)["loss"]
+    best_v, best_t = torch.full((6,), math.inf), torch.full((6,), math.inf)
+    for c in range(selection_floor.CHECKPOINTS):  # the script's schedule: 10 chunks of 30 steps
+        pop.fit(task.x_train, task.y_train, steps=30, batch_size=128, seed=c, progress=False)
+        val, test = pop.evaluate(task.x_val, task.y_val)["loss"], pop.evaluate(task.x_test, task.y_test)["loss"]
+        better = val < best_v
+        best_v, best_t = torch.where(better, val, best_v), torch.where(better, test, best_t)
     want = normalized_regret(float(test[int(val.argmin())]), float(test.min()), float(test.median()))
     assert float(rows[1][3]) == pytest.approx(want, abs=1.5e-3)
+    early = normalized_regret(float(best_t[int(best_v.argmin())]), float(test.min()), float(test.median()))
+    assert float(rows[1][3 + selection_floor.RULES.index("best checkpoint")]) == pytest.approx(early, abs=1.5e-3)
+    # --harness: the held-out datasets, three seeds each
+    assert selection_floor.main(["--harness", "--size", "4", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "The harness's held-out datasets (wine, breast_cancer, iris)" in text
+    assert sum(line.startswith("| wine (seed ") for line in text.splitlines()) == 3
