@@ -89,6 +89,9 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="target column of a .csv file (default: the last column)")
     p.add_argument("--kind", choices=("auto", "classification", "regression"), default="auto",
                    help="what the target is (default auto: strings, integers and whole numbers are classes)")
+    p.add_argument("--missing", choices=("drop", "fill"), default="drop",
+                   help="a .csv file's missing cells: drop their rows, or fill them (numbers: the training "
+                   "split's median; categories: a '(missing)' category) (default drop)")
     p.add_argument("--steps", type=_positive, default=300, help="steps of one full training (default 300)")
     p.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd or adamw (default sgd)")
@@ -220,7 +223,7 @@ def train(args: argparse.Namespace) -> int:
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
     try:
-        task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind)
+        task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
         space = SearchSpace.default(args.optimizer)
         hp = space.sample(args.size, seed=args.seed)
         layers = task.layers(hidden)
@@ -284,7 +287,7 @@ def tune(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind)
+            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise _usage(e) from None
     out = _check_dir(args.out)

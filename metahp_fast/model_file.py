@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .tasks import MISSING, Task
+from .tasks import MISSING, MISSING_CATEGORY, Task
 from .training import atomic_save
 
 PathLike = Union[str, os.PathLike]
@@ -130,8 +130,14 @@ def encode_rows(columns: Optional[list[dict[str, Any]]], rows: Sequence[dict[str
             if name not in row:
                 raise ValueError(f"row {i} has no column {name!r}; the model needs {[c['name'] for c in columns]}")
             v = str(row[name]).strip()
-            if v.lower() in MISSING:
-                raise ValueError(f"row {i}, column {name!r}: a missing value; the model was trained without them")
+            if v.lower() in MISSING:  # filled as in training (missing="fill"), or refused
+                if cats is None and "fill" in col:
+                    v = str(col["fill"])
+                elif cats is not None and MISSING_CATEGORY in cats:
+                    v = MISSING_CATEGORY
+                else:
+                    raise ValueError(f"row {i}, column {name!r}: a missing value; the model was trained without "
+                                     "them (tune with --missing fill to train one that takes them)")
             if cats is None:
                 try:
                     out[i, j] = float(v)

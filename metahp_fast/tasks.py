@@ -23,6 +23,10 @@ from torch import Tensor
 
 #: Strings that a CSV cell may hold to mean "missing".
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
+#: What load_task does with a CSV's missing cells: drop their rows, or fill them in.
+MISSING_MODES = ("drop", "fill")
+#: The category a missing cell of a categorical column becomes with ``missing="fill"``.
+MISSING_CATEGORY = "(missing)"
 KINDS = ("auto", "classification", "regression")
 #: A validation or test split with fewer rows than this gets a warning: picks and scores on it are noise.
 SMALL_SPLIT = 10
@@ -230,7 +234,7 @@ GENERATED = tuple(n for n in _LOADERS if n not in BUILTINS)
 
 
 def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, val_fraction: float = 0.2,
-              test_fraction: float = 0.2, kind: str = "auto") -> Task:
+              test_fraction: float = 0.2, kind: str = "auto", missing: str = "drop") -> Task:
     """A built-in dataset by name (:data:`BUILTINS`), a generated one (:data:`GENERATED`; a synthetic family may
     carry parameters, ``"teacher:n_features=10,noise=0.2"``, and is drawn from ``seed`` unless they set
     ``seed``) or a ``.npz`` (arrays ``x``, ``y``) / ``.csv`` file (``target`` column, default the last), split
@@ -238,8 +242,12 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
     does not apply) and splits its 4000 training rows into train and validation.
 
     ``kind`` is ``"classification"``, ``"regression"`` or ``"auto"``: string, integer or whole-number
-    labels mean classification. CSV: string feature columns are one-hot encoded, rows with missing values
-    are dropped (with a warning; the count is in ``meta["n_rows_dropped"]``)."""
+    labels mean classification. CSV: string feature columns are one-hot encoded; rows with missing values
+    are dropped (``missing="drop"``, with a warning; the count is in ``meta["n_rows_dropped"]``), or, with
+    ``missing="fill"``, missing numbers become the training split's median of their column and missing
+    categories a ``"(missing)"`` category (rows without a target are dropped either way)."""
+    if missing not in MISSING_MODES:
+        raise ValueError(f"missing must be one of {MISSING_MODES}; got {missing!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a dataset name or a file path; got {type(name_or_path).__name__}")
     spec = os.fspath(name_or_path)
@@ -271,8 +279,8 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
                 raise ValueError(f"{spec!r} must hold arrays 'x' and 'y'; it lacks {missing} (has {f.files})")
             x, y = f["x"], f["y"]
         return from_arrays(x, y, name=name, source=spec, **split)
-    x, y, meta = _read_csv(spec, target)
-    return _build(name, x, y, None, source=spec, extra_meta=meta, **split)
+    x, y, meta = _read_csv(spec, target, fill=missing == "fill")
+    return _build(name, x, y, None, source=spec, extra_meta=meta, fill=missing == "fill", **split)
 
 
 def from_arrays(x: Any, y: Any, name: str = "user", seed: int = 0, val_fraction: float = 0.2,
@@ -302,8 +310,10 @@ def _to_numpy(name: str, a: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- CSV
-def _read_csv(path: str, target: Optional[str]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y raw strings, meta)."""
+def _read_csv(path: str, target: Optional[str], fill: bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y raw strings, meta). With
+    ``fill``, only rows without a target are dropped: missing numbers are NaN (for :func:`_build` to fill) and
+    missing categories the category :data:`MISSING_CATEGORY`."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         first = f.readline()
         f.seek(0)
@@ -325,14 +335,25 @@ def _read_csv(path: str, target: Optional[str]) -> tuple[np.ndarray, np.ndarray,
     else:
         raise ValueError(f"target column {target!r} is not in {path!r}; its columns are {header}")
     cells = [[c.strip() for c in r] for r in body]
-    keep = [r for r in cells if not any(c.lower() in MISSING for c in r)]
+    gaps = {h: sum(r[j].lower() in MISSING for r in cells) for j, h in enumerate(header)}
+    where = ", ".join(f"{h} {n}" for h, n in sorted(gaps.items(), key=lambda kv: -kv[1]) if n)
+    if fill:
+        keep = [r for r in cells if r[t].lower() not in MISSING]
+        feats = ", ".join(f"{h} {n}" for h, n in sorted(gaps.items(), key=lambda kv: -kv[1])
+                          if n and h != header[t])
+        if feats:
+            warnings.warn(f"{path}: filled missing cells (per column: {feats}) with the training split's median "
+                          f"(numbers) or the category {MISSING_CATEGORY!r}", stacklevel=3)
+        if gaps[header[t]]:
+            warnings.warn(f"{path}: dropped {len(cells) - len(keep)} of {len(cells)} rows with no target",
+                          stacklevel=3)
+    else:
+        keep = [r for r in cells if not any(c.lower() in MISSING for c in r)]
+        if len(keep) < len(cells):
+            warnings.warn(f"{path}: dropped {len(cells) - len(keep)} of {len(cells)} rows with missing values "
+                          f"(empty cells per column: {where}); fill those cells in, or use missing='fill' "
+                          "(--missing fill), to keep the rows", stacklevel=3)
     dropped = len(cells) - len(keep)
-    if dropped:
-        gaps = {h: sum(r[j].lower() in MISSING for r in cells) for j, h in enumerate(header)}
-        where = ", ".join(f"{h} {n}" for h, n in sorted(gaps.items(), key=lambda kv: -kv[1]) if n)
-        warnings.warn(f"{path}: dropped {dropped} of {len(cells)} rows with missing values (empty cells per "
-                      f"column: {where}); fill those cells in, or drop a column that is mostly empty, to keep "
-                      "the rows", stacklevel=3)
     if not keep:
         raise ValueError(f"{path!r} has no rows without missing values")
     cols, names, categorical, columns = [], [], [], []
@@ -340,12 +361,16 @@ def _read_csv(path: str, target: Optional[str]) -> tuple[np.ndarray, np.ndarray,
         if j == t:
             continue
         values = [r[j] for r in keep]
-        num = _floats(values)
+        present = [v for v in values if v.lower() not in MISSING]
+        num = _floats(present) if present else None
         if num is not None:
+            if len(present) < len(values):  # fill: NaN where a number is missing
+                num = np.array([float(v) if v.lower() not in MISSING else np.nan for v in values])
+            columns.append({"name": h, "categories": None, "index": sum(c.shape[1] for c in cols)})
             cols.append(num[:, None])
             names.append(h)
-            columns.append({"name": h, "categories": None})
         else:
+            values = [MISSING_CATEGORY if v.lower() in MISSING else v for v in values]
             cats = sorted(set(values))
             _warn_odd_category(path, h, values, cats)
             cols.append(np.array([[v == c for c in cats] for v in values], dtype=np.float64))
@@ -387,7 +412,7 @@ def _floats(values: list[str]) -> Optional[np.ndarray]:
 # ---------------------------------------------------------------- building a task
 def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequence[str]], *, seed: int,
            val_fraction: float, test_fraction: float, kind: str, source: str,
-           extra_meta: Optional[dict[str, Any]] = None, fixed_test: int = 0) -> Task:
+           extra_meta: Optional[dict[str, Any]] = None, fixed_test: int = 0, fill: bool = False) -> Task:
     """Check, clean, encode labels, split and standardize; ``fixed_test`` > 0 makes the last that many rows
     the test split (a dataset's own split) and splits only the rest into train/validation."""
     if kind not in KINDS:
@@ -410,7 +435,7 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
         raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
     meta: dict[str, Any] = {"source": source, "seed": int(seed), "n_rows_dropped": 0, **(extra_meta or {})}
     numeric_y = y.dtype.kind in "biuf"
-    bad = ~np.isfinite(x).all(axis=1)
+    bad = ~(np.isfinite(x) | (np.isnan(x) if fill else False)).all(axis=1)  # fill: NaN is a cell to fill
     if numeric_y:
         bad |= ~np.isfinite(y.astype(np.float64)).reshape(len(y), -1).all(axis=1)
     if bad.any():
@@ -455,8 +480,17 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
         test_fraction = fixed_test / len(strata)
     else:
         parts = _split(strata, seed, val_fraction, test_fraction, name)
-    x_t = torch.as_tensor(x)
     tr = parts[0]
+    if fill and np.isnan(x).any():  # each missing number: its column's median over the training rows
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column with no number in the training rows
+            med = np.nanmedian(x[tr.numpy()], axis=0)
+        med = np.where(np.isnan(med), 0.0, med)
+        x = np.where(np.isnan(x), med, x)
+        for col in meta.get("columns") or []:
+            if col["categories"] is None:
+                col["fill"] = float(med[col["index"]])
+    x_t = torch.as_tensor(x)
     mean = x_t[tr].mean(0)
     std = x_t[tr].std(0, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))

@@ -39,9 +39,8 @@ def tuned(tmp_path_factory):
 def test_a_csv_model_predicts_class_names_on_new_raw_rows(tuned, tmp_path):
     g = load_model(tuned / "run" / "best.pt")
     assert g.class_names == ["no", "yes"] and g.info["kind"] == "classification" and g.info["target"] == "label"
-    assert g.columns == [{"name": "age", "categories": None},
-                         {"name": "city", "categories": ["Berlin", "Paris", "Rome"]},
-                         {"name": "income", "categories": None}]
+    assert [(c["name"], c["categories"]) for c in g.columns] == [
+        ("age", None), ("city", ["Berlin", "Paris", "Rome"]), ("income", None)]
     # the rows encode exactly as the training CSV was encoded
     x_raw, _, _ = _read_csv(str(tuned / "people.csv"), None)
     with open(tuned / "people.csv", newline="") as f:
@@ -69,7 +68,7 @@ def test_bad_rows_and_files_say_what_is_wrong(tuned, tmp_path):
         g.predict([{"age": "30", "city": "Rome"}])
     with pytest.raises(ValueError, match=r"row 0, column 'age': 'thirty' is not a number"):
         g.predict([{**row, "age": "thirty"}])
-    with pytest.raises(ValueError, match=r"row 0, column 'income': a missing value"):
+    with pytest.raises(ValueError, match=r"row 0, column 'income': a missing value; .* --missing fill"):
         g.predict([{**row, "income": "NA"}])
     with pytest.raises(ValueError, match=r"data must have 5 feature columns"):
         g.predict(np.zeros((2, 3)))
@@ -104,3 +103,22 @@ def test_saved_files_get_the_usual_permissions(tuned):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(tuned / "run" / "best.pt").st_mode) == 0o666 & ~umask
+
+
+def test_a_model_tuned_with_missing_fill_fills_new_rows_the_same_way(tmp_path):
+    lines = ["age,city,income,label"]
+    rng = np.random.default_rng(3)
+    for i in range(90):
+        age = "" if i % 9 == 0 else str(int(rng.integers(18, 80)))
+        city = "NA" if i % 7 == 0 else ["Rome", "Oslo"][i % 2]
+        lines.append(f"{age},{city},{rng.normal(50, 10):.2f},{'ab'[i % 2]}")
+    (tmp_path / "gaps.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    assert cli.main(["tune", "--data", str(tmp_path / "gaps.csv"), "--missing", "fill", "--out", str(out),
+                     *SMALL]) == 0
+    g = load_model(out / "best.pt")
+    age, city = g.columns[0], g.columns[1]
+    assert city["categories"] == ["(missing)", "Oslo", "Rome"] and isinstance(age["fill"], float)
+    filled = g.features([{"age": "", "city": "NA", "income": "50"}])
+    given = g.features([{"age": age["fill"], "city": "(missing)", "income": "50"}])
+    assert torch.equal(filled, given)

@@ -205,7 +205,7 @@ def test_csv_says_which_columns_became_many_features_and_where_rows_were_lost(tm
     assert not any("'city'" in m for m in said)  # three categories: nothing odd
     assert [c["name"] for c in t.meta["columns"]] == ["income", "city", "customer_id", "score"]
     assert t.meta["columns"][1] == {"name": "city", "categories": ["Lima", "Oslo", "Rome"]}
-    assert t.meta["columns"][3] == {"name": "score", "categories": None}
+    assert t.meta["columns"][3]["categories"] is None and t.meta["columns"][3]["name"] == "score"
 
 
 def test_many_whole_number_classes_suggest_regression():
@@ -304,3 +304,30 @@ def test_csv_separated_otherwise_than_by_commas(tmp_path, sep):
     (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
     t = load_task(str(tmp_path / "s.csv"))
     assert t.n_features == 2 and t.class_names == ["x", "y"] and t.meta["target"] == "label"
+
+
+def test_csv_missing_fill_keeps_the_rows_with_training_medians_and_a_missing_category(tmp_path):
+    rng = np.random.default_rng(2)
+    lines = ["a,colour,b,label"]
+    for i in range(80):
+        a = "" if i % 10 == 3 else f"{rng.normal(5, 2):.3f}"
+        colour = "?" if i % 8 == 1 else ["red", "blue"][i % 2]
+        label = "" if i == 79 else "xy"[(i // 2) % 2]
+        lines.append(f"{a},{colour},{rng.normal():.3f},{label}")
+    (tmp_path / "g.csv").write_text("\n".join(lines) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = load_task(str(tmp_path / "g.csv"), missing="fill")
+    said = " | ".join(str(w.message) for w in caught)
+    assert "filled missing cells (per column: colour 10, a 8) with" in said
+    assert "dropped 1 of 80 rows with no target" in said
+    assert t.meta["n_rows"] == 79 and t.meta["feature_names"] == ["a", "colour=(missing)", "colour=blue",
+                                                                  "colour=red", "b"]
+    # every missing number became the median of its column's numbers in the training rows
+    fill = t.meta["columns"][0]["fill"]
+    a_all = torch.cat([raw(t, s) for s in ("train", "val", "test")])[:, 0]
+    assert int((a_all - fill).abs().lt(1e-4).sum()) >= 8  # the 8 missing cells (and maybe one genuine value)
+    rest = [v for v in raw(t, "train")[:, 0].tolist() if abs(v - fill) > 1e-4]
+    assert any(abs(float(np.median(r)) - fill) < 1e-4 for r in (rest, rest + [fill]))
+    with pytest.raises(ValueError, match="missing must be one of"):
+        load_task(str(tmp_path / "g.csv"), missing="impute")
