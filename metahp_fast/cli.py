@@ -71,6 +71,23 @@ def _usage(e: Exception, **flags: str) -> UsageError:
     return UsageError(msg)
 
 
+def _ranges(text: str) -> dict[str, tuple[float, float]]:
+    """``"lr=1e-4:3,momentum=0:0.9"`` -> ``{"lr": (1e-4, 3.0), "momentum": (0.0, 0.9)}``."""
+    out = {}
+    for part in (w.strip() for w in text.split(",") if w.strip()):
+        name, _, rng = part.partition("=")
+        low, sep, high = rng.partition(":")
+        try:
+            out[name.strip()] = (float(low), float(high))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH, e.g. lr=1e-4:3; got {part!r}") from None
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=LOW:HIGH, e.g. lr=1e-4:3; got {part!r}")
+    if not out:
+        raise argparse.ArgumentTypeError("expected NAME=LOW:HIGH,...; got nothing")
+    return out
+
+
 def _names(text: str) -> list[str]:
     return [w.strip() for w in text.split(",") if w.strip()]
 
@@ -130,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--budget", type=_budget, default=16.0,
                    help="budget in full trainings: at most budget * steps candidate-steps (default 16: a short "
                    "round after the meta-learner's prediction)")
+    u.add_argument("--space", type=_ranges, metavar="NAME=LOW:HIGH,...",
+                   help="new ranges for hyperparameters of the default search space, each keeping its scale: "
+                   "--space lr=1e-4:3,weight_decay=1e-7:1e-2 (default sgd: lr 0.001:1 log, momentum 0:0.99, "
+                   "weight_decay 1e-06:0.01 log)")
     u.add_argument("--objective", choices=("loss", "error"), default="loss",
                    help="validation objective to minimise: loss, or error = 1 - accuracy (default loss)")
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
@@ -267,6 +288,7 @@ def train(args: argparse.Namespace) -> int:
 def tune(args: argparse.Namespace) -> int:
     from .model_file import save_model
     from .plots import plot_hparams, plot_learning_curves
+    from .search_space import SearchSpace
     from .tasks import load_task
     from .training import model_metrics
     from .tuners import TUNERS
@@ -275,14 +297,17 @@ def tune(args: argparse.Namespace) -> int:
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
 
     def make_tuner(init):
-        return TUNERS[args.method](optimizer=args.optimizer, hidden=hidden, steps=args.steps,
+        return TUNERS[args.method](space, optimizer=args.optimizer, hidden=hidden, steps=args.steps,
                                    batch_size=args.batch_size, objective=args.objective, backend=args.backend,
                                    device=args.device, progress=not args.no_progress, init=init)
     try:  # every option is checked before the data loads and --out is created
+        space = SearchSpace.default(args.optimizer)
+        if args.space:
+            space = space.with_ranges(args.space)
         check_device(args.device)
         tuner = make_tuner(None)
     except (ValueError, TypeError, ImportError) as e:
-        raise _usage(e) from None
+        raise _usage(e, ranges="--space") from None
     learner = _meta_model(args) if args.meta and args.meta_model else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -291,7 +316,8 @@ def tune(args: argparse.Namespace) -> int:
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise _usage(e) from None
     out = _check_dir(args.out)
-    init, prediction, meta_note = _meta_init(task, args, learner) if args.meta else (None, None, "off (--no-meta)")
+    init, prediction, meta_note = (_meta_init(task, args, space, learner) if args.meta else
+                                   (None, None, "off (--no-meta)"))
     if init is not None:
         try:
             tuner = make_tuner(init)
@@ -378,9 +404,10 @@ def _meta_model(args: argparse.Namespace):
     return g
 
 
-def _meta_init(task, args: argparse.Namespace, g=None) -> tuple[Optional[Tensor], Optional[dict], str]:
-    """The meta-learner's ``u`` for the task and budget (``g``, else the pretrained one), its natural
-    hyperparameters, and a line describing the warm start (None, None and the reason where there is none)."""
+def _meta_init(task, args: argparse.Namespace, space, g=None) -> tuple[Optional[Tensor], Optional[dict], str]:
+    """The meta-learner's prediction for the task and budget (``g``, else the pretrained one) as ``u`` of the
+    tuner's ``space`` (clipped into its ranges), its natural hyperparameters, and a line describing the warm
+    start (None, None and the reason where there is none)."""
     from .meta import MetaLearner
 
     if task.loss != "cross_entropy":
@@ -390,8 +417,10 @@ def _meta_init(task, args: argparse.Namespace, g=None) -> tuple[Optional[Tensor]
             g = MetaLearner.pretrained(args.optimizer)
         except ValueError as e:
             return None, None, f"none ({str(e).removeprefix('optimizer: ')})"
-    u = g.predict_u(task, args.steps, args.batch_size)
-    hp = {k: float(v) for k, v in g.space.from_unconstrained(u, round_ints=True, include_fixed=False).items()}
+    natural = g.space.from_unconstrained(g.predict_u(task, args.steps, args.batch_size), round_ints=True)
+    natural = space.clip({k: v for k, v in natural.items() if k in space.dims})
+    hp = {k: float(v) for k, v in natural.items()}
+    u = space.to_unconstrained(natural).squeeze(0)
     start = ("ES starts its center there" if args.method == "es" else
              "half the initial candidates start around it, the first exactly at it")
     who = f"the meta-learner {args.meta_model}" if args.meta_model else "the pretrained meta-learner"
@@ -411,8 +440,8 @@ def _at_the_edge(hp: dict[str, float], space) -> list[str]:
             if pos < 0.02 or pos > 0.98:
                 end = "lower" if pos < 0.02 else "upper"
                 out.append(f"the pick's {name}={hp[name]:.3g} is at the {end} end of the search space "
-                           f"[{d.low:g}, {d.high:g}]; a better value may lie beyond it (widen the range with a "
-                           "SearchSpace in Python)")
+                           f"[{d.low:g}, {d.high:g}]; a better value may lie beyond it (widen the range: "
+                           f"--space {name}=LOW:HIGH)")
     return out
 
 

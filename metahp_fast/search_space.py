@@ -257,6 +257,27 @@ class SearchSpace:
                         "eps": Fixed(1e-8), "weight_decay": LogUniform(1e-6, 1e-1)}, optimizer="adamw")
         raise ValueError(f"no default search space for optimizer {optimizer!r}; choose 'sgd' or 'adamw'")
 
+    def with_ranges(self, ranges: Mapping[str, tuple[float, float]]) -> "SearchSpace":
+        """A copy with new ``(low, high)`` ranges for the named hyperparameters, each keeping its kind (a
+        log-uniform range stays log-uniform): ``SearchSpace.default("sgd").with_ranges({"lr": (1e-4, 3.0)})``."""
+        unknown = sorted(set(ranges) - set(self.params))
+        if unknown:
+            raise ValueError(f"ranges: unknown hyperparameters {unknown}; this space has {list(self.params)}")
+        params = dict(self.params)
+        for name, bounds in ranges.items():
+            dist = params[name]
+            if dist.fixed:
+                raise ValueError(f"ranges: {name} is fixed at {dist.value:g} in this space; it has no range")
+            try:
+                low, high = bounds
+            except (TypeError, ValueError):
+                raise ValueError(f"ranges[{name!r}] must be a (low, high) pair; got {bounds!r}") from None
+            try:
+                params[name] = type(dist)(low, high)
+            except ValueError as e:
+                raise ValueError(f"ranges: {name}: {e}") from None
+        return SearchSpace(params, optimizer=self.optimizer)
+
     @property
     def names(self) -> tuple[str, ...]:
         """All hyperparameter names, in order."""

@@ -304,3 +304,18 @@ def test_a_pick_at_the_end_of_a_log_range_gets_a_note():
     assert len(notes) == 1 and notes[0].startswith(f"the pick's lr={hi:.3g} is at the upper end of the search space")
     assert "lower end" in cli._at_the_edge({"lr": lo * 1.01}, space)[0]
     assert cli._at_the_edge({"lr": (lo * hi) ** 0.5}, space) == []
+
+
+def test_space_option_sets_the_ranges_the_tuner_draws_from(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", "iris", "--method", "random", "--budget", "6", "--space",
+                     "lr=2:3,momentum=0:0.1", "--out", str(out), *SMALL]) == 0
+    report = json.loads((out / "report.json").read_text())
+    # every candidate inside the new ranges, the meta-learner's prediction (its lr below 2) clipped into them
+    assert all(2 <= t["hparams"]["lr"] <= 3 and 0 <= t["hparams"]["momentum"] <= 0.1 for t in report["trials"])
+    assert report["meta_prediction"]["lr"] == pytest.approx(2.0)
+    capsys.readouterr()
+    for bad, said in (("lr=0:1", "--space: lr: LogUniform needs low > 0"), ("foo=1:2", "--space: unknown"),
+                      ("lr=1", "argument --space: expected NAME=LOW:HIGH")):
+        assert cli.main(["tune", "--data", "iris", "--space", bad, "--out", str(tmp_path / "x"), *SMALL]) == 2
+        assert said in capsys.readouterr().err

@@ -206,3 +206,21 @@ def test_samples_feed_a_population(optimizer):
     pop = Population([5, 7, 3], size=6, optimizer=optimizer, hparams=values, dtype=torch.float64)
     for name in space.names:
         assert torch.equal(pop.hparams[name], values[name])
+
+
+def test_with_ranges_keeps_each_kind_and_refuses_what_it_cannot_do():
+    base = SearchSpace.default("sgd")
+    wide = base.with_ranges({"lr": (1e-4, 3.0), "momentum": (0.0, 0.9)})
+    assert isinstance(wide["lr"], LogUniform) and wide["lr"].bounds() == (1e-4, 3.0)
+    assert isinstance(wide["momentum"], Uniform) and wide["momentum"].bounds() == (0.0, 0.9)
+    assert wide["weight_decay"] == base["weight_decay"] and base["lr"].bounds() == (1e-3, 1.0)  # a copy
+    with pytest.raises(ValueError, match=r"ranges: unknown hyperparameters \['beta1'\]"):
+        base.with_ranges({"beta1": (0.5, 0.9)})
+    with pytest.raises(ValueError, match="ranges: lr: LogUniform needs low > 0"):
+        base.with_ranges({"lr": (0.0, 1.0)})
+    with pytest.raises(ValueError, match="ranges: eps is fixed"):
+        SearchSpace.default("adamw").with_ranges({"eps": (1e-9, 1e-7)})
+    with pytest.raises(ValueError, match=r"ranges\['lr'\] must be a \(low, high\) pair"):
+        base.with_ranges({"lr": 0.1})
+    with pytest.raises(ValueError, match="momentum=.* reaches values outside the valid range"):
+        base.with_ranges({"momentum": (0.5, 1.5)})
