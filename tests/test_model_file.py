@@ -122,3 +122,20 @@ def test_a_model_tuned_with_missing_fill_fills_new_rows_the_same_way(tmp_path):
     filled = g.features([{"age": "", "city": "NA", "income": "50"}])
     given = g.features([{"age": age["fill"], "city": "(missing)", "income": "50"}])
     assert torch.equal(filled, given)
+
+
+def test_a_tune_result_saves_a_best_pt_that_load_model_uses(tmp_path):
+    from metahp_fast.tuners import RandomSearch
+    _write_csv(tmp_path / "p.csv")
+    result = RandomSearch(hidden=(8,), steps=20, backend="torch").run(str(tmp_path / "p.csv"), 3)
+    result.save(tmp_path / "best.pt")
+    g = load_model(tmp_path / "best.pt")
+    assert g.class_names == ["no", "yes"] and g.info["method"] == "random" and g.info["hparams"] == \
+        result.best_hparams
+    row = {"age": "40", "city": "Paris", "income": "47.5"}
+    x = encode_rows(g.columns, [row])
+    want = result.best_model(((x - result.data.mean.double()) / result.data.std.double()).float()).argmax(1)
+    assert g.predict([row]) == [g.class_names[int(want)]]
+    from dataclasses import replace
+    with pytest.raises(ValueError, match="does not carry its task"):
+        replace(result, data=None).save(tmp_path / "x.pt")

@@ -51,6 +51,17 @@ class TuneResult:
     cost_steps: int
     seconds: float
     config: dict[str, Any] = field(default_factory=dict)
+    data: Optional[Task] = field(default=None, repr=False, compare=False)  # the task tuned on (CPU)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the best model with the preprocessing its task's data needs (a best.pt, as ``metahp-fast tune``
+        writes): ``metahp_fast.load_model(path).predict(new_rows)`` then takes raw data."""
+        from ..model_file import save_model
+        if self.data is None:
+            raise ValueError("this result does not carry its task (it was built by hand); use "
+                             "metahp_fast.model_file.save_model(path, result.best_model, task)")
+        save_model(path, self.best_model, self.data, hparams=self.best_hparams, method=self.method,
+                   task=self.task, seed=self.seed, val=self.best_val, steps=self.config.get("steps"))
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-ready."""
@@ -311,7 +322,8 @@ class TuningRun:
                           trials=[self.state["trials"][k] for k in sorted(self.state["trials"])],
                           curves=dict(self.state["curves"]), cost_steps=int(self.state["cost"]),
                           seconds=float(self.state["seconds"]),
-                          config={**self.config.to_dict(), **self.tuner.settings(), "space": self.space.to_dict()})
+                          config={**self.config.to_dict(), **self.tuner.settings(), "space": self.space.to_dict()},
+                          data=self.task.to("cpu"))
 
 
 def _fingerprint(task: Task) -> dict[str, Any]:
