@@ -310,7 +310,8 @@ def _to_numpy(name: str, a: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- CSV
-def _read_csv(path: str, target: Optional[str], fill: bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def _read_csv(path: str, target: Optional[str],
+              fill: bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y raw strings, meta). With
     ``fill``, only rows without a target are dropped: missing numbers are NaN (for :func:`_build` to fill) and
     missing categories the category :data:`MISSING_CATEGORY`."""
