@@ -306,6 +306,7 @@ def tune(args: argparse.Namespace) -> int:
             space = space.with_ranges(args.space)
         check_device(args.device)
         tuner = make_tuner(None)
+        tuner.check_budget(args.budget)
     except (ValueError, TypeError, ImportError) as e:
         raise _usage(e, ranges="--space") from None
     learner = _meta_model(args) if args.meta and args.meta_model else None

@@ -176,6 +176,7 @@ def test_a_mistyped_command_is_named_with_a_suggestion(capsys):
     (["--device", "no-such-device"], "--device: device must name a torch device"),
     (["--seed", "-1"], "--seed: seed must be a non-negative int"),
     (["--meta-model", "nothing-here.pt"], "--meta-model: no meta-learner file at 'nothing-here.pt'"),
+    (["--method", "es", "--budget", "2", "--data", "no-such-data"], "--budget: budget=2.0 is too small for ES"),
 ])
 def test_tune_options_fail_by_flag_name_before_any_work(argv, flag, tmp_path, capsys):
     assert cli.main(["tune", "--data", "iris", "--out", str(tmp_path / "o"), *SMALL, *argv]) == 2

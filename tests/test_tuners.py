@@ -286,8 +286,17 @@ def test_bad_tuner_options():
 
 
 def test_budget_too_small_for_the_method(task):
-    with pytest.raises(ValueError, match="budget=4.0 is too small for ES with n_pairs=3"):
+    with pytest.raises(ValueError, match="budget=4 is too small for ES with n_pairs=3"):
         ESGradient(**SMALL).run(task, 4, seed=0)
+    # checked before any work: the dataset named here does not even exist
+    for tuner, budget, said in ((ESGradient(**SMALL), 2, "too small for ES"),
+                                (PBT(size=8, **SMALL), 4, "PBT trains"),
+                                (SuccessiveHalving(**SMALL), 0.1, "too small for"),
+                                (Hyperband(**SMALL), 0.5, "too small for"), (RandomSearch(**SMALL), 0, "positive")):
+        with pytest.raises(ValueError, match=said):
+            tuner.run("no-such-dataset", budget, seed=0)
+        with pytest.raises(ValueError, match=said):
+            tuner.check_budget(budget)
     with pytest.raises(ValueError, match="PBT trains 8 candidates"):
         PBT(size=8, **SMALL).run(task, 4, seed=0)
     reg = load_task("teacher:n_classes=0,n_samples=100", seed=0)

@@ -143,11 +143,16 @@ class Tuner:
         resume from it if it exists."""
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
-        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
-            raise ValueError(f"budget must be a positive number of full trainings; got {budget!r}")
+        self.check_budget(budget)
         task = prepare_task(as_task(task_or_data, seed), self.config)
         check_objective(self.objective, task)
         return TuningRun(self, task, float(budget), seed, checkpoint, self.center_for(task)).execute()
+
+    def check_budget(self, budget: float) -> None:
+        """A ValueError naming ``budget`` if it is not a positive number of full trainings this tuner can spend
+        (subclasses add what their schedule needs); no task is needed, so it runs before any work."""
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
+            raise ValueError(f"budget must be a positive number of full trainings; got {budget!r}")
 
     def center_for(self, task: Task) -> Optional[Tensor]:
         """The warm-start center ``u`` for ``task``: ``init`` as given, or the meta-learner's prediction for

@@ -34,12 +34,14 @@ class ESGradient(Tuner):
     def settings(self) -> dict[str, Any]:
         return {"n_pairs": self.n_pairs, "sigma": self.sigma, "lr": self.lr, "betas": list(self.betas)}
 
+    def check_budget(self, budget: float) -> None:
+        super().check_budget(budget)
+        if budget < 2 * self.n_pairs + 1:
+            raise ValueError(f"budget={budget} is too small for ES with n_pairs={self.n_pairs}: one iteration "
+                             f"trains {2 * self.n_pairs + 1} candidates")
+
     def _start(self, run: TuningRun) -> None:
-        per_iter = 2 * self.n_pairs + 1
-        iterations = int(run.budget // per_iter)
-        if iterations < 1:
-            raise ValueError(f"budget={run.budget} is too small for ES with n_pairs={self.n_pairs}: one iteration "
-                             f"trains {per_iter} candidates")
+        iterations = int(run.budget // (2 * self.n_pairs + 1))  # >= 1: run() checked the budget
         center = run.init.clone() if run.init is not None else run.space.center()
         d = center.numel()
         center = run.clamp_u(center)

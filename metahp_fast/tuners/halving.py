@@ -73,8 +73,16 @@ class SuccessiveHalving(Tuner):
     def settings(self) -> dict[str, Any]:
         return {"eta": self.eta, "rungs": self.rungs}
 
+    def check_budget(self, budget: float) -> None:
+        super().check_budget(budget)
+        self._plans(budget)
+
+    def _plans(self, budget: float) -> list[list[tuple[int, int]]]:
+        """The brackets' rung plans for ``budget`` (one bracket; Hyperband has one per rung count)."""
+        return [rung_plan(budget, self.config.steps, self.eta, self.rungs)]
+
     def _start(self, run: TuningRun) -> None:
-        _start_bracket(run, rung_plan(run.budget, run.config.steps, self.eta, self.rungs), key=0)
+        _start_bracket(run, self._plans(run.budget)[0], key=0)
 
     def _advance(self, run: TuningRun) -> None:
         run.state["done"] = _advance_rung(run)
@@ -90,9 +98,12 @@ class Hyperband(SuccessiveHalving):
     def __init__(self, space: Optional[SearchSpace] = None, *, eta: int = 3, rungs: int = 4, **kwargs: Any):
         super().__init__(space, eta=eta, rungs=rungs, **kwargs)
 
+    def _plans(self, budget: float) -> list[list[tuple[int, int]]]:
+        share = budget / self.rungs
+        return [rung_plan(share, self.config.steps, self.eta, s) for s in range(self.rungs, 0, -1)]
+
     def _start(self, run: TuningRun) -> None:
-        share = run.budget / self.rungs
-        plans = [rung_plan(share, run.config.steps, self.eta, s) for s in range(self.rungs, 0, -1)]
+        plans = self._plans(run.budget)
         run.state.update(brackets=plans, bracket=0)
         _start_bracket(run, plans[0], key=0)
 

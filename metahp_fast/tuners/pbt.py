@@ -52,11 +52,15 @@ class PBT(Tuner):
     def settings(self) -> dict[str, Any]:
         return {"size": self.size, "rounds": self.rounds, "fraction": self.fraction, "perturb": self.perturb}
 
+    def check_budget(self, budget: float) -> None:
+        super().check_budget(budget)
+        k = self.size or int(budget)
+        if k < 2 or k > budget:
+            raise ValueError(f"PBT trains {k} candidates for the full steps: budget must be >= {max(k, 2)}; "
+                             f"got {budget}")
+
     def _start(self, run: TuningRun) -> None:
         k = self.size or int(run.budget)
-        if k < 2 or k > run.budget:
-            raise ValueError(f"PBT trains {k} candidates for the full steps: budget must be >= {max(k, 2)}; "
-                             f"got {run.budget}")
         u = run.initial_u(k, 0)
         run.state.update(pop=run.population(u).state_dict(), ids=run.new_ids(k), u=u)
 
