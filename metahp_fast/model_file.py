@@ -7,7 +7,6 @@ the categories of one-hot encoded ones), so :class:`SavedModel` can turn new CSV
 from __future__ import annotations
 
 import copy
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .tasks import MISSING, MISSING_CATEGORY, Task
+from .tasks import MISSING, MISSING_CATEGORY, Task, csv_rows
 from .training import atomic_save
 
 PathLike = Union[str, os.PathLike]
@@ -157,11 +156,11 @@ def _read_rows(path: str) -> list[dict[str, str]]:
     """A CSV file with a header row as a list of dicts."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such data file: {path!r}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
-    if not rows:
+    rows = csv_rows(path)  # the same reader, separators included, as training's
+    if len(rows) < 2:
         raise ValueError(f"{path!r} has no data rows")
-    return rows
+    header = [h.strip() for h in rows[0]]
+    return [dict(zip(header, r)) for r in rows[1:]]
 
 
 __all__ = ["SavedModel", "encode_rows", "in_target_units", "load_model", "preprocessing", "save_model"]

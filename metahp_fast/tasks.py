@@ -310,17 +310,22 @@ def _to_numpy(name: str, a: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- CSV
+def csv_rows(path: str) -> list[list[str]]:
+    """A CSV file's non-blank rows, header first; the separator is whichever of , ; tab | the header line holds
+    most of (a comma when it holds none)."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        first = f.readline()
+        f.seek(0)
+        sep = max(",;\t|", key=lambda c: (first.count(c), c == ","))
+        return [r for r in csv.reader(f, delimiter=sep) if any(c.strip() for c in r)]
+
+
 def _read_csv(path: str, target: Optional[str],
               fill: bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y raw strings, meta). With
     ``fill``, only rows without a target are dropped: missing numbers are NaN (for :func:`_build` to fill) and
     missing categories the category :data:`MISSING_CATEGORY`."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        first = f.readline()
-        f.seek(0)
-        # the separator: whichever of , ; tab | the header line holds most of (a comma when it holds none)
-        sep = max(",;\t|", key=lambda c: (first.count(c), c == ","))
-        rows = [r for r in csv.reader(f, delimiter=sep) if any(c.strip() for c in r)]
+    rows = csv_rows(path)
     if not rows:
         raise ValueError(f"{path!r} is empty")
     header, body = [h.strip() for h in rows[0]], rows[1:]

@@ -55,6 +55,10 @@ def test_a_csv_model_predicts_class_names_on_new_raw_rows(tuned, tmp_path):
     assert pred == [g.class_names[int(i)] for i in want] and len(pred) == 11
     proba = g.predict_proba(tmp_path / "new.csv")
     assert proba.shape == (11, 2) and np.allclose(proba.sum(1), 1, atol=1e-6)
+    # the same rows separated by semicolons read the same (one CSV reader for training and prediction)
+    text = (tmp_path / "new.csv").read_text().replace(",", ";")
+    (tmp_path / "new_semi.csv").write_text(text)
+    assert g.predict(tmp_path / "new_semi.csv") == pred
     # an array of encoded features works too
     assert g.predict(encode_rows(g.columns, rows[:3]).numpy()) == g.predict(rows[:3])
 
