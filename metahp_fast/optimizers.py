@@ -106,17 +106,19 @@ def sgd_update(p: Tensor, g: Tensor, buf: Tensor, c: dict[str, Tensor], nesterov
 def adamw_update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, c: dict[str, Tensor],
                  in_place: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """torch.optim.AdamW on a (K, ...) parameter with coefficients from :func:`update_coefficients`: returns
-    (new_p, new_exp_avg, new_exp_avg_sq); with ``in_place``, writes them into ``p``, ``m`` and ``v``."""
+    (new_p, new_exp_avg, new_exp_avg_sq); with ``in_place``, writes them into ``p``, ``m`` and ``v`` and uses
+    ``g`` as the only scratch (no temporaries: the same arithmetic, the square's rounding order aside)."""
     decay, omb1, b2, omb2, bc2, eps, step = (_col(c[k], p) for k in (
         "decay", "one_minus_beta1", "beta2", "one_minus_beta2", "bc2_sqrt", "eps", "step_size"))
     if in_place:
         p.mul_(decay)
         m.lerp_(g, omb1)
-        v.mul_(b2).addcmul_(g * omb2, g)
-    else:
-        p, m, v = p * decay, torch.lerp(m, g, omb1), torch.addcmul(v * b2, g * omb2, g)
+        v.mul_(b2).add_(g.mul_(g).mul_(omb2))
+        ratio = torch.div(m, torch.sqrt(v, out=g).div_(bc2).add_(eps), out=g)
+        return p.addcmul_(ratio, step, value=-1), m, v
+    p, m, v = p * decay, torch.lerp(m, g, omb1), torch.addcmul(v * b2, g * omb2, g)
     ratio = m / (torch.sqrt(v) / bc2 + eps)
-    return (p.addcmul_(ratio, step, value=-1) if in_place else torch.addcmul(p, ratio, step, value=-1)), m, v
+    return torch.addcmul(p, ratio, step, value=-1), m, v
 
 
 def torch_optimizer(optimizer: str, params, hp: dict[str, float], nesterov: bool) -> torch.optim.Optimizer:

@@ -40,3 +40,12 @@ def test_kernel_configs_quick_checks_each_configuration(tmp_path):
     from benchmarks.kernel_configs import name
     from metahp_fast.kernels import fused_mlp
     assert {r["config"] for r in rows} == {name(fused_mlp.INTERPRETER_CONFIG), name(fused_mlp.CONFIGS[0])}
+
+
+def test_workspace_speed_measures_both_variants(capsys):
+    """``benchmarks/workspace_speed.py``'s child measurement (the parent only starts children and tabulates)."""
+    from benchmarks.workspace_speed import main
+    for reuse in ("0", "1"):
+        assert main(["--one", "digits", "sgd", "3", reuse, "--rounds", "2", "--threads", "1"]) == 0
+        times = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert len(times) == 2 and all(t > 0 for t in times)

@@ -141,3 +141,52 @@ def test_momentum_switched_off_and_on_mid_run_matches_torch_optim(nesterov):
             p.step(x, y)
     for a, b in zip(full_state(pops[0]), full_state(pops[1])):
         assert rel_err(a, b) < 1e-10
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in ("sgd-momentum-1h", "adamw-gelu-1h", "sgd-mse-2h")],
+                         ids=lambda c: c[0])
+def test_in_place_step_reuses_its_workspace_and_matches_the_pure_step(case):
+    """The backend's in-place step writes every per-step tensor into buffers kept with the population (no
+    allocation per step on CPU) and computes what the pure, differentiable ``functional_step`` computes, also
+    with a dead candidate and after ``select`` shrinks the population (the buffers then change shape)."""
+    from metahp_fast.backends.torch_backend import functional_step
+    _, opt, layers, kw, tweaks = case
+    seed = int(torch.randint(0, 2**31, ()).item())
+    gen = torch.Generator().manual_seed(seed)
+    K, B = 6, 29
+    hp = {**random_hparams(opt, K, gen), **tweaks}
+    batches = random_batches(layers, kw.get("loss", "cross_entropy"), B, 7, gen)
+    pop = Population(layers, K, opt, hp, seed=seed, init="independent", dtype=torch.float64, backend="torch", **kw)
+    pop.alive[2] = False
+    s = pop._state
+    want = ([p.clone() for p in s.params], {k: [t.clone() for t in v] for k, v in s.opt_state.items()},
+            s.step_count.clone(), s.alive.clone())
+    ptrs = None
+    for t, (x, y) in enumerate(batches):
+        if t == 4:  # a smaller population from here on: the pure step follows the same rows
+            keep = torch.tensor([5, 0, 2, 3])
+            pop = pop.select(keep)
+            s = pop._state
+            want = ([p[keep] for p in want[0]], {k: [v[keep] for v in vs] for k, vs in want[1].items()},
+                    want[2][keep], want[3][keep])
+            hp = {k: v[keep] for k, v in hp.items()}
+            ptrs = None
+        losses = pop.step(x, y)
+        ref_losses, *want = functional_step(*want[:3], {k: torch.as_tensor(v, dtype=torch.float64).expand(
+            want[3].shape[0]).clone() for k, v in hp.items()}, want[3], x, y, s.spec)
+        assert torch.allclose(losses, ref_losses, rtol=1e-12, atol=0), f"losses differ (seed {seed}, step {t})"
+        for a, b in zip(full_state(pop), want[0] + [u for us in want[1].values() for u in us]):
+            assert rel_err(a, b) < 1e-12, f"state differs (seed {seed}, step {t})"
+        assert torch.equal(s.alive, want[3]) and not bool(s.alive[2])  # the dead one: index 2 before and after
+        now = {name: buf.data_ptr() for name, buf in s.cache["torch_workspace"]._buffers.items()}
+        assert ptrs is None or now == ptrs, "the workspace was reallocated between steps of the same population"
+        ptrs = now
+
+
+def test_workspace_is_refused_by_the_differentiable_step():
+    from metahp_fast.backends.torch_backend import Workspace, functional_step
+    pop = Population([4, 5, 3], 2, "sgd", {"lr": 0.1}, dtype=torch.float64)
+    s = pop._state
+    with pytest.raises(ValueError, match="in_place"):
+        functional_step(s.params, s.opt_state, s.step_count, s.hparams, s.alive, torch.randn(3, 4,
+                        dtype=torch.float64), torch.tensor([0, 1, 2]), s.spec, ws=Workspace())
