@@ -19,6 +19,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from .backends.base import ACTIVATIONS
+
 COMMANDS = ("train", "tune", "evaluate", "meta-train", "predict")
 #: How to use a saved best.pt, printed after writing one.
 LOAD_HINT = ("use it on new rows with metahp_fast.load_model(path).predict(csv_path_or_array), or load it with "
@@ -114,6 +116,8 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd or adamw (default sgd)")
     p.add_argument("--hidden", type=_widths, action="append",
                    help="hidden layer widths, repeatable or a comma list: --hidden 128,64 (default 128)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
+                   help="the hidden layers' nonlinearity (default relu)")
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the split, the sampling and the training (default 0)")
     p.add_argument("--backend", default="auto", help="auto, torch, reference or triton (default auto)")
@@ -249,13 +253,14 @@ def train(args: argparse.Namespace) -> int:
         hp = space.sample(args.size, seed=args.seed)
         layers = task.layers(hidden)
         pop = Population(layers, args.size, args.optimizer, hparams=hp, loss=task.loss, seed=args.seed,
-                         device=args.device, backend=args.backend)
+                         activation=args.activation, device=args.device, backend=args.backend)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         raise _usage(e) from None
     out = _check_out(args.out)
     task = task.to(pop.device)
     print(f"{task!r}")
-    print(f"training {args.size} candidates: {args.optimizer}, layers {'-'.join(map(str, layers))}, "
+    print(f"training {args.size} candidates: {args.optimizer}, layers {'-'.join(map(str, layers))} "
+          f"({args.activation}), "
           f"backend {pop.backend}, {args.steps} steps of batch {args.batch_size}")
     pop.fit(task.x_train, task.y_train, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
             progress=not args.no_progress, x_val=task.x_val, y_val=task.y_val)
@@ -277,7 +282,7 @@ def train(args: argparse.Namespace) -> int:
     print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
     replaced = out.exists()
     save_model(out, model, task, hparams=best_hp, optimizer=args.optimizer, layers=list(layers), loss=task.loss,
-               task=task.name, seed=args.seed, steps=args.steps, candidate=best,
+               activation=args.activation, task=task.name, seed=args.seed, steps=args.steps, candidate=best,
                val_loss=float(val["loss"][best]),
                val_accuracy=float(val["accuracy"][best]) if "accuracy" in val else None,
                test_loss=test["loss"], test_accuracy=test.get("accuracy"))
@@ -297,7 +302,8 @@ def tune(args: argparse.Namespace) -> int:
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
 
     def make_tuner(init):
-        return TUNERS[args.method](space, optimizer=args.optimizer, hidden=hidden, steps=args.steps,
+        return TUNERS[args.method](space, optimizer=args.optimizer, hidden=hidden, activation=args.activation,
+                                   steps=args.steps,
                                    batch_size=args.batch_size, objective=args.objective, backend=args.backend,
                                    device=args.device, progress=not args.no_progress, init=init)
     try:  # every option is checked before the data loads and --out is created
@@ -331,7 +337,7 @@ def tune(args: argparse.Namespace) -> int:
     ckpt = out / "checkpoint.pt"
     print(f"tuning with {args.method}: budget {args.budget:g} full trainings of {args.steps} steps "
           f"({int(args.budget * args.steps)} candidate-steps), {args.optimizer}, layers "
-          f"{'-'.join(map(str, task.layers(hidden)))}" + (" (resuming from checkpoint.pt)" if ckpt.exists() else ""))
+          f"{'-'.join(map(str, task.layers(hidden)))} ({args.activation})" + (" (resuming from checkpoint.pt)" if ckpt.exists() else ""))
     try:
         result = tuner.run(task, args.budget, seed=args.seed, checkpoint=ckpt)
     except RuntimeError as e:
@@ -360,7 +366,8 @@ def tune(args: argparse.Namespace) -> int:
               "cost": {"candidate_steps": result.cost_steps, "full_trainings": result.cost_steps / args.steps,
                        "seconds": result.seconds},
               "class_names": task.class_names, "n_rows_dropped": task.meta.get("n_rows_dropped", 0),
-              "layers": task.layers(hidden), "optimizer": args.optimizer, "config": result.config,
+              "layers": task.layers(hidden), "activation": args.activation, "optimizer": args.optimizer,
+              "config": result.config,
               "history": result.history, "trials": result.trials, "warm_start": meta_note,
               "meta_prediction": prediction, "zero_shot_trial": zero_shot}
     outputs = ["report.json", "best.pt"] + (["learning_curves.png", "hparams.png"] if args.plot else [])
@@ -369,8 +376,8 @@ def tune(args: argparse.Namespace) -> int:
     tmp.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN as null
     os.replace(tmp, out / "report.json")  # a report is replaced whole or not at all
     save_model(out / "best.pt", result.best_model, cpu_task, hparams=result.best_hparams, optimizer=args.optimizer,
-               layers=task.layers(hidden), loss=task.loss, task=task.name, seed=args.seed, steps=args.steps,
-               method=args.method, val=result.best_val, test=test)
+               layers=task.layers(hidden), loss=task.loss, activation=args.activation, task=task.name,
+               seed=args.seed, steps=args.steps, method=args.method, val=result.best_val, test=test)
     written = ["report.json", "best.pt"]
     if args.plot:
         try:
@@ -425,7 +432,8 @@ def _meta_init(task, args: argparse.Namespace, space, g=None) -> tuple[Optional[
     start = ("ES starts its center there" if args.method == "es" else
              "half the initial candidates start around it, the first exactly at it")
     who = f"the meta-learner {args.meta_model}" if args.meta_model else "the pretrained meta-learner"
-    return u, hp, f"{who} predicts {_fmt_hp(hp)} (zero-shot); {start}"
+    caveat = "" if args.activation == "relu" else f" (meta-trained on relu networks, used here for {args.activation})"
+    return u, hp, f"{who} predicts {_fmt_hp(hp)} (zero-shot){caveat}; {start}"
 
 
 def _at_the_edge(hp: dict[str, float], space) -> list[str]:

@@ -63,6 +63,16 @@ def test_explicit_train_subcommand_adamw_depth_and_replacing(tmp_path, capsys):
     assert "replaced the previous file" in printed and "(1 more trained not shown)" in printed
 
 
+def test_train_activation_option_builds_and_saves_that_network(tmp_path, capsys):
+    out = tmp_path / "tanh.pt"
+    assert cli.main(["train", "--data", "iris", "--activation", "tanh", "--hidden", "9,7", "--size", "3", "--steps",
+                     "10", "--no-progress", "--out", str(out)]) == 0
+    assert "layers 4-9-7-3 (tanh)" in capsys.readouterr().out
+    saved = torch.load(out, weights_only=False)
+    assert saved["activation"] == "tanh"
+    assert [type(m) for m in saved["model"]] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
+
+
 def test_leaderboard_puts_diverged_candidates_at_the_bottom():
     val = {"loss": torch.tensor([0.5, float("inf"), 0.2, 0.9]), "accuracy": torch.tensor([0.8, float("nan"), 0.9, 0.6])}
     usable = torch.tensor([True, False, True, True])
@@ -84,7 +94,8 @@ def test_leaderboard_puts_diverged_candidates_at_the_bottom():
     (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "tpu"], "device"),
     (["--bogus"], "--bogus"),
     (["--data", "iris", "--target", "species"], "target"),
-], ids=["size", "steps", "optimizer", "hidden", "data", "file", "backend", "device", "flag", "target"])
+    (["--activation", "swish"], "--activation"),
+], ids=["size", "steps", "optimizer", "hidden", "data", "file", "backend", "device", "flag", "target", "activation"])
 def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
     assert cli.main(["train", *argv, "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 2
     captured = capsys.readouterr()

@@ -320,3 +320,14 @@ def test_space_option_sets_the_ranges_the_tuner_draws_from(tmp_path, capsys):
                       ("lr=1", "argument --space: expected NAME=LOW:HIGH")):
         assert cli.main(["tune", "--data", "iris", "--space", bad, "--out", str(tmp_path / "x"), *SMALL]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_tune_activation_option_trains_that_network_and_notes_the_warm_start(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", "iris", "--activation", "gelu", "--method", "random", "--budget", "3",
+                     "--out", str(out), *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "layers 4-16-3 (gelu)" in printed and "meta-trained on relu networks, used here for gelu" in printed
+    assert json.loads((out / "report.json").read_text())["activation"] == "gelu"
+    saved = torch.load(out / "best.pt", weights_only=False)
+    assert saved["activation"] == "gelu" and isinstance(saved["model"][1], torch.nn.GELU)
