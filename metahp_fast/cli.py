@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "space, print a leaderboard, test the best (by validation loss) and save it.")
     _add_common_args(t)
     t.add_argument("--size", type=_positive, default=32, help="number of candidates K (default 32)")
-    t.add_argument("--out", default="best.pt", help="where to save the best model (default best.pt)")
+    t.add_argument("--out", default="best.pt",
+                   help="where to save the best model: a file, or a directory to hold best.pt (default best.pt)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     from .tuners import TUNERS
@@ -195,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--tasks", type=_positive, default=N_TASKS, help=f"training tasks (default {N_TASKS})")
     m.add_argument("--meta-steps", type=_positive, default=META_STEPS, help=f"meta-steps (default {META_STEPS})")
     m.add_argument("--seed", type=int, default=0, help="seeds the task distribution and meta-training")
-    m.add_argument("--out", default="meta.pt", help="where to save the learner (default meta.pt)")
+    m.add_argument("--out", default="meta.pt",
+                   help="where to save the learner: a file, or a directory to hold meta.pt (default meta.pt)")
     m.add_argument("--plot", help="also write the meta-training curve to this PNG file")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -256,7 +258,7 @@ def train(args: argparse.Namespace) -> int:
                          activation=args.activation, device=args.device, backend=args.backend)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         raise _usage(e) from None
-    out = _check_out(args.out)
+    out = _check_out(args.out, "best.pt")
     task = task.to(pop.device)
     print(f"{task!r}")
     print(f"training {args.size} candidates: {args.optimizer}, layers {'-'.join(map(str, layers))} "
@@ -470,7 +472,7 @@ def meta_train(args: argparse.Namespace) -> int:
 
     from .meta.train import DEFAULT_CONFIG, meta_train as run
 
-    out = _check_out(args.out)
+    out = _check_out(args.out, "meta.pt")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; got {args.seed}")
     ckpt = out.with_name(out.name + ".checkpoint")
@@ -588,11 +590,14 @@ def _json_safe(obj):
     return obj
 
 
-def _check_out(path: str) -> Path:
-    """Fail before training, not after, if the model cannot be written to ``path``."""
+def _check_out(path: str, name: str) -> Path:
+    """Where to write a model file: ``path``, or ``path/name`` when ``path`` is a directory (as ``tune --out DIR``
+    takes one); fails before training, not after, if it cannot be written there."""
     out = Path(path).expanduser()
     if out.is_dir():
-        raise UsageError(f"--out {path!r} is a directory; give a file name such as {os.path.join(path, 'best.pt')}")
+        out = out / name
+        if out.is_dir():
+            raise UsageError(f"--out {path!r}: {out} is a directory; give a file name")
     _writable_dir(out.parent if str(out.parent) else Path("."), f"--out {path!r}")
     return out
 

@@ -104,9 +104,15 @@ def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
     assert "Traceback" not in captured.err and not (tmp_path / "m.pt").exists()
 
 
-def test_out_must_not_be_a_directory(tmp_path, capsys):
-    assert cli.main(SMALL + ["--out", str(tmp_path)]) == 2
-    assert "is a directory" in capsys.readouterr().err
+def test_out_as_a_directory_holds_best_pt_like_tune_out(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert cli.main(SMALL + ["--out", str(run)]) == 0
+    assert f"saved the best model to {run / 'best.pt'}" in capsys.readouterr().out
+    assert [p.name for p in run.iterdir()] == ["best.pt"]
+    (tmp_path / "taken" / "best.pt").mkdir(parents=True)  # the file name inside is itself a directory
+    assert cli.main(SMALL + ["--out", str(tmp_path / "taken")]) == 2
+    assert "is a directory; give a file name" in capsys.readouterr().err
 
 
 def test_help_and_version(capsys):
