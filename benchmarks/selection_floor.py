@@ -8,8 +8,13 @@ Rules: the lowest validation loss (what every tuner does), the lowest validation
 errors of its per-example mean (a pessimistic pick), the lowest validation error (ties by loss), the mean
 regret of the five lowest validation losses, and early stopping: every candidate at its best of 10 validation
 checkpoints, the lowest of those picked and its checkpoint scored against the same final-weights reference.
-``--harness`` runs it on the harness's held-out datasets instead (wine, breast_cancer, iris; 3 seeds each).
-Writes benchmarks/results/selection_floor.md (or selection_floor_harness.md).
+``--harness`` runs it on the harness's held-out datasets instead (wine, breast_cancer, iris; 3 seeds each),
+``--harness all`` on all six tasks of the tuner harness (``benchmarks/quality.py``), each at its budget.
+``--oracle N`` adds a rule no method can follow, a bound on them all: the candidate whose configuration has
+the lowest mean *test* loss over N more trainings of the same 256 configurations (other initial weights and
+minibatches), scored on the first training like the others. What it misses is the test loss's own noise
+from one training to the next, which every method that trains once per configuration pays.
+Writes benchmarks/results/selection_floor.md (or selection_floor_harness.md, selection_floor_harness_all.md).
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from metahp_fast import SearchSpace  # noqa: E402
 from metahp_fast.meta import TaskDistribution  # noqa: E402
 from metahp_fast.meta.tasks_distribution import HELD_OUT  # noqa: E402
-from metahp_fast.quality import REFERENCE_SIZE, normalized_regret  # noqa: E402
+from metahp_fast.quality import DEFAULT_TASKS, REFERENCE_SIZE, HarnessTask, normalized_regret  # noqa: E402
 from metahp_fast.tasks import load_task  # noqa: E402
 from metahp_fast.training import TrainConfig, make_population, prepare_task  # noqa: E402
 
@@ -45,12 +50,17 @@ def per_example_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(pe, nan=1e9, posinf=1e9)
 
 
-def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SIZE) -> dict:
-    """Train ``size`` random candidates on ``task`` and score each rule's pick by normalized test regret."""
+ORACLE = "oracle (mean test loss)"
+
+
+def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SIZE, oracle: int = 0) -> dict:
+    """Train ``size`` random candidates on ``task`` and score each rule's pick by normalized test regret
+    (with ``oracle`` > 0, also the oracle rule: see the module's docstring)."""
     space = SearchSpace.default("sgd")
     cfg = TrainConfig(hidden=(128,), steps=steps, batch_size=batch, backend="torch")
     task = prepare_task(task, cfg)
-    pop = make_population(task, space, space.sample_u(size, seed=seed), cfg, seed)
+    u = space.sample_u(size, seed=seed)
+    pop = make_population(task, space, u, cfg, seed)
     # trained in CHECKPOINTS chunks: after each, every candidate's validation and test loss, for the checkpoint rule
     best_v = torch.full((size,), math.inf, dtype=torch.float64)
     best_t = best_v.clone()
@@ -81,49 +91,82 @@ def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SI
     row["mean of top 5"] = statistics.mean(regret(int(k)) for k in vloss.argsort()[:5])
     k = int(best_v.argmin())  # each candidate at its best validation checkpoint, scored against the same reference
     row["best checkpoint"] = normalized_regret(float(best_t[k]), best, median)
+    if oracle:  # the same configurations trained again from other initial weights and minibatches
+        again = []
+        for r in range(1, oracle + 1):
+            other = make_population(task, space, u, cfg, seed + 1000 * r)
+            other.fit(task.x_train, task.y_train, steps=steps, batch_size=batch, seed=seed + 1000 * r, progress=False)
+            with torch.no_grad():
+                again.append(per_example_loss(other.forward(task.x_test), task.y_test).mean(1))
+        row[ORACLE] = regret(int(torch.stack(again).mean(0).argmin()))
     return row
+
+
+def harness_median(rows: list[dict], rule: str) -> float:
+    """The quality harness's summary of one rule: the median over seeds per task ("wine (seed 0)", ...), then the
+    median over tasks."""
+    tasks: dict[str, list[float]] = {}
+    for r in rows:
+        tasks.setdefault(r["task"].split(" (seed ")[0], []).append(r[rule])
+    return statistics.median(statistics.median(v) for v in tasks.values())
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=24, help="tasks of the distribution (default 24)")
     p.add_argument("--size", type=int, default=REFERENCE_SIZE, help=f"candidates per task (default {REFERENCE_SIZE})")
-    p.add_argument("--harness", action="store_true",
-                   help="the harness's held-out datasets (wine, breast_cancer, iris; seeds 0-2) instead")
+    p.add_argument("--harness", nargs="?", const="held-out", choices=("held-out", "all"),
+                   help="the harness's held-out datasets (wine, breast_cancer, iris; seeds 0-2) instead; 'all': "
+                   "the six tasks of the tuner harness")
+    p.add_argument("--oracle", type=int, default=0, metavar="N",
+                   help="add the oracle rule: each configuration's mean test loss over N more trainings")
     p.add_argument("--out", default=None, help="markdown file (default benchmarks/results/selection_floor.md, "
-                   "with --harness selection_floor_harness.md)")
+                   "with --harness selection_floor_harness.md, with --harness all selection_floor_harness_all.md)")
     args = p.parse_args(argv)
     out = args.out or str(ROOT / "benchmarks" / "results" /
-                          ("selection_floor_harness.md" if args.harness else "selection_floor.md"))
+                          {None: "selection_floor.md", "held-out": "selection_floor_harness.md",
+                           "all": "selection_floor_harness_all.md"}[args.harness])
     torch.set_num_threads(1)
+    rules = RULES + ((ORACLE,) if args.oracle else ())
     t0 = time.perf_counter()
+    specs = DEFAULT_TASKS if args.harness == "all" else [HarnessTask(name) for name in HELD_OUT]
     if args.harness:
-        tasks = [(load_task(name, seed=seed), seed) for name in HELD_OUT for seed in range(3)]
+        tasks = [(load_task(spec.data, seed=seed), seed, spec.steps) for spec in specs for seed in range(3)]
     else:
-        tasks = [(mt.task, i) for i, mt in enumerate(TaskDistribution(seed=DIST_SEED).tasks(args.tasks, start=START))]
+        tasks = [(mt.task, i, 300)
+                 for i, mt in enumerate(TaskDistribution(seed=DIST_SEED).tasks(args.tasks, start=START))]
     rows = []
-    for task, seed in tasks:
-        rows.append(score_task(task, 300, 128, seed=seed, size=args.size))
+    for task, seed, steps in tasks:
+        rows.append(score_task(task, steps, 128, seed=seed, size=args.size, oracle=args.oracle))
         if args.harness:
             rows[-1]["task"] += f" (seed {seed})"
-        print(rows[-1]["task"][:60], {r: round(rows[-1][r], 3) for r in RULES}, flush=True)
+        print(rows[-1]["task"][:60], {r: round(rows[-1][r], 3) for r in rules}, flush=True)
     shown = [a for a in (sys.argv[1:] if argv is None else argv)]
-    where = (f"The harness's held-out datasets ({', '.join(HELD_OUT)}), seeds 0-2" if args.harness else
+    where = (f"The tuner harness's tasks ({', '.join(s.data for s in specs)}), seeds 0-2" if args.harness == "all"
+             else f"The harness's held-out datasets ({', '.join(HELD_OUT)}), seeds 0-2" if args.harness else
              f"Tasks {START}.. of the meta-training distribution drawn with seed {DIST_SEED}")
     lines = ["# The cost of choosing on a validation split", "",
              f"Made by `python benchmarks/selection_floor.py{' ' + ' '.join(shown) if shown else ''}` "
              f"({(time.perf_counter() - t0) / 60:.1f} min, 1 torch thread, CPU). {where}; on each, {args.size} "
-             "random configurations (the default SGD space) trained at the harness's budget (300 steps of 128, one "
+             "random configurations (the default SGD space) trained at the harness's budget (300 steps of 128, "
+             "MNIST-1D 600; one "
              "hidden layer of 128), and for each selection rule the normalized test regret `(L - L_best) / "
              "(L_median - L_best)` of its pick, with L_best and L_median the lowest and median test loss of the "
              "same candidates' final weights: the harness's reference search and its noise floor. `best "
-             f"checkpoint`: early stopping, every candidate at its best of {CHECKPOINTS} validation checkpoints.",
-             "", "| task | val rows | test rows | " + " | ".join(RULES) + " |", "|---|---|---|" + "---|" * len(RULES)]
-    lines += [f"| {r['task'][:48]} | {r['n_val']} | {r['n_test']} | " + " | ".join(f"{r[c]:.3f}" for c in RULES)
+             f"checkpoint`: early stopping, every candidate at its best of {CHECKPOINTS} validation checkpoints."
+             + (f" `{ORACLE}`: a bound no method can reach, the configuration with the lowest mean test loss over "
+                f"{args.oracle} more trainings of the same configurations (other initial weights and minibatches), "
+                "scored on the first training like the other rules." if args.oracle else ""),
+             "", "| task | val rows | test rows | " + " | ".join(rules) + " |", "|---|---|---|" + "---|" * len(rules)]
+    lines += [f"| {r['task'][:48]} | {r['n_val']} | {r['n_test']} | " + " | ".join(f"{r[c]:.3f}" for c in rules)
               + " |" for r in rows]
-    lines += ["| **median** | | | " + " | ".join(f"**{statistics.median(r[c] for r in rows):.3f}**" for c in RULES)
-              + " |", "| **mean** | | | " + " | ".join(f"{statistics.mean(r[c] for r in rows):.3f}" for c in RULES)
-              + " |", ""]
+    lines += ["| **median** | | | " + " | ".join(f"**{statistics.median(r[c] for r in rows):.3f}**" for c in rules)
+              + " |", "| **mean** | | | " + " | ".join(f"{statistics.mean(r[c] for r in rows):.3f}" for c in rules)
+              + " |"]
+    if args.harness:
+        lines.append("| **median over seeds, then tasks** (the quality harness's aggregation) | | | "
+                     + " | ".join(f"**{harness_median(rows, c):.3f}**" for c in rules) + " |")
+    lines.append("")
     Path(out).write_text("\n".join(lines))
     print("\n".join(lines[-3:]))
     return 0

@@ -309,3 +309,35 @@ def test_selection_floor_script_scores_each_rule(tmp_path):
     text = out.read_text()
     assert "The harness's held-out datasets (wine, breast_cancer, iris)" in text
     assert sum(line.startswith("| wine (seed ") for line in text.splitlines()) == 3
+
+
+def test_selection_floor_harness_median_is_over_seeds_then_tasks():
+    from benchmarks.selection_floor import harness_median
+    rows = [{"task": f"{t} (seed {i})", "r": v} for t, vs in (("a", (0.0, 5.0, 1.0)), ("b", (2.0, 3.0, 9.0)),
+                                                              ("c", (0.5, 0.5, 7.0))) for i, v in enumerate(vs)]
+    assert harness_median(rows, "r") == 1.0  # task medians 1.0, 3.0, 0.5; the plain median of all nine is 2.0
+
+
+def test_selection_floor_oracle_picks_the_lowest_mean_test_loss_of_the_retrainings():
+    """The oracle rule: the configuration whose N further trainings (other seeds) have the lowest mean test loss,
+    scored on the first training; recomputed here from populations trained the same way."""
+    from benchmarks import selection_floor
+    from metahp_fast.quality import normalized_regret
+    from metahp_fast.training import make_population, prepare_task
+    steps, batch, size, seed = 20, 16, 5, 3
+    row = selection_floor.score_task(load_task("iris", seed=seed), steps, batch, seed=seed, size=size, oracle=2)
+    space, cfg = SearchSpace.default("sgd"), TrainConfig(hidden=(128,), steps=steps, batch_size=batch, backend="torch")
+    task = prepare_task(load_task("iris", seed=seed), cfg)
+    u = space.sample_u(size, seed=seed)
+    first = make_population(task, space, u, cfg, seed)
+    for c in range(selection_floor.CHECKPOINTS):
+        first.fit(task.x_train, task.y_train, steps=steps // 10, batch_size=batch, seed=seed * 1000 + c, progress=False)
+    test = first.evaluate(task.x_test, task.y_test)["loss"].double()
+    again = []
+    for r in (1, 2):
+        pop = make_population(task, space, u, cfg, seed + 1000 * r)
+        pop.fit(task.x_train, task.y_train, steps=steps, batch_size=batch, seed=seed + 1000 * r, progress=False)
+        again.append(pop.evaluate(task.x_test, task.y_test)["loss"].double())
+    k = int(torch.stack(again).mean(0).argmin())
+    want = normalized_regret(float(test[k]), float(test.min()), float(test.median()))
+    assert row[selection_floor.ORACLE] == pytest.approx(want, abs=1e-4)
