@@ -29,7 +29,7 @@ _UNIT = HParamSpec(0.0, lambda t: (t >= 0) & (t < 1), "in [0, 1)")
 #: Hyperparameters each optimizer accepts. ``init_scale`` (multiplies the initial weights) is accepted by all.
 OPTIMIZERS: dict[str, dict[str, HParamSpec]] = {
     "sgd": {
-        "lr": HParamSpec(0.01, lambda t: t >= 0, ">= 0"),
+        "lr": HParamSpec(0.001, lambda t: t >= 0, ">= 0"),
         "momentum": _UNIT,
         "weight_decay": _NONNEG,
     },

@@ -234,3 +234,15 @@ def test_mse_single_output_accepts_flat_targets():
     losses = pop.step(x, x.sum(1))
     assert losses.shape == (2,) and torch.isfinite(losses).all()
     assert "accuracy" not in pop.evaluate(x, x.sum(1))
+
+
+def test_missing_hyperparameters_take_torch_optims_own_defaults():
+    """What the docstring promises, checked against torch.optim's signatures rather than copied numbers."""
+    import inspect
+    for name, cls in (("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)):
+        sig = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()}
+        want = {"lr": sig["lr"], "weight_decay": sig["weight_decay"]}
+        want.update({"momentum": sig["momentum"]} if name == "sgd" else
+                    {"beta1": sig["betas"][0], "beta2": sig["betas"][1], "eps": sig["eps"]})
+        pop = Population([4, 5, 3], 2, name, {}, dtype=torch.float64)
+        assert {k: float(v[0]) for k, v in pop.hparams.items() if k != "init_scale"} == pytest.approx(want), name
