@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
@@ -444,6 +445,24 @@ class Population:
             for dst, src in zip(live, src_all):
                 dst.copy_(src)
         self.steps_done = int(state["steps_done"])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (``torch.save(pop)``, multiprocessing) keeps the :meth:`state_dict` and the backend's name;
+        the backend's caches (the torch backend's scratch buffers) are rebuilt, not saved."""
+        return {"state_dict": self.state_dict(), "backend": self.backend}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        sd = state["state_dict"]
+        spec = ModelSpec(**{**sd["spec"], "layers": tuple(sd["spec"]["layers"])})
+        params = [p.clone() for p in sd["params"]]
+        hparams = {k: v.clone() for k, v in sd["hparams"].items()}
+        try:
+            self._setup(spec, params, hparams, state["backend"])
+        except (ValueError, TypeError, ImportError, RuntimeError) as e:  # e.g. triton, loaded onto the CPU
+            warnings.warn(f"backend {state['backend']!r} cannot run this population where it was loaded ({e}); "
+                          "using backend 'auto'", stacklevel=2)
+            self._setup(spec, params, hparams, "auto")
+        self.load_state_dict(sd)
 
     def __deepcopy__(self, memo):
         pop = Population.__new__(Population)

@@ -246,3 +246,39 @@ def test_missing_hyperparameters_take_torch_optims_own_defaults():
                     {"beta1": sig["betas"][0], "beta2": sig["betas"][1], "eps": sig["eps"]})
         pop = Population([4, 5, 3], 2, name, {}, dtype=torch.float64)
         assert {k: float(v[0]) for k, v in pop.hparams.items() if k != "init_scale"} == pytest.approx(want), name
+
+
+def test_a_pickled_population_resumes_identically_without_its_scratch_buffers(tmp_path):
+    """torch.save(pop) / torch.load round trip: the same state and the same next steps; the torch backend's
+    workspace (megabytes of per-step buffers) is not in the file."""
+    import pickle
+    layers = [16, 40, 5]
+    batches = random_batches(layers, "cross_entropy", 24, 6, torch.Generator().manual_seed(4), torch.float32)
+    pop = Population(layers, 7, "adamw", {"lr": torch.logspace(-3, -1, 7)}, init="independent", backend="torch")
+    pop.alive[3] = False
+    empty = len(pickle.dumps(pop))
+    for x, y in batches[:3]:
+        pop.step(x, y)
+    assert "torch_workspace" in pop._state.cache
+    torch.save(pop, tmp_path / "pop.pt")
+    assert abs((tmp_path / "pop.pt").stat().st_size - empty) < 0.1 * empty  # the state only, no buffers
+    back = torch.load(tmp_path / "pop.pt", weights_only=False)
+    assert back.backend == "torch" and back.steps_done == pop.steps_done and not bool(back.alive[3])
+    for x, y in batches[3:]:
+        assert torch.equal(pop.step(x, y), back.step(x, y))
+    for a, b in zip(full_state(pop), full_state(back)):
+        assert torch.equal(a, b)
+    back.hparams["lr"] = 0.5  # the hyperparameters are still validated on assignment
+    with pytest.raises(ValueError, match="lr"):
+        back.hparams["lr"] = -1.0
+
+
+def test_unpickling_where_the_saved_backend_cannot_run_falls_back_to_auto(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    pop = Population([4, 6, 3], 2, "sgd", {"lr": 0.1})
+    state = pop.__getstate__()
+    state["backend"] = "no-such-backend"  # as a triton population loaded onto a machine without CUDA
+    back = Population.__new__(Population)
+    with pytest.warns(UserWarning, match="cannot run this population where it was loaded"):
+        back.__setstate__(state)
+    assert back.backend == "torch" and torch.equal(back.params[0], pop.params[0])
