@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .backends.base import ACTIVATIONS
+from .backends.base import ACTIVATIONS, PRECISIONS
 
 COMMANDS = ("train", "tune", "evaluate", "meta-train", "predict")
 #: How to use a saved best.pt, printed after writing one.
@@ -122,6 +122,9 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
                    help="seeds the split, the sampling and the training (default 0)")
     p.add_argument("--backend", default="auto", help="auto, torch, reference or triton (default auto)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="the triton backend's dot precision on a GPU: tf32 (its default), ieee (exact fp32) or bf16 "
+                   "(bf16 inputs, fp32 accumulation); the CPU backends compute in fp32")
     p.add_argument("--top", type=_positive, default=5, help="leaderboard rows (default 5)")
 
 
@@ -255,7 +258,8 @@ def train(args: argparse.Namespace) -> int:
         hp = space.sample(args.size, seed=args.seed)
         layers = task.layers(hidden)
         pop = Population(layers, args.size, args.optimizer, hparams=hp, loss=task.loss, seed=args.seed,
-                         activation=args.activation, device=args.device, backend=args.backend)
+                         activation=args.activation, device=args.device, backend=args.backend,
+                         precision=args.precision)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         raise _usage(e) from None
     out = _check_out(args.out, "best.pt")
@@ -307,7 +311,8 @@ def tune(args: argparse.Namespace) -> int:
         return TUNERS[args.method](space, optimizer=args.optimizer, hidden=hidden, activation=args.activation,
                                    steps=args.steps,
                                    batch_size=args.batch_size, objective=args.objective, backend=args.backend,
-                                   device=args.device, progress=not args.no_progress, init=init)
+                                   device=args.device, precision=args.precision, progress=not args.no_progress,
+                                   init=init)
     try:  # every option is checked before the data loads and --out is created
         space = SearchSpace.default(args.optimizer)
         if args.space:

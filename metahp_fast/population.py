@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .backends import get_backend, resolve_name
-from .backends.base import ModelSpec, PopulationState, run_steps, steps_per_launch
+from .backends.base import PRECISIONS, ModelSpec, PopulationState, run_steps, steps_per_launch
 from .backends.reference_backend import _ACT
 from .backends.torch_backend import forward, loss_only
 from .optimizers import STATE_NAMES, hparam_specs
@@ -83,6 +83,10 @@ class Population:
             ``"independent"`` (one draw per candidate).
         device, dtype: where and in what precision the population lives (default CPU, float32).
         backend: ``"auto"``, ``"torch"``, ``"reference"`` or ``"triton"`` (see :mod:`metahp_fast.backends`).
+        precision: the triton backend's dot precision: ``"tf32"`` (its default, or ``$METAHP_TRITON_PRECISION``),
+            ``"ieee"`` (exact fp32 products, for checks) or ``"bf16"`` (bf16 inputs, fp32 accumulation); master
+            weights and optimizer state stay in ``dtype``. The torch and reference backends accept it and compute
+            in ``dtype`` regardless, so code written for a GPU runs unchanged on the CPU.
 
     Dead candidates: a candidate whose minibatch loss is not finite is marked dead (``alive[k]`` False) and
     never updated again; :meth:`step` reports ``inf`` for it and :meth:`evaluate` ``inf`` loss and ``nan``
@@ -93,8 +97,10 @@ class Population:
                  hparams: Optional[Mapping[str, Any]] = None, *, nesterov: bool = False, activation: str = "relu",
                  loss: str = "cross_entropy", seed: int = 0, init: str = "shared",
                  device: Union[str, torch.device, None] = None, dtype: torch.dtype = torch.float32,
-                 backend: str = "auto"):
+                 backend: str = "auto", precision: Optional[str] = None):
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
+        if precision is not None:
+            check_choice("precision", precision, PRECISIONS)
         size = check_size(size)
         check_choice("init", init, ("shared", "independent"))
         device = check_device(device)
@@ -104,14 +110,16 @@ class Population:
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, size, device, dtype)
         params = _init_params(spec, size, seed, init == "independent", hp["init_scale"], device, dtype)
-        self._setup(spec, params, hp, backend)
+        self._setup(spec, params, hp, backend, precision)
 
     @classmethod
     def from_modules(cls, modules: Sequence[nn.Sequential], optimizer: str = "sgd",
                      hparams: Optional[Mapping[str, Any]] = None, *, nesterov: bool = False,
-                     loss: str = "cross_entropy", backend: str = "auto") -> "Population":
+                     loss: str = "cross_entropy", backend: str = "auto",
+                     precision: Optional[str] = None) -> "Population":
         """A population whose candidate k starts from the weights of ``modules[k]``, a ``nn.Sequential`` of
-        ``Linear`` layers with one kind of activation between them (the inverse of :meth:`to_module`)."""
+        ``Linear`` layers with one kind of activation between them (the inverse of :meth:`to_module`); the
+        other arguments as for the constructor."""
         if isinstance(modules, nn.Module) or not isinstance(modules, Sequence) or len(modules) == 0:
             raise ValueError("modules must be a non-empty list of nn.Sequential MLPs")
         layers, activation = _parse_mlp(modules[0], 0)
@@ -124,6 +132,8 @@ class Population:
         if any(p.dtype != dtype or p.device != device for m in modules for p in m.parameters()):
             raise TypeError(f"all modules must share one dtype and device ({dtype} on {device})")
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
+        if precision is not None:
+            check_choice("precision", precision, PRECISIONS)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, len(modules), device, dtype)
         linears = [[mod for mod in m if isinstance(mod, nn.Linear)] for m in modules]
@@ -133,12 +143,16 @@ class Population:
                 params.append(torch.stack([lin[i].weight.t() for lin in linears]).contiguous())
                 params.append(torch.stack([lin[i].bias for lin in linears]).contiguous())
         pop = cls.__new__(cls)
-        pop._setup(spec, params, hp, backend)
+        pop._setup(spec, params, hp, backend, precision)
         return pop
 
-    def _setup(self, spec: ModelSpec, params: list[Tensor], hp: dict[str, Tensor], backend: str) -> None:
+    def _setup(self, spec: ModelSpec, params: list[Tensor], hp: dict[str, Tensor], backend: str,
+               precision: Optional[str] = None) -> None:
         size, device, dtype = params[0].shape[0], params[0].device, params[0].dtype
         self._backend = get_backend(backend, spec, device, dtype)
+        self._precision = precision
+        if precision is not None and hasattr(self._backend, "precision"):
+            self._backend.precision = precision
         self._state = PopulationState(
             spec=spec, params=params,
             opt_state={name: [torch.zeros_like(p) for p in params] for name in STATE_NAMES[spec.optimizer]},
@@ -173,6 +187,12 @@ class Population:
     def backend(self) -> str:
         """The name of the backend that runs :meth:`step`."""
         return self._backend.name
+
+    @property
+    def precision(self) -> str:
+        """The dot precision the backend runs with: the triton backend's (``"ieee"`` under the interpreter),
+        ``"ieee"`` for the torch and reference backends (torch's own matmul settings apply)."""
+        return getattr(self._backend, "precision", "ieee")
 
     @property
     def alive(self) -> Tensor:
@@ -388,7 +408,7 @@ class Population:
         s = self._state
         pop = Population.__new__(Population)
         pop._setup(s.spec, [p.index_select(0, idx) for p in s.params],
-                   {k: v.index_select(0, idx) for k, v in s.hparams.items()}, self.backend)
+                   {k: v.index_select(0, idx) for k, v in s.hparams.items()}, self.backend, self._precision)
         for name, ts in s.opt_state.items():
             for dst, src in zip(pop._state.opt_state[name], ts):
                 dst.copy_(src.index_select(0, idx))
@@ -449,7 +469,7 @@ class Population:
     def __getstate__(self) -> dict[str, Any]:
         """Pickling (``torch.save(pop)``, multiprocessing) keeps the :meth:`state_dict` and the backend's name;
         the backend's caches (the torch backend's scratch buffers) are rebuilt, not saved."""
-        return {"state_dict": self.state_dict(), "backend": self.backend}
+        return {"state_dict": self.state_dict(), "backend": self.backend, "precision": self._precision}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         sd = state["state_dict"]
@@ -457,17 +477,17 @@ class Population:
         params = [p.clone() for p in sd["params"]]
         hparams = {k: v.clone() for k, v in sd["hparams"].items()}
         try:
-            self._setup(spec, params, hparams, state["backend"])
+            self._setup(spec, params, hparams, state["backend"], state.get("precision"))
         except (ValueError, TypeError, ImportError, RuntimeError) as e:  # e.g. triton, loaded onto the CPU
             warnings.warn(f"backend {state['backend']!r} cannot run this population where it was loaded ({e}); "
                           "using backend 'auto'", stacklevel=2)
-            self._setup(spec, params, hparams, "auto")
+            self._setup(spec, params, hparams, "auto", state.get("precision"))
         self.load_state_dict(sd)
 
     def __deepcopy__(self, memo):
         pop = Population.__new__(Population)
         pop._setup(self.spec, [p.clone() for p in self.params], {k: v.clone() for k, v in self.hparams.items()},
-                   self.backend)
+                   self.backend, self._precision)
         pop.load_state_dict(self.state_dict())
         return pop
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .backends.base import PRECISIONS
 from .population import Population
 from .search_space import SearchSpace
 from .tasks import Task, from_arrays, load_task
@@ -48,12 +49,15 @@ class TrainConfig:
     backend: str = "auto"
     device: str = "cpu"
     dtype: torch.dtype = torch.float32
+    precision: Optional[str] = None
 
     def __post_init__(self) -> None:
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else (self.hidden,)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a list of positive ints; got {self.hidden!r}")
         object.__setattr__(self, "hidden", hidden)
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS} or None; got {self.precision!r}")
         for name in ("steps", "batch_size") + (("eval_every",) if self.eval_every is not None else ()):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -123,7 +127,7 @@ def make_population(task: Task, space: SearchSpace, u: Tensor, config: TrainConf
     (drawn from ``seed``; scaled per candidate if ``init_scale`` is tuned)."""
     return Population(task.layers(config.hidden), u.shape[0], config.optimizer, hparams_from_u(space, u),
                       nesterov=config.nesterov, activation=config.activation, loss=task.loss, seed=int(seed),
-                      device=config.device, dtype=config.dtype, backend=config.backend)
+                      device=config.device, dtype=config.dtype, backend=config.backend, precision=config.precision)
 
 
 def population_from_state(state: dict[str, Any], config: TrainConfig) -> Population:
@@ -131,7 +135,7 @@ def population_from_state(state: dict[str, Any], config: TrainConfig) -> Populat
     spec, params = state["spec"], state["params"]
     pop = Population(spec["layers"], params[0].shape[0], spec["optimizer"], nesterov=spec["nesterov"],
                      activation=spec["activation"], loss=spec["loss"], device=config.device, dtype=params[0].dtype,
-                     backend=config.backend)
+                     backend=config.backend, precision=config.precision)
     pop.load_state_dict(state)
     return pop
 

@@ -95,7 +95,9 @@ def test_leaderboard_puts_diverged_candidates_at_the_bottom():
     (["--bogus"], "--bogus"),
     (["--data", "iris", "--target", "species"], "target"),
     (["--activation", "swish"], "--activation"),
-], ids=["size", "steps", "optimizer", "hidden", "data", "file", "backend", "device", "flag", "target", "activation"])
+    (["--precision", "fp8"], "--precision"),
+], ids=["size", "steps", "optimizer", "hidden", "data", "file", "backend", "device", "flag", "target", "activation",
+        "precision"])
 def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
     assert cli.main(["train", *argv, "--out", str(tmp_path / "m.pt"), "--no-progress"]) == 2
     captured = capsys.readouterr()

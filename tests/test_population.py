@@ -282,3 +282,17 @@ def test_unpickling_where_the_saved_backend_cannot_run_falls_back_to_auto(monkey
     with pytest.warns(UserWarning, match="cannot run this population where it was loaded"):
         back.__setstate__(state)
     assert back.backend == "torch" and torch.equal(back.params[0], pop.params[0])
+
+
+def test_precision_is_checked_and_the_cpu_backends_compute_in_their_dtype():
+    from metahp_fast.training import TrainConfig
+    from metahp_fast.tuners import SuccessiveHalving
+    with pytest.raises(ValueError, match="precision"):
+        Population([4, 5, 3], 2, precision="fp8")
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="half")
+    assert SuccessiveHalving(precision="bf16").config.precision == "bf16"
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    a = Population([4, 5, 3], 3, "sgd", {"lr": 0.1}, precision="bf16", backend="torch")
+    b = Population([4, 5, 3], 3, "sgd", {"lr": 0.1}, backend="torch")
+    assert a.precision == "ieee" and torch.equal(a.step(x, y), b.step(x, y))  # a GPU option, a no-op here

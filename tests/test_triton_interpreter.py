@@ -417,3 +417,18 @@ def test_descriptor_scratch_allocator_is_set_once_and_never_over_a_users(monkeyp
         monkeypatch.setattr(_allocation, "_allocator", users)
         _ensure_allocator()
     assert len(calls) == 1
+
+
+def test_population_precision_reaches_the_kernels_and_survives_select_copy_and_pickle(monkeypatch):
+    import copy
+    import pickle
+
+    from metahp_fast.backends.base import PRECISIONS
+    from metahp_fast.kernels import PRECISIONS as KERNEL_PRECISIONS
+    assert PRECISIONS == KERNEL_PRECISIONS  # what Population accepts is what the kernels take
+    monkeypatch.delenv("METAHP_TRITON_PRECISION", raising=False)
+    pop = Population([5, 7, 3], 3, "sgd", {"lr": 0.1}, backend="triton", precision="bf16")
+    assert pop._backend.requested_precision == "bf16" and pop.precision == "ieee"  # the interpreter: exact products
+    for other in (pop.select([2, 0]), copy.deepcopy(pop), pickle.loads(pickle.dumps(pop))):
+        assert other._backend.requested_precision == "bf16"
+    assert Population([5, 7, 3], 3, backend="triton")._backend.requested_precision == "tf32"

@@ -96,7 +96,8 @@ class Tuner:
             ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
             (a prediction for a dataset unlike any seen in meta-training).
         eval_every: steps between validation evaluations for learning curves (default: 10 per training).
-        backend, device, dtype: where the populations run.
+        backend, device, dtype, precision: where and how the populations run (``precision``: the triton
+            backend's dot precision, see :class:`~metahp_fast.Population`).
         progress: show a progress bar over the budget."""
 
     name: ClassVar[str] = "tuner"
@@ -105,7 +106,7 @@ class Tuner:
                  hidden: Sequence[int] = (128,), steps: int = 300, batch_size: int = 128, activation: str = "relu",
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
                  init_mix: float = 0.5, eval_every: Optional[int] = None, backend: str = "auto", device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, progress: bool = False):
+                 dtype: torch.dtype = torch.float32, precision: Optional[str] = None, progress: bool = False):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
@@ -114,7 +115,7 @@ class Tuner:
         self.config = TrainConfig(hidden=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
                                   steps=steps, batch_size=batch_size, optimizer=opt, activation=activation,
                                   nesterov=nesterov, eval_every=eval_every, backend=backend, device=str(device),
-                                  dtype=dtype)
+                                  dtype=dtype, precision=precision)
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}")
         self.objective = objective
