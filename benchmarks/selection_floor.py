@@ -10,7 +10,7 @@ regret of the five lowest validation losses, and early stopping: every candidate
 checkpoints, the lowest of those picked and its checkpoint scored against the same final-weights reference.
 ``--harness`` runs it on the harness's held-out datasets instead (wine, breast_cancer, iris; 3 seeds each),
 ``--harness all`` on all six tasks of the tuner harness (``benchmarks/quality.py``), each at its budget.
-``--oracle N`` adds a rule no method can follow, a bound on them all: the candidate whose configuration has
+``--oracle N`` adds a rule no method can follow, as it sees the test split: the candidate whose configuration has
 the lowest mean *test* loss over N more trainings of the same 256 configurations (other initial weights and
 minibatches), scored on the first training like the others. What it misses is the test loss's own noise
 from one training to the next, which every method that trains once per configuration pays.
@@ -154,7 +154,7 @@ def main(argv=None) -> int:
              "(L_median - L_best)` of its pick, with L_best and L_median the lowest and median test loss of the "
              "same candidates' final weights: the harness's reference search and its noise floor. `best "
              f"checkpoint`: early stopping, every candidate at its best of {CHECKPOINTS} validation checkpoints."
-             + (f" `{ORACLE}`: a bound no method can reach, the configuration with the lowest mean test loss over "
+             + (f" `{ORACLE}`: a chooser no method can be (it sees the test split), the configuration with the lowest mean test loss over "
                 f"{args.oracle} more trainings of the same configurations (other initial weights and minibatches), "
                 "scored on the first training like the other rules." if args.oracle else ""),
              "", "| task | val rows | test rows | " + " | ".join(rules) + " |", "|---|---|---|" + "---|" * len(rules)]

@@ -266,8 +266,7 @@ def train(args: argparse.Namespace) -> int:
     task = task.to(pop.device)
     print(f"{task!r}")
     print(f"training {args.size} candidates: {args.optimizer}, layers {'-'.join(map(str, layers))} "
-          f"({args.activation}), "
-          f"backend {pop.backend}, {args.steps} steps of batch {args.batch_size}")
+          f"({args.activation}), backend {pop.backend}, {args.steps} steps of batch {args.batch_size}")
     pop.fit(task.x_train, task.y_train, steps=args.steps, batch_size=args.batch_size, seed=args.seed,
             progress=not args.no_progress, x_val=task.x_val, y_val=task.y_val)
 
@@ -309,10 +308,9 @@ def tune(args: argparse.Namespace) -> int:
 
     def make_tuner(init):
         return TUNERS[args.method](space, optimizer=args.optimizer, hidden=hidden, activation=args.activation,
-                                   steps=args.steps,
-                                   batch_size=args.batch_size, objective=args.objective, backend=args.backend,
-                                   device=args.device, precision=args.precision, progress=not args.no_progress,
-                                   init=init)
+                                   steps=args.steps, batch_size=args.batch_size, objective=args.objective,
+                                   backend=args.backend, device=args.device, precision=args.precision,
+                                   progress=not args.no_progress, init=init)
     try:  # every option is checked before the data loads and --out is created
         space = SearchSpace.default(args.optimizer)
         if args.space:
@@ -344,7 +342,8 @@ def tune(args: argparse.Namespace) -> int:
     ckpt = out / "checkpoint.pt"
     print(f"tuning with {args.method}: budget {args.budget:g} full trainings of {args.steps} steps "
           f"({int(args.budget * args.steps)} candidate-steps), {args.optimizer}, layers "
-          f"{'-'.join(map(str, task.layers(hidden)))} ({args.activation})" + (" (resuming from checkpoint.pt)" if ckpt.exists() else ""))
+          f"{'-'.join(map(str, task.layers(hidden)))} ({args.activation})"
+          + (" (resuming from checkpoint.pt)" if ckpt.exists() else ""))
     try:
         result = tuner.run(task, args.budget, seed=args.seed, checkpoint=ckpt)
     except RuntimeError as e:
