@@ -151,6 +151,29 @@ def test_init_warm_starts_the_first_candidate(task):
     assert min(tpe.trials, key=lambda t: t["id"])["hparams"]["lr"] == pytest.approx(0.05, rel=1e-6)
 
 
+def test_a_warm_start_at_the_end_of_a_range_spreads_inside_it_without_copies(task):
+    """Draws around a center at lr's upper end fold back inside the range (reflected, not clamped), so the
+    initial candidates are distinct configurations, not several copies of the end point."""
+    space = SearchSpace.default("sgd")
+    top = space["lr"].high
+    init = space.to_unconstrained({"lr": top, "momentum": 0.5, "weight_decay": 1e-4})[0]
+    res = RandomSearch(init=init, init_spread=0.5, init_mix=0.0, **SMALL).run(task, 12, seed=0)
+    lrs = [t["hparams"]["lr"] for t in sorted(res.trials, key=lambda t: t["id"])]
+    assert lrs[0] == pytest.approx(top, rel=1e-6)  # the first exactly at the center
+    assert all(space["lr"].low <= v <= top * (1 + 1e-6) for v in lrs)
+    assert sum(v == pytest.approx(top, rel=1e-6) for v in lrs) == 1 and len(set(lrs)) == len(lrs)
+    # the fold itself: a draw past an end lands as far inside it; a draw past both ends is clamped
+    from metahp_fast.training import u_bounds
+    from metahp_fast.tuners.base import TuningRun
+    run = TuningRun.__new__(TuningRun)
+    run.space = space
+    lo, hi = u_bounds(space)
+    u = torch.stack([hi + 0.25, lo - 0.5, (lo + hi) / 2, hi + 10 * (hi - lo)])
+    folded = run.reflect_u(u)
+    assert torch.allclose(folded[0], hi - 0.25) and torch.allclose(folded[1], lo + 0.5)
+    assert torch.equal(folded[2], u[2]) and bool(((folded[3] >= lo) & (folded[3] <= hi)).all())
+
+
 def test_init_mix_draws_a_share_of_the_candidates_from_the_space(task):
     """By default half the initial candidates hedge against a poor warm start: drawn from the whole space,
     exactly the draws a run without ``init`` makes for those slots; the rest stay near the center."""

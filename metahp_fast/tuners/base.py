@@ -254,6 +254,15 @@ class TuningRun:
         lo, hi = u_bounds(self.space)
         return torch.maximum(torch.minimum(u, hi), lo)
 
+    def reflect_u(self, u: Tensor) -> Tensor:
+        """``u`` folded back into the images of the space's ranges: a draw past an end lands as far inside it
+        (then clamped, for a draw past both). Random draws around a point near an end stay distinct candidates,
+        where clamping would make several copies of the end point."""
+        lo, hi = u_bounds(self.space)
+        lo, hi = lo.to(u.dtype), hi.to(u.dtype)
+        u = torch.where(u > hi, 2 * hi - u, u)
+        return self.clamp_u(torch.where(u < lo, 2 * lo - u, u))
+
     def initial_u(self, n: int, key: int) -> Tensor:
         """``n`` starting points (n, d): draws from the space, or, when the tuner has an ``init``, a Gaussian
         around it (the first exactly at it) for all but ``init_mix`` of them, which are drawn from the space."""
@@ -266,7 +275,7 @@ class TuningRun:
         noise = torch.randn(near, init.numel(), generator=torch.Generator().manual_seed(gen_seed),
                             dtype=torch.float64)
         noise[0] = 0
-        return torch.cat([self.clamp_u(init + self.tuner.init_spread * noise).to(drawn.dtype), drawn[near:]])
+        return torch.cat([self.reflect_u(init + self.tuner.init_spread * noise).to(drawn.dtype), drawn[near:]])
 
     def population(self, u: Tensor) -> Population:
         """A population with one candidate per row of ``u``, from the run's shared initial weights."""

@@ -81,7 +81,7 @@ class PBT(Tuner):
             src = top[torch.randint(0, q, (q,), generator=gen)]
             copy_candidates(pop, src, bottom)
             u = u.clone()
-            u[bottom] = run.clamp_u(u[src] + self.perturb * torch.randn(q, u.shape[1], generator=gen,
+            u[bottom] = run.reflect_u(u[src] + self.perturb * torch.randn(q, u.shape[1], generator=gen,
                                                                         dtype=u.dtype))
             pop.hparams = {k: v.to(pop.dtype) for k, v in hparams_from_u(run.space, u).items()}
             curves = run.state["curves"]
