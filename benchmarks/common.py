@@ -5,7 +5,6 @@ A *stepper* trains K candidates one step on a shared minibatch when called as ``
 checked against the reference."""
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from dataclasses import dataclass
@@ -87,22 +86,10 @@ def make_hparams(case: Case, dtype=torch.float64) -> dict[str, Tensor]:
 
 def make_population(case: Case, backend: str, device, dtype=torch.float32, seed: int = 0,
                     precision: Optional[str] = None) -> Population:
-    """The population for ``case`` on ``backend`` (the same initial weights on every backend for a seed).
-
-    ``precision`` (triton: ``"ieee"`` or ``"tf32"``) goes to ``Population(precision=...)`` if it takes one,
-    else to the backend object's ``precision`` attribute; ValueError if neither exists."""
-    kw = {}
-    takes_precision = "precision" in inspect.signature(Population).parameters
-    if precision is not None and takes_precision:
-        kw["precision"] = precision
-    pop = Population(list(case.layers), case.K, case.optimizer, make_hparams(case), nesterov=case.nesterov,
-                     loss=case.loss, seed=seed, device=device, dtype=dtype, backend=backend, **kw)
-    if precision is not None and not takes_precision:
-        if not hasattr(pop._backend, "precision"):
-            raise ValueError(f"cannot set precision={precision!r}: Population takes no 'precision' argument and "
-                             f"the {pop.backend!r} backend has no 'precision' attribute")
-        pop._backend.precision = precision
-    return pop
+    """The population for ``case`` on ``backend`` (the same initial weights on every backend for a seed);
+    ``precision``: the triton kernels' dot precision (``Population(precision=...)``)."""
+    return Population(list(case.layers), case.K, case.optimizer, make_hparams(case), nesterov=case.nesterov,
+                      loss=case.loss, seed=seed, device=device, dtype=dtype, backend=backend, precision=precision)
 
 
 class PopulationStepper:
