@@ -30,7 +30,7 @@ STEPS = 32  # per timed round
 
 
 def stepper(pop, reuse: bool):
-    """One in-place step of ``pop``'s state, with the population's own workspace or none (fresh tensors)."""
+    """One in-place step of ``pop``'s state, with a workspace of its own or none (fresh tensors)."""
     s = pop._state
     ws = Workspace() if reuse else None
 

@@ -296,13 +296,11 @@ def train(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
-    from .model_file import save_model
     from .plots import plot_hparams, plot_learning_curves
     from .search_space import SearchSpace
     from .tasks import load_task
     from .training import model_metrics
     from .tuners import TUNERS
-    from .validation import check_device
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
 
@@ -315,7 +313,6 @@ def tune(args: argparse.Namespace) -> int:
         space = SearchSpace.default(args.optimizer)
         if args.space:
             space = space.with_ranges(args.space)
-        check_device(args.device)
         tuner = make_tuner(None)
         tuner.check_budget(args.budget)
     except (ValueError, TypeError, ImportError) as e:
@@ -357,8 +354,7 @@ def tune(args: argparse.Namespace) -> int:
         print(f"zero-shot: the meta-learner's prediction, trained as candidate {zero_shot['id']}, reached val loss "
               f"{zero_shot['val_loss']:.4f} after {zero_shot['steps']} steps"
               + (", where the round stopped it" if zero_shot["steps"] < args.steps else ""))
-    cpu_task = task.to("cpu")
-    test = model_metrics(result.best_model, cpu_task)
+    test = model_metrics(result.best_model, result.data)
     print(f"best: candidate {result.best_id} ({_fmt_hp(result.best_hparams)}): "
           + ", ".join(f"val {k} {v:.4f}" for k, v in result.best_val.items()))
     print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
@@ -381,9 +377,7 @@ def tune(args: argparse.Namespace) -> int:
     tmp = out / ".report.json.tmp"
     tmp.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN as null
     os.replace(tmp, out / "report.json")  # a report is replaced whole or not at all
-    save_model(out / "best.pt", result.best_model, cpu_task, hparams=result.best_hparams, optimizer=args.optimizer,
-               layers=task.layers(hidden), loss=task.loss, activation=args.activation, task=task.name,
-               seed=args.seed, steps=args.steps, method=args.method, val=result.best_val, test=test)
+    result.save(out / "best.pt", test=test)
     written = ["report.json", "best.pt"]
     if args.plot:
         try:
@@ -423,6 +417,7 @@ def _meta_init(task, args: argparse.Namespace, space, g=None) -> tuple[Optional[
     tuner's ``space`` (clipped into its ranges), its natural hyperparameters, and a line describing the warm
     start (None, None and the reason where there is none)."""
     from .meta import MetaLearner
+    from .tuners.base import meta_center
 
     if task.loss != "cross_entropy":
         return None, None, "none (the meta-learners are meta-trained on classification tasks only)"
@@ -431,10 +426,8 @@ def _meta_init(task, args: argparse.Namespace, space, g=None) -> tuple[Optional[
             g = MetaLearner.pretrained(args.optimizer)
         except ValueError as e:
             return None, None, f"none ({str(e).removeprefix('optimizer: ')})"
-    natural = g.space.from_unconstrained(g.predict_u(task, args.steps, args.batch_size), round_ints=True)
-    natural = space.clip({k: v for k, v in natural.items() if k in space.dims})
-    hp = {k: float(v) for k, v in natural.items()}
-    u = space.to_unconstrained(natural).squeeze(0)
+    u = meta_center(g, space, task, args.steps, args.batch_size)
+    hp = {k: float(v) for k, v in space.from_unconstrained(u, include_fixed=False).items()}
     start = ("ES starts its center there" if args.method == "es" else
              "half the initial candidates start around it, the first exactly at it")
     who = f"the meta-learner {args.meta_model}" if args.meta_model else "the pretrained meta-learner"

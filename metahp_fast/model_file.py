@@ -35,7 +35,10 @@ def preprocessing(task: Task) -> dict[str, Any]:
 def save_model(path: PathLike, model: nn.Module, task: Task, /, **info: Any) -> None:
     """Write ``model`` (CPU), the preprocessing for ``task``'s data and ``info`` to ``path`` atomically; for a
     regression, with the target's scaling folded into its last layer (its outputs in the target's units)."""
-    atomic_save({"model": in_target_units(model.cpu(), task).eval(), **preprocessing(task), **info}, path)
+    saved = in_target_units(model, task)
+    if saved is model:  # a classifier comes back as is: copy it, so the caller's module keeps its device and mode
+        saved = copy.deepcopy(model)
+    atomic_save({"model": saved.cpu().eval(), **preprocessing(task), **info}, path)
 
 
 def in_target_units(model: nn.Module, task: Task) -> nn.Module:

@@ -99,8 +99,6 @@ class Population:
                  device: Union[str, torch.device, None] = None, dtype: torch.dtype = torch.float32,
                  backend: str = "auto", precision: Optional[str] = None):
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
-        if precision is not None:
-            check_choice("precision", precision, PRECISIONS)
         size = check_size(size)
         check_choice("init", init, ("shared", "independent"))
         device = check_device(device)
@@ -132,8 +130,6 @@ class Population:
         if any(p.dtype != dtype or p.device != device for m in modules for p in m.parameters()):
             raise TypeError(f"all modules must share one dtype and device ({dtype} on {device})")
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
-        if precision is not None:
-            check_choice("precision", precision, PRECISIONS)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, len(modules), device, dtype)
         linears = [[mod for mod in m if isinstance(mod, nn.Linear)] for m in modules]
@@ -148,6 +144,8 @@ class Population:
 
     def _setup(self, spec: ModelSpec, params: list[Tensor], hp: dict[str, Tensor], backend: str,
                precision: Optional[str] = None) -> None:
+        if precision is not None:
+            check_choice("precision", precision, PRECISIONS)
         size, device, dtype = params[0].shape[0], params[0].device, params[0].dtype
         self._backend = get_backend(backend, spec, device, dtype)
         self._precision = precision
@@ -392,6 +390,8 @@ class Population:
         and alive flags copied), on the same backend; this one is left as it is. ``indices`` are candidate
         numbers, or a (K,) bool mask such as ``pop.alive``. Tuners use it to drop candidates from the batch."""
         idx = torch.as_tensor(indices)
+        if idx.numel() == 0:
+            raise ValueError("indices must choose at least one candidate")
         if idx.dtype == torch.bool:
             if idx.shape != (self.size,):
                 raise ValueError(f"a bool mask for indices must have shape ({self.size},), one flag per candidate; "
@@ -472,23 +472,19 @@ class Population:
         return {"state_dict": self.state_dict(), "backend": self.backend, "precision": self._precision}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        sd = state["state_dict"]
+        sd = state["state_dict"]  # fresh tensors (unpickled, or a state_dict() copy): used as they are
         spec = ModelSpec(**{**sd["spec"], "layers": tuple(sd["spec"]["layers"])})
-        params = [p.clone() for p in sd["params"]]
-        hparams = {k: v.clone() for k, v in sd["hparams"].items()}
         try:
-            self._setup(spec, params, hparams, state["backend"], state.get("precision"))
+            self._setup(spec, sd["params"], sd["hparams"], state["backend"], state["precision"])
         except (ValueError, TypeError, ImportError, RuntimeError) as e:  # e.g. triton, loaded onto the CPU
             warnings.warn(f"backend {state['backend']!r} cannot run this population where it was loaded ({e}); "
                           "using backend 'auto'", stacklevel=2)
-            self._setup(spec, params, hparams, "auto", state.get("precision"))
+            self._setup(spec, sd["params"], sd["hparams"], "auto", state["precision"])
         self.load_state_dict(sd)
 
     def __deepcopy__(self, memo):
         pop = Population.__new__(Population)
-        pop._setup(self.spec, [p.clone() for p in self.params], {k: v.clone() for k, v in self.hparams.items()},
-                   self.backend, self._precision)
-        pop.load_state_dict(self.state_dict())
+        pop.__setstate__(self.__getstate__())
         return pop
 
 

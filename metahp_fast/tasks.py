@@ -394,8 +394,8 @@ def _read_csv(path: str, target: Optional[str],
 def _warn_odd_category(path: str, column: str, values: list[str], cats: list[str]) -> None:
     """Warn when a column one-hot encodes into many features by accident: numbers with a few bad cells, or an
     identifier / free-text column with nearly one value per row."""
-    bad = [v for v in values if _floats([v]) is None]
-    if len(bad) <= 0.2 * len(values):
+    bad = [v for v in values if v != MISSING_CATEGORY and _floats([v]) is None]  # a filled gap is not a bad cell
+    if 0 < len(bad) <= 0.2 * len(values):
         examples = ", ".join(repr(v) for v in list(dict.fromkeys(bad))[:3])
         warnings.warn(f"{path}: column {column!r} holds numbers except {len(bad)} cell(s) such as {examples}, so it "
                       f"was one-hot encoded into {len(cats)} features; fix those cells to keep it numeric",

@@ -72,6 +72,8 @@ class TrainConfig:
         """JSON-ready fields."""
         d = dataclasses.asdict(self)
         d["hidden"], d["dtype"] = list(self.hidden), str(self.dtype).replace("torch.", "")
+        if d["precision"] is None:  # as checkpoints written before the option had it: they still resume
+            del d["precision"]
         return d
 
 

@@ -42,10 +42,21 @@ def test_kernel_configs_quick_checks_each_configuration(tmp_path):
     assert {r["config"] for r in rows} == {name(fused_mlp.INTERPRETER_CONFIG), name(fused_mlp.CONFIGS[0])}
 
 
-def test_workspace_speed_measures_both_variants(capsys):
+def test_workspace_speed_measures_both_variants(capsys, monkeypatch):
     """``benchmarks/workspace_speed.py``'s child measurement (the parent only starts children and tabulates)."""
     from benchmarks.workspace_speed import main
     for reuse in ("0", "1"):
         assert main(["--one", "digits", "sgd", "3", reuse, "--rounds", "2", "--threads", "1"]) == 0
         times = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert len(times) == 2 and all(t > 0 for t in times)
+    # the two variants differ as the script says: one steps through a workspace, the other allocates afresh
+    import benchmarks.workspace_speed as ws_speed
+    from benchmarks.common import Case, make_batches, make_population
+    made = []
+    real = ws_speed.Workspace
+    monkeypatch.setattr(ws_speed, "Workspace", lambda: made.append(real()) or made[-1])
+    case = Case("digits", 3)
+    x, y = make_batches(case, "cpu", n=1)[0]
+    for reuse in (False, True):
+        ws_speed.stepper(make_population(case, "torch", "cpu"), reuse)(x, y)
+    assert len(made) == 1 and made[0]._buffers  # only the reuse variant made one, and its step filled it

@@ -181,7 +181,7 @@ def test_a_mistyped_command_is_named_with_a_suggestion(capsys):
 def test_tune_options_fail_by_flag_name_before_any_work(argv, flag, tmp_path, capsys):
     assert cli.main(["tune", "--data", "iris", "--out", str(tmp_path / "o"), *SMALL, *argv]) == 2
     captured = capsys.readouterr()
-    assert captured.err.strip() == f"metahp-fast: error: {captured.err.strip().split('error: ', 1)[1]}"
+    assert captured.err.startswith("metahp-fast: error: ") and captured.err.count("\n") == 1  # one line
     assert flag in captured.err and "Traceback" not in captured.err
     assert "tuning with" not in captured.out  # nothing was trained
 

@@ -335,8 +335,8 @@ def test_selection_floor_oracle_picks_the_lowest_mean_test_loss_of_the_retrainin
     test = first.evaluate(task.x_test, task.y_test)["loss"].double()
     again = []
     for r in (1, 2):
-        pop = make_population(task, space, u, cfg, seed + 1000 * r)
-        pop.fit(task.x_train, task.y_train, steps=steps, batch_size=batch, seed=seed + 1000 * r, progress=False)
+        pop = make_population(task, space, u, cfg, seed * 1000 + 100 * r)
+        pop.fit(task.x_train, task.y_train, steps=steps, batch_size=batch, seed=seed * 1000 + 100 * r, progress=False)
         again.append(pop.evaluate(task.x_test, task.y_test)["loss"].double())
     k = int(torch.stack(again).mean(0).argmin())
     want = normalized_regret(float(test[k]), float(test.min()), float(test.median()))

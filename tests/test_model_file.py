@@ -132,10 +132,13 @@ def test_a_tune_result_saves_a_best_pt_that_load_model_uses(tmp_path):
     from metahp_fast.tuners import RandomSearch
     _write_csv(tmp_path / "p.csv")
     result = RandomSearch(hidden=(8,), steps=20, backend="torch").run(str(tmp_path / "p.csv"), 3)
-    result.save(tmp_path / "best.pt")
+    result.save(tmp_path / "best.pt", test={"loss": 0.5})
     g = load_model(tmp_path / "best.pt")
     assert g.class_names == ["no", "yes"] and g.info["method"] == "random" and g.info["hparams"] == \
         result.best_hparams
+    # what the CLI's best.pt holds (it is written by this same method)
+    assert g.info["layers"] == [result.data.x_train.shape[1], 8, 2] and g.info["optimizer"] == "sgd"
+    assert g.info["activation"] == "relu" and g.info["loss"] == "cross_entropy" and g.info["test"] == {"loss": 0.5}
     row = {"age": "40", "city": "Paris", "income": "47.5"}
     x = encode_rows(g.columns, [row])
     want = result.best_model(((x - result.data.mean.double()) / result.data.std.double()).float()).argmax(1)

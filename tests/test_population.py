@@ -183,6 +183,8 @@ def test_select_takes_a_bool_mask_and_refuses_what_is_neither():
         pop.select(torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="at least one candidate"):
         pop.select(torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="at least one candidate"):
+        pop.select([])  # an empty list: torch reads it as float32, still the same error
 
 
 def test_fit_and_step_name_the_argument_that_is_wrong():
@@ -291,6 +293,8 @@ def test_precision_is_checked_and_the_cpu_backends_compute_in_their_dtype():
         Population([4, 5, 3], 2, precision="fp8")
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="half")
+    # a checkpoint header written before the option existed had no "precision": the default still matches it
+    assert "precision" not in TrainConfig().to_dict() and TrainConfig(precision="bf16").to_dict()["precision"] == "bf16"
     assert SuccessiveHalving(precision="bf16").config.precision == "bf16"
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
     a = Population([4, 5, 3], 3, "sgd", {"lr": 0.1}, precision="bf16", backend="torch")

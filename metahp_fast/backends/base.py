@@ -11,7 +11,8 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
 LOSSES = ("cross_entropy", "mse")
 #: Dot precisions a population may ask for: exact fp32 products, tf32, or bf16 inputs with fp32 accumulation.
 #: Only the triton backend's kernels act on it; the torch and reference backends compute in the population's
-#: dtype with torch's own matmul settings.
+#: dtype with torch's own matmul settings. The same list as ``kernels.common.PRECISIONS``, repeated here because
+#: importing the kernels needs triton (a test keeps the two equal).
 PRECISIONS = ("ieee", "tf32", "bf16")
 
 

@@ -206,9 +206,12 @@ class TorchBackend:
         pass
 
     def step(self, state: PopulationState, x: Tensor, y: Tensor, lr: Optional[Tensor] = None) -> Tensor:
+        ws = state.cache.get("torch_workspace")
+        if ws is None:
+            ws = state.cache["torch_workspace"] = Workspace()
         losses, _, _, step_count, alive = functional_step(
             state.params, state.opt_state, state.step_count, state.hparams, state.alive, x, y, state.spec, lr,
-            in_place=True, ws=state.cache.setdefault("torch_workspace", Workspace()))
+            in_place=True, ws=ws)
         state.step_count.copy_(step_count)
         state.alive.copy_(alive)
         return losses

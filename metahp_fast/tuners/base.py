@@ -29,6 +29,15 @@ from ..validation import check_device
 CHECKPOINT_VERSION = 1
 
 
+def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_size: int) -> Tensor:
+    """A meta-learner's prediction for ``task`` at this budget as ``u`` (d,) of ``space``: carried over through
+    the natural values (integers rounded) and clipped to ``space``'s ranges, which may differ from its own."""
+    values = meta.space.from_unconstrained(meta.predict_u(task, steps, batch_size), round_ints=True,
+                                           include_fixed=False)
+    values = {k: torch.as_tensor(values[k], dtype=torch.float64).reshape(1) for k in space.dims}
+    return space.to_unconstrained(space.clip(values))[0]
+
+
 @dataclass
 class TuneResult:
     """What a tuner found: the best candidate (by the validation objective) among those trained to the full
@@ -53,15 +62,19 @@ class TuneResult:
     config: dict[str, Any] = field(default_factory=dict)
     data: Optional[Task] = field(default=None, repr=False, compare=False)  # the task tuned on (CPU)
 
-    def save(self, path: Union[str, os.PathLike]) -> None:
-        """Write the best model with the preprocessing its task's data needs (a best.pt, as ``metahp-fast tune``
-        writes): ``metahp_fast.load_model(path).predict(new_rows)`` then takes raw data."""
+    def save(self, path: Union[str, os.PathLike], **info: Any) -> None:
+        """Write the best model with the preprocessing its task's data needs (the best.pt ``metahp-fast tune``
+        writes, through this method), its hyperparameters, architecture and training rule, and ``info`` (e.g.
+        test metrics): ``metahp_fast.load_model(path).predict(new_rows)`` then takes raw data."""
         from ..model_file import save_model
         if self.data is None:
             raise ValueError("this result does not carry its task (it was built by hand); use "
                              "metahp_fast.model_file.save_model(path, result.best_model, task)")
+        c = self.config
         save_model(path, self.best_model, self.data, hparams=self.best_hparams, method=self.method,
-                   task=self.task, seed=self.seed, val=self.best_val, steps=self.config.get("steps"))
+                   task=self.task, seed=self.seed, val=self.best_val, steps=c.get("steps"),
+                   optimizer=c.get("optimizer"), activation=c.get("activation"), loss=self.data.loss,
+                   layers=self.data.layers(c["hidden"]) if "hidden" in c else None, **info)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the model, JSON-ready."""
@@ -161,10 +174,7 @@ class Tuner:
         ranges); None without a warm start."""
         if self.meta is None:
             return self.init
-        u = self.meta.predict_u(task, self.config.steps, self.config.batch_size)
-        values = self.meta.space.from_unconstrained(u, include_fixed=False)
-        values = {k: torch.as_tensor(values[k], dtype=torch.float64).reshape(1) for k in self.space.dims}
-        return self.space.to_unconstrained(self.space.clip(values))[0]
+        return meta_center(self.meta, self.space, task, self.config.steps, self.config.batch_size)
 
     def _start(self, run: "TuningRun") -> None:
         raise NotImplementedError
