@@ -94,8 +94,9 @@ def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SI
     if oracle:  # the same configurations trained again from other initial weights and minibatches
         again = []
         for r in range(1, oracle + 1):
-            other = make_population(task, space, u, cfg, seed + 1000 * r)
-            other.fit(task.x_train, task.y_train, steps=steps, batch_size=batch, seed=seed + 1000 * r, progress=False)
+            r_seed = seed * 1000 + 100 * r  # apart from the first training's seeds (seed * 1000 + 0..9)
+            other = make_population(task, space, u, cfg, r_seed)
+            other.fit(task.x_train, task.y_train, steps=steps, batch_size=batch, seed=r_seed, progress=False)
             with torch.no_grad():
                 again.append(per_example_loss(other.forward(task.x_test), task.y_test).mean(1))
         row[ORACLE] = regret(int(torch.stack(again).mean(0).argmin()))
@@ -131,6 +132,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     specs = DEFAULT_TASKS if args.harness == "all" else [HarnessTask(name) for name in HELD_OUT]
     if args.harness:
+        assert all(s.batch_size == 128 and s.hidden == (128,) for s in specs), "score_task trains 128-wide, batch 128"
         tasks = [(load_task(spec.data, seed=seed), seed, spec.steps) for spec in specs for seed in range(3)]
     else:
         tasks = [(mt.task, i, 300)
@@ -141,7 +143,7 @@ def main(argv=None) -> int:
         if args.harness:
             rows[-1]["task"] += f" (seed {seed})"
         print(rows[-1]["task"][:60], {r: round(rows[-1][r], 3) for r in rules}, flush=True)
-    shown = [a for a in (sys.argv[1:] if argv is None else argv)]
+    shown = sys.argv[1:] if argv is None else argv
     where = (f"The tuner harness's tasks ({', '.join(s.data for s in specs)}), seeds 0-2" if args.harness == "all"
              else f"The harness's held-out datasets ({', '.join(HELD_OUT)}), seeds 0-2" if args.harness else
              f"Tasks {START}.. of the meta-training distribution drawn with seed {DIST_SEED}")
@@ -149,8 +151,7 @@ def main(argv=None) -> int:
              f"Made by `python benchmarks/selection_floor.py{' ' + ' '.join(shown) if shown else ''}` "
              f"({(time.perf_counter() - t0) / 60:.1f} min, 1 torch thread, CPU). {where}; on each, {args.size} "
              "random configurations (the default SGD space) trained at the harness's budget (300 steps of 128, "
-             "MNIST-1D 600; one "
-             "hidden layer of 128), and for each selection rule the normalized test regret `(L - L_best) / "
+             + ("MNIST-1D 600; " if args.harness == "all" else "") + "one hidden layer of 128), and for each selection rule the normalized test regret `(L - L_best) / "
              "(L_median - L_best)` of its pick, with L_best and L_median the lowest and median test loss of the "
              "same candidates' final weights: the harness's reference search and its noise floor. `best "
              f"checkpoint`: early stopping, every candidate at its best of {CHECKPOINTS} validation checkpoints."
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
                      + " | ".join(f"**{harness_median(rows, c):.3f}**" for c in rules) + " |")
     lines.append("")
     Path(out).write_text("\n".join(lines))
-    print("\n".join(lines[-3:]))
+    print("\n".join(lines[-(4 if args.harness else 3):]))
     return 0
 
 
