@@ -13,7 +13,11 @@ checkpoints, the lowest of those picked and its checkpoint scored against the sa
 ``--oracle N`` adds a rule no method can follow, as it sees the test split: the candidate whose configuration has
 the lowest mean *test* loss over N more trainings of the same 256 configurations (other initial weights and
 minibatches), scored on the first training like the others. What it misses is the test loss's own noise
-from one training to the next, which every method that trains once per configuration pays.
+from one training to the next, which every method that trains once per configuration pays. ``--cv K`` adds
+cross-validation (what the tuners' ``folds=K`` do): ``cv loss`` picks the lowest mean validation loss over K
+cuts of train+val (the task's own split and K - 1 more, each configuration trained once per cut: K times the
+cost), ``val top 8, then cv`` the lowest of that mean among the 8 lowest plain validation losses (a cheap
+variant: 8 configurations re-trained).
 Writes benchmarks/results/selection_floor.md (or selection_floor_harness.md, selection_floor_harness_all.md).
 """
 from __future__ import annotations
@@ -36,6 +40,7 @@ from metahp_fast.meta.tasks_distribution import HELD_OUT  # noqa: E402
 from metahp_fast.quality import DEFAULT_TASKS, REFERENCE_SIZE, HarnessTask, normalized_regret  # noqa: E402
 from metahp_fast.tasks import load_task  # noqa: E402
 from metahp_fast.training import TrainConfig, make_population, prepare_task  # noqa: E402
+from metahp_fast.tuners.cross_validation import fold_tasks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ("val loss", "val loss + 1 SE", "val loss + 2 SE", "val error", "mean of top 5", "best checkpoint")
@@ -51,9 +56,11 @@ def per_example_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 ORACLE = "oracle (mean test loss)"
+CV, CV_TOP = "cv loss", "val top 8, then cv"
 
 
-def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SIZE, oracle: int = 0) -> dict:
+def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SIZE, oracle: int = 0,
+               cv: int = 0) -> dict:
     """Train ``size`` random candidates on ``task`` and score each rule's pick by normalized test regret
     (with ``oracle`` > 0, also the oracle rule: see the module's docstring)."""
     space = SearchSpace.default("sgd")
@@ -100,6 +107,17 @@ def score_task(task, steps: int, batch: int, seed: int, size: int = REFERENCE_SI
             with torch.no_grad():
                 again.append(per_example_loss(other.forward(task.x_test), task.y_test).mean(1))
         row[ORACLE] = regret(int(torch.stack(again).mean(0).argmin()))
+    if cv:  # the same configurations trained on the cv - 1 other cuts of train+val that tuners' folds= use
+        losses = [vloss]
+        for cut in fold_tasks(task, cv, seed)[1:]:
+            other = make_population(cut, space, u, cfg, seed)
+            other.fit(cut.x_train, cut.y_train, steps=steps, batch_size=batch, seed=seed * 1000 + 50, progress=False)
+            with torch.no_grad():
+                losses.append(per_example_loss(other.forward(cut.x_val), cut.y_val).mean(1))
+        cvl = torch.stack(losses).mean(0)
+        row[CV] = regret(int(cvl.argmin()))
+        top = vloss.argsort()[:8]
+        row[CV_TOP] = regret(int(top[cvl[top].argmin()]))
     return row
 
 
@@ -121,6 +139,9 @@ def main(argv=None) -> int:
                    "the six tasks of the tuner harness")
     p.add_argument("--oracle", type=int, default=0, metavar="N",
                    help="add the oracle rule: each configuration's mean test loss over N more trainings")
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="add the cross-validation rules: each configuration's mean validation loss over K cuts of "
+                   "train+val (the task's own split and K - 1 more, as the tuners' folds=K make them)")
     p.add_argument("--out", default=None, help="markdown file (default benchmarks/results/selection_floor.md, "
                    "with --harness selection_floor_harness.md, with --harness all selection_floor_harness_all.md)")
     args = p.parse_args(argv)
@@ -128,7 +149,7 @@ def main(argv=None) -> int:
                           {None: "selection_floor.md", "held-out": "selection_floor_harness.md",
                            "all": "selection_floor_harness_all.md"}[args.harness])
     torch.set_num_threads(1)
-    rules = RULES + ((ORACLE,) if args.oracle else ())
+    rules = RULES + ((ORACLE,) if args.oracle else ()) + ((CV, CV_TOP) if args.cv else ())
     t0 = time.perf_counter()
     specs = DEFAULT_TASKS if args.harness == "all" else [HarnessTask(name) for name in HELD_OUT]
     if args.harness:
@@ -139,7 +160,8 @@ def main(argv=None) -> int:
                  for i, mt in enumerate(TaskDistribution(seed=DIST_SEED).tasks(args.tasks, start=START))]
     rows = []
     for task, seed, steps in tasks:
-        rows.append(score_task(task, steps, 128, seed=seed, size=args.size, oracle=args.oracle))
+        rows.append(score_task(task, steps, 128, seed=seed, size=args.size, oracle=args.oracle,
+                               cv=args.cv))
         if args.harness:
             rows[-1]["task"] += f" (seed {seed})"
         print(rows[-1]["task"][:60], {r: round(rows[-1][r], 3) for r in rules}, flush=True)
@@ -157,7 +179,11 @@ def main(argv=None) -> int:
              f"checkpoint`: early stopping, every candidate at its best of {CHECKPOINTS} validation checkpoints."
              + (f" `{ORACLE}`: a chooser no method can be (it sees the test split), the configuration with the lowest mean test loss over "
                 f"{args.oracle} more trainings of the same configurations (other initial weights and minibatches), "
-                "scored on the first training like the other rules." if args.oracle else ""),
+                "scored on the first training like the other rules." if args.oracle else "")
+             + (f" `{CV}`: the lowest mean validation loss over {args.cv} cuts of train+val (the task's own "
+                f"split and {args.cv - 1} more, as the tuners' `folds={args.cv}` make them; {args.cv}x the "
+                f"trainings); `{CV_TOP}`: the same mean, among the 8 lowest plain validation losses."
+                if args.cv else ""),
              "", "| task | val rows | test rows | " + " | ".join(rules) + " |", "|---|---|---|" + "---|" * len(rules)]
     lines += [f"| {r['task'][:48]} | {r['n_val']} | {r['n_test']} | " + " | ".join(f"{r[c]:.3f}" for c in rules)
               + " |" for r in rows]

@@ -61,6 +61,10 @@ METHODS = {
     "hyperband": Method("hyperband", 64), "pbt": Method("pbt", 64), "es": Method("es", 64),
     "tpe16": Method("tpe", 16), "tpe64": Method("tpe", 64),
 }
+#: Cross-validated scoring (``folds``: cuts of train+val, each candidate ``folds`` trainings) at the budgets of
+#: their plain counterparts; not in the default run (``--methods``), see benchmarks/results/cross_validation.md.
+CV_METHODS = {f"{label}-cv{f}": Method(m.tuner, m.budget, {**m.options, "folds": f})
+              for f in (2, 4) for label, m in METHODS.items() if label in ("random64", "sh", "hyperband", "es")}
 #: The meta-learner's methods: zero-shot (one training at g's prediction), g + a 16-candidate successive-halving
 #: round warm-started from it (half the first rung around the prediction, half drawn from the space: the tuners'
 #: ``init_mix``), and the constant predictor (one training at the best average configuration).
@@ -69,7 +73,7 @@ META_METHODS = {
     "constant": Method("random", 1, init="constant"),
 }
 #: Every method the harness knows, by label.
-ALL_METHODS = {**METHODS, **META_METHODS}
+ALL_METHODS = {**METHODS, **META_METHODS, **CV_METHODS}
 #: The held-out datasets of the meta-learner's evaluation (never seen in meta-training).
 META_TASKS = (HarnessTask("wine"), HarnessTask("breast_cancer"), HarnessTask("iris"))
 
@@ -138,8 +142,10 @@ def run_method(task: Task, spec: HarnessTask, label: str, method: Method, seed: 
                                  **method.options)
     result = tuner.run(task, method.budget, seed=seed)
     test = model_metrics(result.best_model, task)
+    # the pick's loss on the task's own validation split (a cross-validated tuner's best_val is a mean over cuts)
+    val = model_metrics(result.best_model, task, split="val")["loss"] if tuner.folds > 1 else result.best_val["loss"]
     return {"method": label, "test_loss": test["loss"], "test_accuracy": test.get("accuracy"),
-            "val_loss": result.best_val["loss"], "hparams": result.best_hparams, "cost_steps": result.cost_steps,
+            "val_loss": val, "hparams": result.best_hparams, "cost_steps": result.cost_steps,
             "trainings": result.cost_steps / spec.steps, "seconds": result.seconds + predict_seconds}
 
 

@@ -98,16 +98,39 @@ def test_tune_resumes_a_killed_run_from_the_checkpoint(tmp_path, monkeypatch, ca
     (["tune", "--budget", "0"], "--budget: expected a positive number"),
     (["tune", "--data", "nope"], "unknown dataset 'nope'"),
     (["tune", "--method", "es", "--budget", "2"], "budget=2.0 is too small for ES"),
+    (["tune", "--method", "sh", "--budget", "2", "--folds", "4"], "budget=2.0 with folds=4 plans as 0.5"),
+    (["tune", "--folds", "0"], "--folds: expected a positive integer"),
     (["tune", "--data", "teacher:n_classes=0,n_samples=100", "--objective", "error"], "objective='error'"),
     (["evaluate", "--methods", "random16,grid"], "--methods: unknown \\['grid'\\]"),
     (["evaluate", "--tasks", "iris", "--device", "cuda:0" if not torch.cuda.is_available() else "tpu"], "device"),
-], ids=["method", "budget", "data", "es_budget", "objective", "eval_methods", "eval_device"])
+], ids=["method", "budget", "data", "es_budget", "folds_budget", "folds", "objective", "eval_methods",
+        "eval_device"])
 def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
     assert cli.main(argv + ["--out", str(tmp_path / "x"), "--no-progress"] if argv[0] == "tune"
                     else argv + ["--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("metahp-fast: error:")
     assert __import__("re").search(match, err), err
+
+
+def test_tune_with_folds_scores_over_the_cuts_and_says_so(tmp_path, capsys):
+    out = tmp_path / "cv"
+    assert cli.main(["tune", "--data", "wine", "--method", "random", "--budget", "6", "--folds", "3", "--no-meta",
+                     "--out", str(out), *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "every candidate scored over 3 cuts of train+val" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["folds"] == 3 and report["config"]["folds"] == 3
+    assert len(report["trials"]) == 2 and report["cost"]["full_trainings"] == 6
+    # the report's val loss is the pick's mean over the cuts; best.pt holds its model from the dataset's own
+    # split (tests/test_cross_validation.py checks it is that one), which the report's test loss scores
+    best = next(t for t in report["trials"] if t["objective"] == min(u["objective"] for u in report["trials"]))
+    assert report["validation"]["loss"] == pytest.approx(best["val_loss"])
+    saved = torch.load(out / "best.pt", weights_only=False)
+    task = load_task("wine", seed=0)
+    with torch.no_grad():
+        loss = nn.functional.cross_entropy(saved["model"](task.x_test), task.y_test).item()
+    assert loss == pytest.approx(report["test"]["loss"], rel=1e-5)
 
 
 def test_tune_out_must_be_a_directory(tmp_path, capsys):

@@ -25,6 +25,7 @@ from ..training import (OBJECTIVES, TaskLike, TrainConfig, as_task, atomic_save,
                         check_u, derive_seed, fit, make_population, objective_values, population_from_state,
                         prepare_task, u_bounds)
 from ..validation import check_device
+from .cross_validation import FoldedPopulation, check_folds, fold_tasks, mean_metrics
 
 CHECKPOINT_VERSION = 1
 
@@ -109,6 +110,10 @@ class Tuner:
             ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
             (a prediction for a dataset unlike any seen in meta-training).
         eval_every: steps between validation evaluations for learning curves (default: 10 per training).
+        folds: score every candidate by its mean validation objective over ``folds`` cuts of train+val (the
+            task's own split first; see :mod:`~metahp_fast.tuners.cross_validation`): steadier picks on small
+            validation splits, at ``folds`` trainings per candidate (the tuner plans ``budget / folds``
+            candidates' worth). 1 (default): the validation split alone.
         backend, device, dtype, precision: where and how the populations run (``precision``: the triton
             backend's dot precision, see :class:`~metahp_fast.Population`).
         progress: show a progress bar over the budget."""
@@ -118,8 +123,9 @@ class Tuner:
     def __init__(self, space: Optional[SearchSpace] = None, *, optimizer: Optional[str] = None,
                  hidden: Sequence[int] = (128,), steps: int = 300, batch_size: int = 128, activation: str = "relu",
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
-                 init_mix: float = 0.5, eval_every: Optional[int] = None, backend: str = "auto", device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, precision: Optional[str] = None, progress: bool = False):
+                 init_mix: float = 0.5, eval_every: Optional[int] = None, folds: int = 1, backend: str = "auto",
+                 device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None,
+                 progress: bool = False):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
@@ -144,6 +150,7 @@ class Tuner:
         if not isinstance(init_mix, (int, float)) or isinstance(init_mix, bool) or not 0 <= init_mix < 1:
             raise ValueError(f"init_mix must be a fraction in [0, 1); got {init_mix!r}")
         self.init_mix = float(init_mix)
+        self.folds = check_folds(folds)
         self.progress = bool(progress)
 
     def settings(self) -> dict[str, Any]:
@@ -164,9 +171,19 @@ class Tuner:
 
     def check_budget(self, budget: float) -> None:
         """A ValueError naming ``budget`` if it is not a positive number of full trainings this tuner can spend
-        (subclasses add what their schedule needs); no task is needed, so it runs before any work."""
+        (subclasses add what their schedule needs, on :meth:`plan_budget`); no task is needed, so it runs
+        before any work."""
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
             raise ValueError(f"budget must be a positive number of full trainings; got {budget!r}")
+
+    def plan_budget(self, budget: float) -> float:
+        """The budget a tuner's schedule plans with: ``budget`` full trainings buy ``budget / folds``
+        cross-validated candidates."""
+        return budget / self.folds
+
+    def budget_note(self) -> str:
+        """How ``folds`` divides the budget, for error messages ("" without folds)."""
+        return f" (with folds={self.folds} every candidate costs {self.folds} trainings)" if self.folds > 1 else ""
 
     def center_for(self, task: Task) -> Optional[Tensor]:
         """The warm-start center ``u`` for ``task``: ``init`` as given, or the meta-learner's prediction for
@@ -192,12 +209,17 @@ class TuningRun:
         self.init = init  # the warm-start center u of this run (Tuner.center_for), or None
         self.space, self.config = tuner.space, tuner.config
         self.max_cost = int(budget * self.config.steps)
+        self.plan_budget = tuner.plan_budget(budget)  # what the tuner's schedule plans with (budget / folds)
+        # the cuts every candidate trains on (the task's own first); one: no cross-validation
+        self.cuts = fold_tasks(task, tuner.folds, derive_seed(seed, 7)) if tuner.folds > 1 else [task]
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.cache: dict[str, Any] = {}  # per-process objects rounds may keep (never saved)
         self.header = {"version": CHECKPOINT_VERSION, "method": tuner.name, "settings": tuner.settings(),
                        "config": self.config.to_dict(), "space": self.space.to_dict(), "objective": tuner.objective,
                        "init": None if init is None else init.tolist(), "seed": seed, "budget": budget,
                        "task": _fingerprint(task)}
+        if tuner.folds > 1:  # left out otherwise, so checkpoints from before the option still resume
+            self.header["folds"] = tuner.folds
         self.state: dict[str, Any] = {}
         if self.checkpoint is not None and self.checkpoint.exists():
             self._resume()
@@ -287,23 +309,32 @@ class TuningRun:
         noise[0] = 0
         return torch.cat([self.reflect_u(init + self.tuner.init_spread * noise).to(drawn.dtype), drawn[near:]])
 
-    def population(self, u: Tensor) -> Population:
-        """A population with one candidate per row of ``u``, from the run's shared initial weights."""
-        return make_population(self.task, self.space, u, self.config, self.seed)
+    def population(self, u: Tensor) -> Union[Population, FoldedPopulation]:
+        """A population with one candidate per row of ``u``, from the run's shared initial weights (with
+        ``folds``, one per cut)."""
+        pops = [make_population(self.task, self.space, u, self.config, self.seed) for _ in self.cuts]
+        return pops[0] if len(pops) == 1 else FoldedPopulation(pops)
 
-    def load(self, key: str = "pop") -> Population:
+    def load(self, key: str = "pop") -> Union[Population, FoldedPopulation]:
         """The population saved in ``state[key]``."""
-        return population_from_state(self.state[key], self.config)
+        state = self.state[key]
+        if "folds" in state:
+            return FoldedPopulation([population_from_state(s, self.config) for s in state["folds"]])
+        return population_from_state(state, self.config)
 
-    def train(self, pop: Population, ids: Sequence[int], steps: int, key: int) -> dict[str, Tensor]:
-        """Train ``pop`` for ``steps`` steps (batches seeded by ``key``), charge the cost, extend the learning
-        curves of ``ids``; returns the final validation metrics (CPU tensors)."""
-        h = fit(pop, self.task, steps, self.config, self.seed_for(key))
-        self.state["cost"] += pop.size * steps
+    def train(self, pop: Union[Population, FoldedPopulation], ids: Sequence[int], steps: int,
+              key: int) -> dict[str, Tensor]:
+        """Train ``pop`` for ``steps`` steps (batches seeded by ``key``; with folds, every cut on its own data),
+        charge the cost, extend the learning curves of ``ids``; returns the final validation metrics (CPU
+        tensors; with folds, their mean over the cuts)."""
+        pops = pop.pops if isinstance(pop, FoldedPopulation) else [pop]
+        hists = [fit(p, cut, steps, self.config, self.seed_for(key)) for p, cut in zip(pops, self.cuts)]
+        self.state["cost"] += len(pops) * pop.size * steps
+        h = mean_metrics([{k: v for k, v in hh.items() if k.startswith("val_")} for hh in hists])
         curves = self.state["curves"]
         loss = h["val_loss"]
         for j, i in enumerate(ids):
-            curves.setdefault(i, []).extend([s, float(v)] for s, v in zip(h["eval_step"], loss[:, j]))
+            curves.setdefault(i, []).extend([s, float(v)] for s, v in zip(hists[0]["eval_step"], loss[:, j]))
         out = {"loss": loss[-1]}
         if "val_accuracy" in h:
             out["accuracy"] = h["val_accuracy"][-1]
@@ -313,10 +344,11 @@ class TuningRun:
         """The validation objective (K,) of ``metrics`` (``inf`` for diverged candidates)."""
         return objective_values(metrics, self.tuner.objective)
 
-    def observe(self, pop: Population, ids: Sequence[int], metrics: dict[str, Tensor], final: bool,
-                **extra: Any) -> None:
+    def observe(self, pop: Union[Population, FoldedPopulation], ids: Sequence[int], metrics: dict[str, Tensor],
+                final: bool, **extra: Any) -> None:
         """Record every candidate's hyperparameters and validation metrics as trials; if ``final`` (trained
-        the full ``steps``), candidates may become the run's best."""
+        the full ``steps``), candidates may become the run's best (with folds, its model is the one trained on
+        the task's own train split)."""
         hp = {k: pop.hparams[k].detach().cpu().double() for k in self.space.names}
         obj = self.objective(metrics)
         for j, i in enumerate(ids):
@@ -333,7 +365,8 @@ class TuningRun:
             self.state["best"] = {"id": ids[j], "objective": float(obj[j]),
                                   "hparams": {k: float(v[j]) for k, v in hp.items()},
                                   "val": {k: float(v[j]) for k, v in metrics.items()},
-                                  "pop": pop.select([j]).state_dict()}
+                                  "pop": (pop.first if isinstance(pop, FoldedPopulation) else pop)
+                                  .select([j]).state_dict()}
 
     def _result(self) -> TuneResult:
         best = self.state["best"]
@@ -347,7 +380,8 @@ class TuningRun:
                           trials=[self.state["trials"][k] for k in sorted(self.state["trials"])],
                           curves=dict(self.state["curves"]), cost_steps=int(self.state["cost"]),
                           seconds=float(self.state["seconds"]),
-                          config={**self.config.to_dict(), **self.tuner.settings(), "space": self.space.to_dict()},
+                          config={**self.config.to_dict(), **self.tuner.settings(), "folds": self.tuner.folds,
+                                  "space": self.space.to_dict()},
                           data=self.task.to("cpu"))
 
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..hypergrad import es_hypergradient
 from ..search_space import SearchSpace
-from ..training import baseline_objective
+from ..training import baseline_objective, make_population
 from .base import Tuner, TuningRun, _positive
 
 
@@ -36,16 +36,17 @@ class ESGradient(Tuner):
 
     def check_budget(self, budget: float) -> None:
         super().check_budget(budget)
-        if budget < 2 * self.n_pairs + 1:
+        if self.plan_budget(budget) < 2 * self.n_pairs + 1:
             raise ValueError(f"budget={budget} is too small for ES with n_pairs={self.n_pairs}: one iteration "
-                             f"trains {2 * self.n_pairs + 1} candidates")
+                             f"trains {2 * self.n_pairs + 1} candidates{self.budget_note()}")
 
     def _start(self, run: TuningRun) -> None:
-        iterations = int(run.budget // (2 * self.n_pairs + 1))  # >= 1: run() checked the budget
+        iterations = int(run.plan_budget // (2 * self.n_pairs + 1))  # >= 1: run() checked the budget
         center = run.init.clone() if run.init is not None else run.space.center()
         d = center.numel()
         center = run.clamp_u(center)
-        untrained = run.objective(run.population(center.unsqueeze(0)).evaluate(run.task.x_val, run.task.y_val))
+        first = make_population(run.task, run.space, center.unsqueeze(0), run.config, run.seed)
+        untrained = run.objective(first.evaluate(run.task.x_val, run.task.y_val))
         cap = max(baseline_objective(run.task, self.objective), float(untrained[0]))
         run.state.update(center=center, m=torch.zeros(d, dtype=torch.float64), cap=cap,
                          v=torch.zeros(d, dtype=torch.float64), iterations=iterations)

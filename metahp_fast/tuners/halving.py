@@ -75,14 +75,20 @@ class SuccessiveHalving(Tuner):
 
     def check_budget(self, budget: float) -> None:
         super().check_budget(budget)
-        self._plans(budget)
+        try:
+            self._plans(self.plan_budget(budget))
+        except ValueError as e:
+            if self.folds == 1:
+                raise
+            raise ValueError(f"budget={budget} with folds={self.folds} plans as {self.plan_budget(budget):g} "
+                             f"cross-validated trainings: {e}") from None
 
     def _plans(self, budget: float) -> list[list[tuple[int, int]]]:
         """The brackets' rung plans for ``budget`` (one bracket; Hyperband has one per rung count)."""
         return [rung_plan(budget, self.config.steps, self.eta, self.rungs)]
 
     def _start(self, run: TuningRun) -> None:
-        _start_bracket(run, self._plans(run.budget)[0], key=0)
+        _start_bracket(run, self._plans(run.plan_budget)[0], key=0)
 
     def _advance(self, run: TuningRun) -> None:
         run.state["done"] = _advance_rung(run)
@@ -103,7 +109,7 @@ class Hyperband(SuccessiveHalving):
         return [rung_plan(share, self.config.steps, self.eta, s) for s in range(self.rungs, 0, -1)]
 
     def _start(self, run: TuningRun) -> None:
-        plans = self._plans(run.budget)
+        plans = self._plans(run.plan_budget)
         run.state.update(brackets=plans, bracket=0)
         _start_bracket(run, plans[0], key=0)
 

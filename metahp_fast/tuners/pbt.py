@@ -2,7 +2,7 @@
 state of the best (exploit) and perturb the hyperparameters they inherit in ``u`` (explore)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -11,12 +11,13 @@ from ..population import Population
 from ..search_space import SearchSpace
 from ..training import hparams_from_u
 from .base import Tuner, TuningRun, _positive
+from .cross_validation import FoldedPopulation
 
 
 @torch.no_grad()
-def copy_candidates(pop: Population, src: Tensor, dst: Tensor) -> None:
+def copy_candidates(pop: Union[Population, FoldedPopulation], src: Tensor, dst: Tensor) -> None:
     """Overwrite candidates ``dst`` with the weights, optimizer state, step counts and alive flags of ``src``
-    (same length), in place; hyperparameters are left to the caller."""
+    (same length; with folds, on every cut), in place; hyperparameters are left to the caller."""
     src, dst = torch.as_tensor(src, dtype=torch.long), torch.as_tensor(dst, dtype=torch.long)
     if src.shape != dst.shape or src.dim() != 1:
         raise ValueError(f"src and dst must be 1-D index lists of one length; got {tuple(src.shape)}, "
@@ -25,9 +26,10 @@ def copy_candidates(pop: Population, src: Tensor, dst: Tensor) -> None:
             (torch.cat([src, dst]) < 0).any():
         raise ValueError(f"dst must be distinct indices and all indices in [0, {pop.size})")
     src, dst = src.to(pop.device), dst.to(pop.device)
-    tensors = [*pop.params, *(t for ts in pop.optimizer_state.values() for t in ts), pop.step_count, pop.alive]
-    for t in tensors:
-        t.index_copy_(0, dst, t.index_select(0, src))
+    for p in pop.pops if isinstance(pop, FoldedPopulation) else [pop]:
+        tensors = [*p.params, *(t for ts in p.optimizer_state.values() for t in ts), p.step_count, p.alive]
+        for t in tensors:
+            t.index_copy_(0, dst, t.index_select(0, src))
 
 
 class PBT(Tuner):
@@ -54,13 +56,14 @@ class PBT(Tuner):
 
     def check_budget(self, budget: float) -> None:
         super().check_budget(budget)
-        k = self.size or int(budget)
-        if k < 2 or k > budget:
-            raise ValueError(f"PBT trains {k} candidates for the full steps: budget must be >= {max(k, 2)}; "
-                             f"got {budget}")
+        plan = self.plan_budget(budget)
+        k = self.size or int(plan)
+        if k < 2 or k > plan:
+            raise ValueError(f"PBT trains {k} candidates for the full steps: budget must be >= "
+                             f"{max(k, 2) * self.folds}; got {budget}{self.budget_note()}")
 
     def _start(self, run: TuningRun) -> None:
-        k = self.size or int(run.budget)
+        k = self.size or int(run.plan_budget)
         u = run.initial_u(k, 0)
         run.state.update(pop=run.population(u).state_dict(), ids=run.new_ids(k), u=u)
 

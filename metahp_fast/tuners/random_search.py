@@ -1,4 +1,4 @@
-"""Random search: ``budget`` candidates drawn from the space (or around ``init``), trained as one population."""
+"""Random search: ``budget`` (with folds, ``budget / folds``) candidates drawn from the space (or around ``init``), trained as one population."""
 from __future__ import annotations
 
 from .base import Tuner, TuningRun
@@ -10,7 +10,7 @@ class RandomSearch(Tuner):
     name = "random"
 
     def _start(self, run: TuningRun) -> None:
-        n = max(1, int(run.budget))
+        n = max(1, int(run.plan_budget))
         run.state.update(pop=run.population(run.initial_u(n, 0)).state_dict(), ids=run.new_ids(n))
 
     def _advance(self, run: TuningRun) -> None:

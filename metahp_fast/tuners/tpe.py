@@ -60,7 +60,7 @@ class TPE(Tuner):
         return {"n_startup": self.n_startup}
 
     def _start(self, run: TuningRun) -> None:
-        run.state.update(n_trials=max(1, int(run.budget)), told=[])
+        run.state.update(n_trials=max(1, int(run.plan_budget)), told=[])
 
     def _study(self, run: TuningRun):
         """The Optuna study of this run, rebuilt from the trials told so far after a resume."""
