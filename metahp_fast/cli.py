@@ -303,7 +303,7 @@ def tune(args: argparse.Namespace) -> int:
     from .plots import plot_hparams, plot_learning_curves
     from .search_space import SearchSpace
     from .tasks import load_task
-    from .training import model_metrics
+    from .training import json_safe, model_metrics
     from .tuners import TUNERS
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
@@ -321,7 +321,9 @@ def tune(args: argparse.Namespace) -> int:
         tuner.check_budget(args.budget)
     except (ValueError, TypeError, ImportError) as e:
         raise _usage(e, ranges="--space") from None
-    learner = _meta_model(args) if args.meta and args.meta_model else None
+    if args.meta_model and not args.meta:
+        raise UsageError("--meta-model: given with --no-meta, which turns the warm start off; drop one of them")
+    learner = _meta_model(args) if args.meta_model else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -382,7 +384,7 @@ def tune(args: argparse.Namespace) -> int:
     outputs = ["report.json", "best.pt"] + (["learning_curves.png", "hparams.png"] if args.plot else [])
     replaced = [n for n in outputs if (out / n).exists()]
     tmp = out / ".report.json.tmp"
-    tmp.write_text(json.dumps(_json_safe(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN as null
+    tmp.write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN as null
     os.replace(tmp, out / "report.json")  # a report is replaced whole or not at all
     result.save(out / "best.pt", test=test)
     written = ["report.json", "best.pt"]
@@ -581,17 +583,6 @@ def _tune_leaderboard(result, top: int) -> str:
 
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
-
-
-def _json_safe(obj):
-    """``obj`` with every non-finite float (a diverged candidate's loss) as None, which JSON can hold."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 def _check_out(path: str, name: str) -> Path:

@@ -21,7 +21,7 @@ import torch
 
 from .search_space import SearchSpace
 from .tasks import Task, load_task
-from .training import TrainConfig, fit, make_population, prepare_task, model_metrics
+from .training import TrainConfig, fit, json_safe, make_population, prepare_task, model_metrics
 from .tuners import TUNERS, optuna_available
 from .validation import check_device
 
@@ -232,7 +232,7 @@ def bootstrap_interval(per_task: dict[str, list[dict[str, Any]]], key: str = "re
         stats.append(statistics.median(meds))
     stats.sort()
     lo, hi = (1 - level) / 2, (1 + level) / 2
-    return [stats[int(lo * (n - 1))], stats[int(round(hi * (n - 1)))]]
+    return [stats[round(lo * (n - 1))], stats[round(hi * (n - 1))]]  # as many draws outside on each side
 
 
 def reference_pick_regret(results: dict[str, Any]) -> dict[str, Any]:
@@ -388,7 +388,8 @@ def write(results: dict[str, Any], out_dir: str | Path, command: str = "", name:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.md", out / f"{name}.json", out / f"{name}.png"]
     paths[0].write_text(to_markdown(results, command, title))
-    paths[1].write_text(json.dumps({**results, "command": command}, indent=1, default=str))
+    paths[1].write_text(json.dumps(json_safe({**results, "command": command}), indent=1, default=str,
+                                   allow_nan=False))  # strict JSON: an empty interval's NaN as null
     plot(results, paths[2])
     return paths
 

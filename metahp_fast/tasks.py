@@ -462,7 +462,7 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     if kind == "regression":
         if not numeric_y:
             raise ValueError(f"{name}: regression needs numeric targets; got dtype {y.dtype}")
-        y_t = torch.as_tensor(y.reshape(len(y), -1), dtype=torch.float32)
+        y_t = None  # standardized below, once the train split is known
         n_classes, names, strata = None, None, np.zeros(len(y), dtype=np.int64)
     else:
         if y.ndim != 1:
@@ -501,9 +501,10 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     std = x_t[tr].std(0, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))
     xs = [((x_t[p] - mean) / std).float() for p in parts]
-    ys = [y_t[p] for p in parts]
     y_mean = y_std = None
-    if n_classes is None:  # regression: targets standardized on the train split, like the features
+    if y_t is not None:
+        ys = [y_t[p] for p in parts]
+    else:  # regression: targets standardized on the train split, like the features
         y64 = torch.as_tensor(y.reshape(len(y), -1), dtype=torch.float64)
         y_mean, y_std = y64[tr].mean(0), y64[tr].std(0, unbiased=False)
         y_std = torch.where(y_std > 0, y_std, torch.ones_like(y_std))

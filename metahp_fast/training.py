@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -224,17 +224,32 @@ def derive_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(1)[0] >> 1)
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (a diverged candidate's loss, an empty interval) as None, which
+    strict JSON can hold (write with ``allow_nan=False``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def atomic_save(obj: Any, path: Union[str, Path]) -> None:
     """torch.save into a temporary file next to ``path``, then rename it over ``path`` in one step."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    while True:  # a fresh name, created with the mode any new file gets (0o666 less the umask, which the
+        tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"  # kernel applies: no umask toggling)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; give it the mode any new file gets
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
@@ -244,4 +259,5 @@ def atomic_save(obj: Any, path: Union[str, Path]) -> None:
 
 __all__ = ["TaskLike", "OBJECTIVES", "TrainConfig", "as_task", "prepare_task", "check_space", "check_u", "hparams_from_u",
            "u_bounds", "make_population", "population_from_state", "fit", "fit_batch_indices", "objective_values",
-           "baseline_objective", "check_objective", "validation_objective", "model_metrics", "derive_seed", "atomic_save"]
+           "baseline_objective", "check_objective", "validation_objective", "model_metrics", "derive_seed", "atomic_save",
+           "json_safe"]

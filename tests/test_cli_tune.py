@@ -100,10 +100,11 @@ def test_tune_resumes_a_killed_run_from_the_checkpoint(tmp_path, monkeypatch, ca
     (["tune", "--method", "es", "--budget", "2"], "budget=2.0 is too small for ES"),
     (["tune", "--method", "sh", "--budget", "2", "--folds", "4"], "budget=2.0 with folds=4 plans as 0.5"),
     (["tune", "--folds", "0"], "--folds: expected a positive integer"),
+    (["tune", "--no-meta", "--meta-model", "g.pt"], "--meta-model: given with --no-meta"),
     (["tune", "--data", "teacher:n_classes=0,n_samples=100", "--objective", "error"], "objective='error'"),
     (["evaluate", "--methods", "random16,grid"], "--methods: unknown \\['grid'\\]"),
     (["evaluate", "--tasks", "iris", "--device", "cuda:0" if not torch.cuda.is_available() else "tpu"], "device"),
-], ids=["method", "budget", "data", "es_budget", "folds_budget", "folds", "objective", "eval_methods",
+], ids=["method", "budget", "data", "es_budget", "folds_budget", "folds", "meta_model_no_meta", "objective", "eval_methods",
         "eval_device"])
 def test_bad_arguments_exit_2_with_one_line(argv, match, tmp_path, capsys):
     assert cli.main(argv + ["--out", str(tmp_path / "x"), "--no-progress"] if argv[0] == "tune"
@@ -275,7 +276,8 @@ def test_diverged_candidates_are_counted_and_the_report_is_strict_json(tmp_path,
     board = cli._tune_leaderboard(result, top=5)
     assert board.startswith("leaderboard of the 1 candidates trained the full 30 steps (4 trained in all, "
                             "2 diverged)")
-    safe = cli._json_safe({"trials": trials, "x": (1.0, float("-inf"))})
+    from metahp_fast.training import json_safe
+    safe = json_safe({"trials": trials, "x": (1.0, float("-inf"))})
     assert [t["val_loss"] for t in safe["trials"]] == [0.5, None, None, 0.9] and safe["x"] == [1.0, None]
     out = tmp_path / "o"
     assert cli.main(["tune", "--data", "iris", "--method", "random", "--budget", "3", "--out", str(out),

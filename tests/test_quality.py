@@ -33,6 +33,17 @@ def test_bootstrap_interval_brackets_the_median_and_widens_with_spread():
     assert all(math.isnan(v) for v in bootstrap_interval(_runs({"x": [math.nan]})))
 
 
+def test_bootstrap_interval_leaves_as_many_draws_out_on_each_side():
+    """Negating every regret negates and swaps the interval's ends (the same draws, mirrored): true only when
+    the lower and upper ends sit as many sorted draws in from their ends."""
+    runs = {f"t{i}": [0.1 * 3 ** i, -0.2 * i, 0.05 * i * i] for i in range(7)}
+    neg = {t: [-v for v in vs] for t, vs in runs.items()}
+    for n in (2000, 101, 37):
+        lo, hi = bootstrap_interval(_runs(runs), n=n)
+        nlo, nhi = bootstrap_interval(_runs(neg), n=n)
+        assert (nlo, nhi) == (pytest.approx(-hi), pytest.approx(-lo))
+
+
 def test_render_writes_the_report_again_from_its_json(tmp_path, capsys):
     from benchmarks import quality as script
     out = tmp_path / "q"
