@@ -111,13 +111,18 @@ def test_a_candidate_that_diverges_on_one_cut_is_never_the_pick(task, monkeypatc
     assert [t["val_loss"] for t in res.trials][1:] == [t["val_loss"] for t in clean.trials][1:]
 
 
-@pytest.mark.parametrize("name, budget", [("sh", 16), ("hyperband", 24), ("pbt", 8), ("es", 14)])
-def test_every_population_tuner_runs_cross_validated_within_its_budget(task, name, budget):
-    res = TUNERS[name](folds=2, **SMALL).run(task, budget, seed=0)
-    assert 0 < res.cost_steps <= budget * SMALL["steps"]
-    # the model is the cut-0 one: its loss on the task's own validation split is one of the cuts' losses,
-    # reported as the mean over both cuts
-    assert math.isfinite(res.best_val["loss"])
+@pytest.mark.parametrize("name, budget", [("sh", 16), ("hyperband", 24), ("pbt", 8), ("es", 14), ("random", 6)])
+def test_folds_plan_the_candidates_of_budget_over_folds_at_folds_times_the_cost(task, name, budget):
+    """folds=2 at budget 2B trains the schedule of folds=1 at budget B (the same first candidates, the same
+    rung sizes) on both cuts: exactly twice the candidate-steps."""
+    cv = TUNERS[name](folds=2, **SMALL).run(task, budget, seed=0)
+    plain = TUNERS[name](**SMALL).run(task, budget / 2, seed=0)
+    assert cv.cost_steps == 2 * plain.cost_steps <= budget * SMALL["steps"]
+    assert len(cv.trials) == len(plain.trials)
+    first = [t["hparams"] for t in plain.trials if t["id"] == 0]
+    assert [t["hparams"] for t in cv.trials if t["id"] == 0] == first
+    assert [h["population"] for h in cv.history if "population" in h] == \
+        [h["population"] for h in plain.history if "population" in h]
 
 
 def test_pbt_exploit_copies_every_cut(task):
@@ -133,25 +138,10 @@ def test_pbt_exploit_copies_every_cut(task):
     assert isinstance(sel, FoldedPopulation) and sel.size == 2 and len(sel.pops) == 2
 
 
-def test_a_killed_cross_validated_run_resumes(task, tmp_path, monkeypatch):
-    class Killed(Exception):
-        pass
-    full = SuccessiveHalving(folds=3, **SMALL).run(task, 18, seed=2)
-    advance, calls = SuccessiveHalving._advance, []
-
-    def dying(self, run):
-        if len(calls) == 1:
-            raise Killed
-        calls.append(1)
-        advance(self, run)
-    monkeypatch.setattr(SuccessiveHalving, "_advance", dying)
+def test_a_checkpoint_with_other_folds_is_refused(task, tmp_path):
+    """Killed runs resume with folds (tests/test_tuners.py, sh-folds and pbt-folds); another folds is another run."""
     ckpt = tmp_path / "cv.ckpt"
-    with pytest.raises(Killed):
-        SuccessiveHalving(folds=3, **SMALL).run(task, 18, seed=2, checkpoint=ckpt)
-    monkeypatch.setattr(SuccessiveHalving, "_advance", advance)
-    resumed = SuccessiveHalving(folds=3, **SMALL).run(task, 18, seed=2, checkpoint=ckpt)
-    assert resumed.best_hparams == full.best_hparams and resumed.cost_steps == full.cost_steps
-    assert [t["val_loss"] for t in resumed.trials] == [t["val_loss"] for t in full.trials]
+    SuccessiveHalving(folds=3, **SMALL).run(task, 18, seed=2, checkpoint=ckpt)
     with pytest.raises(ValueError, match=r"different run .*folds"):
         SuccessiveHalving(folds=2, **SMALL).run(task, 18, seed=2, checkpoint=ckpt)
 

@@ -204,10 +204,12 @@ class _Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("name, budget, kill_after", [("random", 4, 3), ("sh", 6, 1), ("pbt", 4, 2),
-                                                       ("es", 20, 1), ("hyperband", 6, 2), ("tpe", 3, 1)])
-def test_a_killed_run_resumes_from_its_checkpoint(task, tmp_path, monkeypatch, name, budget, kill_after):
-    full = _make(name).run(task, budget, seed=2)
+@pytest.mark.parametrize("name, budget, kill_after, kw", [
+    ("random", 4, 3, {}), ("sh", 6, 1, {}), ("pbt", 4, 2, {}), ("es", 20, 1, {}), ("hyperband", 6, 2, {}),
+    ("tpe", 3, 1, {}), ("sh", 18, 1, {"folds": 3}), ("pbt", 8, 2, {"folds": 2})],
+    ids=["random", "sh", "pbt", "es", "hyperband", "tpe", "sh-folds", "pbt-folds"])
+def test_a_killed_run_resumes_from_its_checkpoint(task, tmp_path, monkeypatch, name, budget, kill_after, kw):
+    full = _make(name, **kw).run(task, budget, seed=2)
     cls = TUNERS[name]
     advance, calls = cls._advance, []
 
@@ -219,10 +221,10 @@ def test_a_killed_run_resumes_from_its_checkpoint(task, tmp_path, monkeypatch, n
     monkeypatch.setattr(cls, "_advance", dying)
     ckpt = tmp_path / "run.ckpt"
     with pytest.raises(_Killed):
-        _make(name).run(task, budget, seed=2, checkpoint=ckpt)
+        _make(name, **kw).run(task, budget, seed=2, checkpoint=ckpt)
     assert ckpt.exists()
     monkeypatch.setattr(cls, "_advance", advance)
-    resumed = _make(name).run(task, budget, seed=2, checkpoint=ckpt)
+    resumed = _make(name, **kw).run(task, budget, seed=2, checkpoint=ckpt)
     assert resumed.best_hparams == full.best_hparams and resumed.cost_steps == full.cost_steps
     assert [t["val_loss"] for t in resumed.trials] == [t["val_loss"] for t in full.trials]
     for p, q in zip(resumed.best_model.parameters(), full.best_model.parameters()):
