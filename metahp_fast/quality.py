@@ -188,7 +188,8 @@ def run_harness(tasks: Sequence[HarnessTask] = DEFAULT_TASKS, methods: Optional[
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per method: the median over tasks of the per-task median (over seeds) regret, test accuracy, cost and
-    seconds, and the median per-run speed-ups over TPE-64 and TPE-16 when they ran."""
+    seconds, the worst regret of any run, and the median per-run speed-ups over TPE-64 and TPE-16 when they
+    ran."""
     out: dict[str, dict[str, Any]] = {}
     by = _group(rows, ("method", "task"))
     tpe = {(r["task"], r["seed"]): r["seconds"] for r in rows if r["method"] == "tpe64"}
@@ -203,7 +204,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             sp = [ref[(r["task"], r["seed"])] / r["seconds"] for rs in per_task.values() for r in rs
                   if (r["task"], r["seed"]) in ref and r["seconds"] > 0]
             return _median(sp) if sp else None
+        finite = [r["regret"] for rs in per_task.values() for r in rs
+                  if r["regret"] is not None and not math.isnan(r["regret"])]
         out[method] = {"regret": med("regret"), "regret_interval": bootstrap_interval(per_task),
+                       "regret_worst": max(finite) if finite else math.nan,
                        "val_regret": med("val_regret"),
                        "test_accuracy": med("test_accuracy"), "trainings": med("trainings"),
                        "seconds": med("seconds"), "speedup_vs_tpe64": speedup(tpe),
@@ -312,14 +316,17 @@ def to_markdown(results: dict[str, Any], command: str = "", title: str = "Tuner 
               "test loss of the 256; `val regret`: the same on validation losses (what the tuners minimise). "
               "Medians over seeds, then over tasks; `90% interval`: a bootstrap interval of the median regret "
               "(tasks resampled, then seeds within each), how far it could move on other tasks and seeds of the "
-              "same kind. Cost in full trainings (candidate-steps / steps); wall seconds of the tuning run.", ""]
-    lines += ["| method | median regret | 90% interval | median val regret | test accuracy | cost (trainings) | "
-              "wall s | speed-up vs TPE-64 | speed-up vs TPE-16 |", "|---|---|---|---|---|---|---|---|---|"]
+              "same kind; `worst`: the largest regret of any task and seed (a pick that overfits a small validation "
+              "split lands far above the median). Cost in full trainings (candidate-steps / steps); wall seconds "
+              "of the tuning run.", ""]
+    lines += ["| method | median regret | 90% interval | worst | median val regret | test accuracy | cost (trainings) "
+              "| wall s | speed-up vs TPE-64 | speed-up vs TPE-16 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m, v in s.items():
         sp = f"{v['speedup_vs_tpe64']:.1f}x" if v["speedup_vs_tpe64"] else "-"
         sp16 = f"{v['speedup_vs_tpe16']:.1f}x" if v.get("speedup_vs_tpe16") else "-"
         lo, hi = v.get("regret_interval", (None, None))
-        lines.append(f"| {m} | {v['regret']:.3f} | {_fmt(lo)} to {_fmt(hi)} | {v['val_regret']:.3f} | "
+        lines.append(f"| {m} | {v['regret']:.3f} | {_fmt(lo)} to {_fmt(hi)} | {_fmt(v.get('regret_worst'))} | "
+                     f"{v['val_regret']:.3f} | "
                      f"{_fmt(v['test_accuracy'])} | "
                      f"{v['trainings']:.1f} | {v['seconds']:.2f} | {sp} | {sp16} |")
     floor = reference_pick_regret(results)

@@ -20,6 +20,7 @@ def test_tune_writes_report_model_and_plots(tmp_path, capsys):
     argv = ["tune", "--data", "iris", "--method", "sh", "--budget", "4", "--out", str(out), "--plot", *SMALL]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
+    assert "note: only 30 validation rows" in printed and "--folds 2" in printed  # iris: a small split
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "hparams.png", "learning_curves.png",
                                                       "report.json"]  # no checkpoint or temp file left
     report = json.loads((out / "report.json").read_text())
@@ -119,7 +120,7 @@ def test_tune_with_folds_scores_over_the_cuts_and_says_so(tmp_path, capsys):
     assert cli.main(["tune", "--data", "wine", "--method", "random", "--budget", "6", "--folds", "3", "--no-meta",
                      "--out", str(out), *SMALL]) == 0
     printed = capsys.readouterr().out
-    assert "every candidate scored over 3 cuts of train+val" in printed
+    assert "every candidate scored over 3 cuts of train+val" in printed and "--folds 2 scores" not in printed
     report = json.loads((out / "report.json").read_text())
     assert report["folds"] == 3 and report["config"]["folds"] == 3
     assert len(report["trials"]) == 2 and report["cost"]["full_trainings"] == 6

@@ -54,6 +54,7 @@ def test_render_writes_the_report_again_from_its_json(tmp_path, capsys):
     # a report written before a change to the summary: drop the interval and the markdown
     for row in before["summary"].values():
         row.pop("regret_interval")
+        row.pop("regret_worst")
     path.write_text(json.dumps(before))
     (out / "quality.md").unlink()
     capsys.readouterr()
@@ -65,9 +66,12 @@ def test_render_writes_the_report_again_from_its_json(tmp_path, capsys):
         assert row["regret"] == pytest.approx(before["summary"][m]["regret"])
         lo, hi = row["regret_interval"]
         assert lo <= row["regret"] <= hi
+        assert row["regret_worst"] == max(r["regret"] for r in after["rows"] if r["method"] == m) >= row["regret"]
     md = (out / "quality.md").read_text()
-    assert md.startswith("# Tuner quality") and "| method | median regret | 90% interval |" in md
-    assert f"| sh | {after['summary']['sh']['regret']:.3f} | " in md
+    assert md.startswith("# Tuner quality") and "| method | median regret | 90% interval | worst |" in md
+    sh = after["summary"]["sh"]
+    lo, hi = sh["regret_interval"]
+    assert f"| sh | {sh['regret']:.3f} | {lo:.3f} to {hi:.3f} | {sh['regret_worst']:.3f} | " in md
     assert "Made by `metahp-fast evaluate" in md
 
 
