@@ -42,9 +42,11 @@ def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_siz
 @dataclass
 class TuneResult:
     """What a tuner found: the best candidate (by the validation objective) among those trained to the full
-    ``steps``, as hyperparameters and as a plain model, with everything that was measured on the way. On a
-    regression task the model predicts standardized targets, as it was trained:
-    ``metahp_fast.model_file.in_target_units(model, task)`` answers in the target's units."""
+    ``steps``, as hyperparameters and as a plain model, with everything that was measured on the way. With
+    ``folds``, ``best_val`` and the trials' validation metrics are means over the cuts, and ``best_model`` is
+    the pick trained on the task's own train split. On a regression task the model predicts standardized
+    targets, as it was trained: ``metahp_fast.model_file.in_target_units(model, task)`` answers in the
+    target's units."""
 
     method: str
     task: str
