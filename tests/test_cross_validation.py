@@ -172,3 +172,16 @@ def test_objective_error_is_averaged_too(task):
     res = RandomSearch(folds=2, objective="error", **SMALL).run(task, 6, seed=0)
     assert all(t["objective"] == pytest.approx(1 - t["val_accuracy"]) for t in res.trials)
     assert objective_values({"loss": torch.tensor([math.nan])}, "loss")[0] == math.inf
+
+
+def test_a_regression_task_gets_unstratified_cuts_of_the_same_sizes():
+    from metahp_fast.tasks import from_arrays
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(203, 5, generator=gen)
+    task = from_arrays(x, 2 * x[:, 0] + 0.1 * torch.randn(203, generator=gen), kind="regression")
+    cuts = fold_tasks(task, 3, seed=1)
+    for c in cuts[1:]:
+        assert len(c.y_train) == len(task.y_train) and len(c.y_val) == len(task.y_val)
+        assert c.y_train.dtype == task.y_train.dtype and c.y_train.shape[1:] == task.y_train.shape[1:]
+    res = SuccessiveHalving(folds=3, **SMALL).run(task, 18, seed=0)
+    assert math.isfinite(res.best_val["loss"]) and res.cost_steps <= 18 * SMALL["steps"]
