@@ -348,7 +348,7 @@ def tune(args: argparse.Namespace) -> int:
     if args.folds == 1 and len(task.y_val) < FOLDS_HINT_ROWS:
         print(f"note: only {len(task.y_val)} validation rows: the lowest validation loss can belong to a model that "
               "overfits them; --folds 2 scores every candidate on two cuts of train+val instead (on the quality "
-              "harness's small datasets it cut the worst test regret of successive halving from 11 to 1.2 at the "
+              "harness's small datasets it cut the worst test regret of successive halving from 10.9 to 1.2 at the "
               "same budget: benchmarks/results/cross_validation/quality.md)")
     ckpt = out / "checkpoint.pt"
     print(f"tuning with {args.method}: budget {args.budget:g} full trainings of {args.steps} steps "

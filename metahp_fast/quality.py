@@ -62,7 +62,7 @@ METHODS = {
     "tpe16": Method("tpe", 16), "tpe64": Method("tpe", 64),
 }
 #: Cross-validated scoring (``folds``: cuts of train+val, each candidate ``folds`` trainings) at the budgets of
-#: their plain counterparts; not in the default run (``--methods``), see benchmarks/results/cross_validation.md.
+#: their plain counterparts; not in the default run (``--methods``), see benchmarks/results/cross_validation/quality.md.
 CV_METHODS = {f"{label}-cv{f}": Method(m.tuner, m.budget, {**m.options, "folds": f})
               for f in (2, 4) for label, m in METHODS.items() if label in ("random64", "sh", "hyperband", "es")}
 #: The meta-learner's methods: zero-shot (one training at g's prediction), g + a 16-candidate successive-halving

@@ -8,7 +8,7 @@ import torch
 
 from metahp_fast import SearchSpace
 from metahp_fast.tasks import load_task
-from metahp_fast.training import TrainConfig, fit, make_population, objective_values
+from metahp_fast.training import TrainConfig, fit, make_population
 from metahp_fast.tuners import PBT, TUNERS, RandomSearch, SuccessiveHalving, copy_candidates
 from metahp_fast.tuners.cross_validation import FoldedPopulation, fold_tasks
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
@@ -168,10 +168,28 @@ def test_too_few_train_rows_for_the_folds_is_refused(task):
         RandomSearch(folds=3, **SMALL).run(tiny, 6, seed=0)
 
 
-def test_objective_error_is_averaged_too(task):
-    res = RandomSearch(folds=2, objective="error", **SMALL).run(task, 6, seed=0)
-    assert all(t["objective"] == pytest.approx(1 - t["val_accuracy"]) for t in res.trials)
-    assert objective_values({"loss": torch.tensor([math.nan])}, "loss")[0] == math.inf
+def test_objective_error_is_the_mean_error_over_the_cuts(task, monkeypatch):
+    """Cut 1's validation accuracy forced to 1 in one run and to 0 in another: every candidate's error objective
+    differs by exactly 1/2 between them (the cuts weigh alike), and equals 1 - the reported mean accuracy."""
+    from metahp_fast.tuners import base
+    real_fit = base.fit
+
+    def forcing(value):
+        def fit_forced(pop, cut, steps, config, seed):
+            h = real_fit(pop, cut, steps, config, seed)
+            if "(cut 1)" in cut.name:
+                h["val_accuracy"][:] = value
+            return h
+        return fit_forced
+    runs = []
+    for value in (1.0, 0.0):
+        monkeypatch.setattr(base, "fit", forcing(value))
+        runs.append(RandomSearch(folds=2, objective="error", **SMALL).run(task, 6, seed=0))
+    right, wrong = ({t["id"]: t for t in r.trials} for r in runs)
+    assert right.keys() == wrong.keys() and len(right) == 3
+    for i in right:
+        assert wrong[i]["objective"] - right[i]["objective"] == pytest.approx(0.5)
+        assert right[i]["objective"] == pytest.approx(1 - right[i]["val_accuracy"])
 
 
 def test_a_regression_task_gets_unstratified_cuts_of_the_same_sizes():
