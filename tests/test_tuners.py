@@ -137,6 +137,23 @@ def test_es_gradient_moves_the_center_downhill(task):
     assert objs[-1] < objs[0]
 
 
+@pytest.mark.parametrize("name", ["random", "sh", "hyperband", "pbt", "es", "tpe"])
+def test_every_trial_stays_inside_a_narrow_space(task, name):
+    """No tuner trains a candidate outside the user's ranges, even when its moves (ES's antithetic pairs
+    around a center near an end, PBT's explore step) would step past one: ES once picked lr=0.129 in a space
+    capped at 0.05."""
+    space = SearchSpace.default("sgd").with_ranges({"lr": (1e-3, 0.05), "weight_decay": (1e-6, 1e-3)})
+    budget = {"es": 21, "pbt": 8}.get(name, 8)
+    kw = {"sigma": 1.5, "lr": 1.0} if name == "es" else {}
+    res = _make(name, space=space, **kw).run(task, budget, seed=1)
+    for t in res.trials:
+        for hp, v in t["hparams"].items():
+            if hp in ("lr", "weight_decay", "momentum"):
+                low, high = space[hp].bounds()
+                assert low * (1 - 1e-6) <= v <= high * (1 + 1e-6), (t["id"], hp, v)
+    assert res.best_hparams["lr"] <= 0.05 * (1 + 1e-6)
+
+
 def test_init_warm_starts_the_first_candidate(task):
     space = SearchSpace.default("sgd")
     init = space.to_unconstrained({"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4})[0]

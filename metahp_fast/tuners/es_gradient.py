@@ -52,7 +52,10 @@ class ESGradient(Tuner):
                          v=torch.zeros(d, dtype=torch.float64), iterations=iterations)
 
     def _evaluate(self, run: TuningRun, u: Tensor) -> Tensor:
-        pop = run.population(u)
+        """Train and score the rows of ``u``, each clamped into the space's ranges first: a pair whose side
+        lands past an end is measured at that end, so no candidate trains outside the user's space and the
+        difference still points the right way."""
+        pop = run.population(run.clamp_u(u))
         ids = run.new_ids(pop.size)
         metrics = run.train(pop, ids, run.config.steps, key=run.state["round"])
         run.observe(pop, ids, metrics, final=True, iteration=run.state["round"])
