@@ -58,6 +58,9 @@ def _budget(text: str) -> float:
 
 #: Below this many validation rows, ``tune`` suggests ``--folds`` (wine, iris and breast cancer have 30-114).
 FOLDS_HINT_ROWS = 150
+#: What ``tune`` and ``evaluate`` write into ``--out``: a run stops before any work if one is there (``--overwrite``).
+TUNE_OUTPUTS = ("report.json", "best.pt", "learning_curves.png", "hparams.png")
+QUALITY_OUTPUTS = ("quality.md", "quality.json", "quality.png")
 
 #: Python argument names in the library's messages, and the flag a command-line user typed for each.
 FLAGS = {"backend": "--backend", "seed": "--seed", "device": "--device", "optimizer": "--optimizer",
@@ -147,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="best.pt",
                    help="where to save the best model: a file, or a directory to hold best.pt (default best.pt)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the model file an earlier run left in --out (without it such files stop the run)")
 
     from .tuners import TUNERS
     u = sub.add_parser("tune", help="tune with random search, successive halving, Hyperband, PBT, ES or TPE",
@@ -170,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "picks on small validation splits (default 1: the validation split alone)")
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
     u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
+    u.add_argument("--overwrite", action="store_true",
+                   help="replace the report.json, best.pt and plots an earlier run left in --out (without it such files stop the run)")
     u.add_argument("--meta", action=argparse.BooleanOptionalAction, default=True,
                    help="warm start: half the initial candidates around the pretrained meta-learner's prediction "
                    "for this dataset and budget (the first exactly at it), half drawn from the search space "
@@ -195,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu",
                    help="torch device the candidates train on (default cpu; on cuda the triton backend)")
     e.add_argument("--out", default="quality-results", help="output directory (default quality-results)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace the quality.md, quality.json and quality.png an earlier run left in --out (without it such files stop the run)")
 
     from .meta.train import META_STEPS, N_TASKS
     m = sub.add_parser("meta-train", help="meta-train a meta-learner on the task distribution",
@@ -209,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default="meta.pt",
                    help="where to save the learner: a file, or a directory to hold meta.pt (default meta.pt)")
     m.add_argument("--plot", help="also write the meta-training curve to this PNG file")
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace the meta-learner file an earlier run left in --out (without it such files stop the run)")
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     pr = sub.add_parser("predict", help="predict hyperparameters for a dataset with a meta-learner (zero-shot)",
@@ -269,7 +280,7 @@ def train(args: argparse.Namespace) -> int:
                          precision=args.precision)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
         raise _usage(e) from None
-    out = _check_out(args.out, "best.pt")
+    out = _check_out(args.out, "best.pt", args.overwrite, data=args.data)
     task = task.to(pop.device)
     print(f"{task!r}")
     print(f"training {args.size} candidates: {args.optimizer}, layers {'-'.join(map(str, layers))} "
@@ -333,7 +344,7 @@ def tune(args: argparse.Namespace) -> int:
             task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise _usage(e) from None
-    out = _check_dir(args.out)
+    out = _check_dir(args.out, TUNE_OUTPUTS, args.overwrite, data=args.data)
     init, prediction, meta_note = (_meta_init(task, args, space, learner) if args.meta else
                                    (None, None, "off (--no-meta)"))
     if init is not None:
@@ -389,8 +400,7 @@ def tune(args: argparse.Namespace) -> int:
               "config": result.config,
               "history": result.history, "trials": result.trials, "warm_start": meta_note,
               "meta_prediction": prediction, "zero_shot_trial": zero_shot}
-    outputs = ["report.json", "best.pt"] + (["learning_curves.png", "hparams.png"] if args.plot else [])
-    replaced = [n for n in outputs if (out / n).exists()]
+    replaced = [n for n in TUNE_OUTPUTS if (out / n).exists()]
     tmp = out / ".report.json.tmp"
     tmp.write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))  # strict JSON: inf/NaN as null
     os.replace(tmp, out / "report.json")  # a report is replaced whole or not at all
@@ -486,7 +496,7 @@ def meta_train(args: argparse.Namespace) -> int:
 
     from .meta.train import DEFAULT_CONFIG, meta_train as run
 
-    out = _check_out(args.out, "meta.pt")
+    out = _check_out(args.out, "meta.pt", args.overwrite)
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0; got {args.seed}")
     ckpt = out.with_name(out.name + ".checkpoint")
@@ -535,7 +545,7 @@ def evaluate(args: argparse.Namespace) -> int:
     tasks = [known.get(name, HarnessTask(name)) for name in args.tasks]
     if args.steps:
         tasks = [HarnessTask(t.data, args.steps, t.hidden, t.batch_size, t.optimizer) for t in tasks]
-    out = _check_dir(args.out)
+    out = _check_dir(args.out, QUALITY_OUTPUTS, args.overwrite)
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     command = (f"metahp-fast evaluate --tasks {','.join(args.tasks)} --methods {','.join(args.methods)} "
@@ -554,13 +564,26 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_dir(path: str) -> Path:
-    """An output directory, created if needed; fail before any work if it cannot be written."""
+def _check_dir(path: str, outputs: tuple[str, ...], overwrite: bool, data: Optional[str] = None) -> Path:
+    """An output directory for ``outputs``, created if needed; fails before any work if it cannot be written or
+    already holds one of ``outputs`` and ``overwrite`` is off: nothing an earlier run saved is lost unasked."""
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path!r} is a file; give a directory")
+    if data is not None and _same_file(out, data):
+        raise UsageError(f"--out {path!r} is the --data path; give another directory")
+    earlier = [n for n in outputs if (out / n).exists()]
+    if earlier and not overwrite:
+        raise UsageError(f"--out {path!r} already holds {', '.join(earlier)} from an earlier run; give another "
+                         "--out, or add --overwrite to replace them")
     _writable_dir(out, f"--out {path!r}")
     return out
+
+
+def _same_file(out: Path, data: str) -> bool:
+    """Whether ``out`` names the file ``data`` (a dataset file, not a built-in name)."""
+    d = Path(data).expanduser()
+    return d.exists() and out.exists() and os.path.samefile(out, d)
 
 
 def _writable_dir(d: Path, what: str) -> None:
@@ -593,14 +616,21 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def _check_out(path: str, name: str) -> Path:
-    """Where to write a model file: ``path``, or ``path/name`` when ``path`` is a directory (as ``tune --out DIR``
-    takes one); fails before training, not after, if it cannot be written there."""
+def _check_out(path: str, name: str, overwrite: bool, data: Optional[str] = None) -> Path:
+    """Where to write a model file: ``path``, or ``path/name`` when ``path`` is a directory or ends with a slash
+    (as ``tune --out DIR`` takes one); fails before training, not after, if it cannot be written there, if it
+    is the ``data`` file, or if a file is there already and ``overwrite`` is off."""
     out = Path(path).expanduser()
-    if out.is_dir():
+    if out.is_dir() or path.endswith(("/", os.sep)):
         out = out / name
         if out.is_dir():
             raise UsageError(f"--out {path!r}: {out} is a directory; give a file name")
+    if data is not None and _same_file(out, data):
+        raise UsageError(f"--out {path!r} is the --data file; give another path for the model")
+    if out.exists() and not overwrite:
+        there = "the file" if out == Path(path).expanduser() else str(out)
+        raise UsageError(f"--out {path!r}: {there} already exists; give another path, or add --overwrite to "
+                         "replace it")
     _writable_dir(out.parent if str(out.parent) else Path("."), f"--out {path!r}")
     return out
 

@@ -55,7 +55,10 @@ def test_explicit_train_subcommand_adamw_depth_and_replacing(tmp_path, capsys):
     out.write_bytes(b"old")
     argv = ["train", "--data", "iris", "--optimizer", "adamw", "--hidden", "16", "--hidden", "8,4",
             "--size", "3", "--steps", "10", "--top", "2", "--no-progress", "--out", str(out)]
-    assert cli.main(argv) == 0
+    assert cli.main(argv) == 2  # a file is there: nothing the user saved is replaced unasked
+    assert (f"--out {str(out)!r}: the file already exists; give another path, or add --overwrite to replace it"
+            in capsys.readouterr().err) and out.read_bytes() == b"old"
+    assert cli.main(argv + ["--overwrite"]) == 0
     printed = capsys.readouterr().out
     saved = torch.load(out, weights_only=False)
     assert saved["layers"] == [4, 16, 8, 4, 3] and saved["class_names"] == ["setosa", "versicolor", "virginica"]
@@ -115,6 +118,23 @@ def test_out_as_a_directory_holds_best_pt_like_tune_out(tmp_path, capsys):
     (tmp_path / "taken" / "best.pt").mkdir(parents=True)  # the file name inside is itself a directory
     assert cli.main(SMALL + ["--out", str(tmp_path / "taken")]) == 2
     assert "is a directory; give a file name" in capsys.readouterr().err
+    # a path ending with a slash names a directory to create, like tune's --out, not a file of that name
+    assert cli.main(SMALL + ["--out", str(tmp_path / "new") + "/"]) == 0
+    assert (tmp_path / "new" / "best.pt").is_file()
+
+
+def test_out_never_replaces_the_data_file(tmp_path, capsys):
+    """``--out`` naming the ``--data`` file is refused even with --overwrite: the user's data would be lost."""
+    data = tmp_path / "rows.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i % 7},{(i * 3) % 5},{i % 2}\n" for i in range(60)))
+    before = data.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert cli.main(["train", "--data", str(data), "--size", "2", "--steps", "3", "--no-progress",
+                         "--out", str(data), *extra]) == 2
+        assert "is the --data file; give another path for the model" in capsys.readouterr().err
+    assert data.read_bytes() == before
+    assert cli.main(["tune", "--data", str(data), "--budget", "2", "--steps", "3", "--no-meta", "--no-progress",
+                     "--out", str(tmp_path), "--method", "random"]) == 0  # a directory beside the data is fine
 
 
 def test_help_and_version(capsys):

@@ -48,7 +48,7 @@ def test_tune_writes_report_model_and_plots(tmp_path, capsys):
     assert (f"leaderboard of the {len(full)} candidates trained the full 30 steps ({len(report['trials'])} trained "
             f"in all, 0 diverged)") in printed
     # a second run without --plot says the plots beside its report are the first run's
-    assert cli.main([a for a in argv if a != "--plot"]) == 0
+    assert cli.main([a for a in argv if a != "--plot"] + ["--overwrite"]) == 0
     assert ("note: learning_curves.png, hparams.png in " + str(out) + " are from an earlier run"
             in capsys.readouterr().out)
 
@@ -180,8 +180,14 @@ def test_the_default_command_is_a_warm_started_short_tuning_round(tmp_path, caps
     assert (", where the round stopped it" in printed) == (zero["steps"] < 20)
     assert 0 < report["cost"]["candidate_steps"] <= 16 * 20 and (out / "best.pt").is_file()
     assert "replacing the previous run's" not in printed
-    # a second run into the same folder says what it replaced
-    assert cli.main(["--data", "iris", "--steps", "20", "--hidden", "8", "--no-progress", "--out", str(out)]) == 0
+    # a second run into the same folder stops before any work unless asked to replace what the first saved
+    saved = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert cli.main(["--data", "wine", "--steps", "20", "--hidden", "8", "--no-progress", "--out", str(out)]) == 2
+    assert (f"--out {str(out)!r} already holds report.json, best.pt from an earlier run; give another --out, or add "
+            "--overwrite to replace them") in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == saved
+    assert cli.main(["--data", "iris", "--steps", "20", "--hidden", "8", "--no-progress", "--out", str(out),
+                     "--overwrite"]) == 0
     assert "(replacing the previous run's report.json, best.pt)" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["best.pt", "report.json"]
     assert cli.main(["train", "--data", "iris", "--size", "2", "--steps", "5", "--no-progress",
