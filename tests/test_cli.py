@@ -157,3 +157,23 @@ def test_csv_with_string_labels(tmp_path, capsys):
     saved = torch.load(out, weights_only=False)
     assert saved["class_names"] == ["ant", "bee", "cow"] and saved["layers"] == [3, 128, 3]
     assert saved["task"] == "animals"
+
+
+@pytest.mark.parametrize("argv, outputs", [
+    (["evaluate", "--tasks", "iris", "--seeds", "1", "--methods", "random16"], ["quality.json"]),
+    (["meta-train", "--tasks", "2", "--meta-steps", "1", "--no-progress"], None),
+])
+def test_evaluate_and_meta_train_keep_an_earlier_runs_results(tmp_path, capsys, argv, outputs):
+    """Like train and tune: an earlier run's results in --out stop the run before any work, unchanged."""
+    if outputs:  # a directory holding one of evaluate's outputs
+        out = tmp_path
+        for name in outputs:
+            (out / name).write_text("earlier")
+        said = f"--out {str(out)!r} already holds quality.json from an earlier run; give another --out, or add --overwrite"
+    else:  # meta-train's learner file
+        out = tmp_path / "meta.pt"
+        out.write_text("earlier")
+        said = f"--out {str(out)!r}: the file already exists; give another path, or add --overwrite"
+    assert cli.main(argv + ["--out", str(out)]) == 2
+    assert said in capsys.readouterr().err
+    assert all(p.read_text() == "earlier" for p in tmp_path.iterdir())
