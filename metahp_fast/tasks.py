@@ -11,9 +11,11 @@ import csv
 import dataclasses
 import functools
 import inspect
+import io
 import os
 import random
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -273,11 +275,17 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
     if ext == ".npz":
         if target is not None:
             raise ValueError("target only applies to .csv files; a .npz file holds arrays 'x' and 'y'")
-        with np.load(spec, allow_pickle=False) as f:
-            missing = [k for k in ("x", "y") if k not in f.files]
-            if missing:
-                raise ValueError(f"{spec!r} must hold arrays 'x' and 'y'; it lacks {missing} (has {f.files})")
-            x, y = f["x"], f["y"]
+        try:
+            with np.load(spec, allow_pickle=False) as f:
+                files = list(f.files)
+                x, y = (f[k] if k in files else None for k in ("x", "y"))
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:  # empty, truncated, a pickle, not a zip
+            why = ("it holds pickled Python objects" if "pickle" in str(e) else f"{type(e).__name__}: {e}")
+            raise ValueError(f"{spec!r} is not a readable .npz file ({why}); write one with "
+                             "numpy.savez(path, x=features, y=labels) from numeric or string arrays") from None
+        missing = [k for k, a in (("x", x), ("y", y)) if a is None]
+        if missing:
+            raise ValueError(f"{spec!r} must hold arrays 'x' and 'y'; it lacks {missing} (has {files})")
         return from_arrays(x, y, name=name, source=spec, **split)
     x, y, meta = _read_csv(spec, target, fill=missing == "fill")
     return _build(name, x, y, None, source=spec, extra_meta=meta, fill=missing == "fill", **split)
@@ -313,11 +321,17 @@ def _to_numpy(name: str, a: Any) -> np.ndarray:
 def csv_rows(path: str) -> list[list[str]]:
     """A CSV file's non-blank rows, header first; the separator is whichever of , ; tab | the header line holds
     most of (a comma when it holds none)."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        first = f.readline()
-        f.seek(0)
-        sep = max(",;\t|", key=lambda c: (first.count(c), c == ","))
-        return [r for r in csv.reader(f, delimiter=sep) if any(c.strip() for c in r)]
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError:  # e.g. a spreadsheet's Windows export: every byte is a Latin-1 character
+        with open(path, encoding="latin-1") as f:
+            text = f.read()
+        warnings.warn(f"{path}: not UTF-8 text; read as Latin-1 (save it as UTF-8 if its accents look wrong)",
+                      stacklevel=3)
+    first = text.split("\n", 1)[0]
+    sep = max(",;\t|", key=lambda c: (first.count(c), c == ","))
+    return [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if any(c.strip() for c in r)]
 
 
 def _read_csv(path: str, target: Optional[str],
@@ -331,6 +345,16 @@ def _read_csv(path: str, target: Optional[str],
     header, body = [h.strip() for h in rows[0]], rows[1:]
     if len(header) < 2:
         raise ValueError(f"{path!r} needs a header row with at least one feature column and a target column")
+    unnamed = [j + 1 for j, h in enumerate(header) if not h]
+    if unnamed:
+        raise ValueError(f"{path!r}: column {unnamed[0]} of the header row has no name; name every column (a "
+                         "saved model finds a new file's columns by name)")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise ValueError(f"{path!r}: the header names {twice} more than once; give every column its own name (a "
+                         "saved model finds a new file's columns by name)")
+    if not body:
+        raise ValueError(f"{path!r} has a header row but no data rows")
     for i, r in enumerate(body, start=2):
         if len(r) != len(header):
             raise ValueError(f"{path!r} row {i} has {len(r)} fields; the header has {len(header)}")
@@ -361,7 +385,10 @@ def _read_csv(path: str, target: Optional[str],
                           "(--missing fill), to keep the rows", stacklevel=3)
     dropped = len(cells) - len(keep)
     if not keep:
-        raise ValueError(f"{path!r} has no rows without missing values")
+        if fill:
+            raise ValueError(f"{path!r}: every row's target ({header[t]}) is empty")
+        raise ValueError(f"{path!r} has no rows without missing values (empty cells per column: {where}); fill "
+                         "those cells in, or use missing='fill' (--missing fill)")
     cols, names, categorical, columns = [], [], [], []
     for j, h in enumerate(header):
         if j == t:
@@ -451,6 +478,9 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
         if len(x) == 0:
             raise ValueError(f"{name}: every one of its {int(bad.sum())} rows has NaN/inf values; nothing is left "
                              "to train on")
+    if y.ndim == 2 and y.shape[1] == 1 and kind != "regression" and (
+            y.dtype.kind in "biuUS" or bool(np.all(y == np.round(y)))):
+        y = y[:, 0]  # a column vector of labels, as (rows,)
     if kind == "auto":
         whole = y.dtype.kind in "biuUS" or bool(np.all(y == np.round(y)))
         kind = "classification" if y.ndim == 1 and whole else "regression"

@@ -1,4 +1,5 @@
 """Tasks: built-in datasets, seeded stratified splits, standardization, .npz/.csv files, user arrays, errors."""
+import re
 import sys
 import warnings
 
@@ -331,3 +332,57 @@ def test_csv_missing_fill_keeps_the_rows_with_training_medians_and_a_missing_cat
     assert any(abs(float(np.median(r)) - fill) < 1e-4 for r in (rest, rest + [fill]))
     with pytest.raises(ValueError, match="missing must be one of"):
         load_task(str(tmp_path / "g.csv"), missing="impute")
+
+
+def test_unreadable_npz_files_say_what_to_write(tmp_path):
+    """Empty, truncated or pickled .npz files fail with one message naming the file, never numpy's own error."""
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.npz"
+    np.savez(good, x=rng.normal(size=(30, 2)), y=np.arange(30) % 2)
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:300])
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 30, dtype=object), y=np.arange(30) % 2)
+    for name, why in (("empty", "EOFError"), ("cut", "BadZipFile"), ("objects", "it holds pickled Python objects")):
+        with pytest.raises(ValueError, match=re.escape(f"'{tmp_path / name}.npz' is not a readable .npz file ({why}")):
+            load_task(str(tmp_path / f"{name}.npz"))
+    assert load_task(str(good)).n_classes == 2
+
+
+def test_csv_headers_name_every_column_once(tmp_path):
+    """A saved model finds a new file's columns by name, so duplicate or blank names are refused up front (a
+    duplicate once trained fine and then predicted from the wrong column)."""
+    rows = "".join(f"{i},{-i},{i % 2}\n" for i in range(30))
+    for header, said in (("a,a,label", r"names \['a'\] more than once"), ("a,,label", "column 2 .* has no name")):
+        (tmp_path / "h.csv").write_text(f"{header}\n{rows}")
+        with pytest.raises(ValueError, match=said):
+            load_task(str(tmp_path / "h.csv"))
+    (tmp_path / "only.csv").write_text("a,b,label\n")
+    with pytest.raises(ValueError, match="has a header row but no data rows"):
+        load_task(str(tmp_path / "only.csv"))
+    # a column with no value at all: the error says which, and how to keep the rows
+    (tmp_path / "gap.csv").write_text("a,b,label\n" + "".join(f"{i},,{i % 2}\n" for i in range(30)))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"empty cells per column: b 30\); .*--missing fill"):
+        load_task(str(tmp_path / "gap.csv"))
+
+
+def test_csv_in_latin1_is_read_with_a_note(tmp_path):
+    """A spreadsheet's non-UTF-8 export loads (as Latin-1) instead of failing on a byte."""
+    cities = ["Genève", "Zürich"] * 15
+    text = "a,city,label\n" + "".join(f"{i},{c},{i % 2}\n" for i, c in enumerate(cities))
+    (tmp_path / "l1.csv").write_bytes(text.encode("latin-1"))
+    with pytest.warns(UserWarning, match="not UTF-8 text; read as Latin-1"):
+        t = load_task(str(tmp_path / "l1.csv"))
+    assert {c["name"] for c in t.meta["columns"]} >= {"a", "city"}
+    assert any(c["categories"] == ["Genève", "Zürich"] for c in t.meta["columns"])
+
+
+def test_a_column_vector_of_labels_is_classification():
+    """``y`` of shape (rows, 1) holding whole numbers or strings is labels, as (rows,); real numbers stay a
+    one-output regression."""
+    x = np.random.default_rng(0).normal(size=(60, 3))
+    labels = np.arange(60) % 3
+    for y in (labels[:, None], labels[:, None].astype(np.float32), np.array(list("abc") * 20)[:, None]):
+        t = from_arrays(x, y)
+        assert t.is_classification and t.n_classes == 3 and t.y_train.ndim == 1
+    assert not from_arrays(x, labels[:, None] + 0.5).is_classification
+    assert from_arrays(x, labels[:, None], kind="regression").n_outputs == 1
