@@ -46,6 +46,17 @@ def _positive(text: str) -> int:
     return v
 
 
+def _seed(text: str) -> int:
+    """A seed torch's generators take: a whole number from 0 to 2**63 - 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63 - 1; got {text!r}") from None
+    if not 0 <= v < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63 - 1; got {text!r}")
+    return v
+
+
 def _budget(text: str) -> float:
     try:
         v = float(text)
@@ -105,18 +116,24 @@ def _widths(text: str) -> list[int]:
     return [_positive(w.strip()) for w in text.split(",") if w.strip()] or [_positive(text)]
 
 
-def _add_common_args(p: argparse.ArgumentParser) -> None:
-    """The data, model, training and run options that ``train`` and ``tune`` share."""
-    p.add_argument("--data", default="digits",
-                   help="built-in or generated dataset (digits, wine, breast_cancer, iris, mnist1d, teacher, "
-                   "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file "
-                   "(default digits)")
+def _add_file_args(p: argparse.ArgumentParser) -> None:
+    """How a data file is read: its target column, what the target is, its missing cells (every command that
+    takes --data reads a file the same way)."""
     p.add_argument("--target", help="target column of a .csv file (default: the last column)")
     p.add_argument("--kind", choices=("auto", "classification", "regression"), default="auto",
                    help="what the target is (default auto: strings, integers and whole numbers are classes)")
     p.add_argument("--missing", choices=("drop", "fill"), default="drop",
                    help="a .csv file's missing cells: drop their rows, or fill them (numbers: the training "
                    "split's median; categories: a '(missing)' category) (default drop)")
+
+
+def _add_common_args(p: argparse.ArgumentParser) -> None:
+    """The data, model, training and run options that ``train`` and ``tune`` share."""
+    p.add_argument("--data", default="digits",
+                   help="built-in or generated dataset (digits, wine, breast_cancer, iris, mnist1d, teacher, "
+                   "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file "
+                   "(default digits)")
+    _add_file_args(p)
     p.add_argument("--steps", type=_positive, default=300, help="steps of one full training (default 300)")
     p.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd or adamw (default sgd)")
@@ -124,7 +141,7 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
                    help="hidden layer widths, repeatable or a comma list: --hidden 128,64 (default 128)")
     p.add_argument("--activation", choices=ACTIVATIONS, default="relu",
                    help="the hidden layers' nonlinearity (default relu)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=_seed, default=0,
                    help="seeds the split, the sampling and the training (default 0)")
     p.add_argument("--backend", default="auto", help="auto, torch, reference or triton (default auto)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -214,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "on one CPU thread.")
     m.add_argument("--tasks", type=_positive, default=N_TASKS, help=f"training tasks (default {N_TASKS})")
     m.add_argument("--meta-steps", type=_positive, default=META_STEPS, help=f"meta-steps (default {META_STEPS})")
-    m.add_argument("--seed", type=int, default=0, help="seeds the task distribution and meta-training")
+    m.add_argument("--seed", type=_seed, default=0, help="seeds the task distribution and meta-training")
     m.add_argument("--out", default="meta.pt",
                    help="where to save the learner: a file, or a directory to hold meta.pt (default meta.pt)")
     m.add_argument("--plot", help="also write the meta-training curve to this PNG file")
@@ -227,13 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "budget, as JSON (default: the pretrained learner shipped with the package).")
     pr.add_argument("--data", default="digits",
                     help="built-in or generated dataset, or a .npz/.csv file (default digits)")
-    pr.add_argument("--target", help="target column of a .csv file (default: the last column)")
+    _add_file_args(pr)
     pr.add_argument("--steps", type=_positive, default=300, help="training steps (default 300)")
     pr.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
     pr.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
                     help="whose pretrained learner, and the space of the prediction (default sgd)")
     pr.add_argument("--model", help="a meta-learner file from meta-train (default: the pretrained one)")
-    pr.add_argument("--seed", type=int, default=0, help="seeds the split (default 0)")
+    pr.add_argument("--seed", type=_seed, default=0, help="seeds the split (default 0)")
     return parser
 
 
@@ -497,8 +514,6 @@ def meta_train(args: argparse.Namespace) -> int:
     from .meta.train import DEFAULT_CONFIG, meta_train as run
 
     out = _check_out(args.out, "meta.pt", args.overwrite)
-    if args.seed < 0:
-        raise UsageError(f"--seed must be >= 0; got {args.seed}")
     ckpt = out.with_name(out.name + ".checkpoint")
     print(f"meta-training on {args.tasks} tasks for {args.meta_steps} meta-steps"
           + (f" (resuming from {ckpt.name})" if ckpt.exists() else ""))
@@ -524,7 +539,7 @@ def predict(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         try:
             g = MetaLearner.load(args.model) if args.model else MetaLearner.pretrained(args.optimizer)
-            task = load_task(args.data, seed=args.seed, target=args.target)
+            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
             hp = g.predict(task, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise _usage(e) from None

@@ -205,7 +205,8 @@ def test_a_mistyped_command_is_named_with_a_suggestion(capsys):
 @pytest.mark.parametrize("argv, flag", [
     (["--backend", "foo"], "--backend: backend must be one of"),
     (["--device", "no-such-device"], "--device: device must name a torch device"),
-    (["--seed", "-1"], "--seed: seed must be a non-negative int"),
+    (["--seed", "-1"], "argument --seed: expected a whole number from 0 to 2**63 - 1; got '-1'"),
+    (["--seed", "99999999999999999999"], "argument --seed: expected a whole number from 0 to 2**63 - 1"),
     (["--meta-model", "nothing-here.pt"], "--meta-model: no meta-learner file at 'nothing-here.pt'"),
     (["--method", "es", "--budget", "2", "--data", "no-such-data"], "--budget: budget=2.0 is too small for ES"),
 ])
@@ -255,6 +256,21 @@ def test_predict_says_what_a_wrong_model_file_is_and_notes_regression(tmp_path, 
     captured = capsys.readouterr()
     assert "lr" in json.loads(captured.out)["hparams"]
     assert "note: reg: a regression task, but this meta-learner was meta-trained on classification" in captured.err
+
+
+def test_predict_reads_a_file_as_tune_does(tmp_path, capsys):
+    """predict takes tune's --kind and --missing, so it sees the same data (its note once suggested a
+    --missing flag that it then rejected)."""
+    rows = "".join(f"{i % 5},{'' if i % 4 == 0 else i % 3},{i % 2}\n" for i in range(80))
+    (tmp_path / "gaps.csv").write_text("a,b,label\n" + rows)
+    path = str(tmp_path / "gaps.csv")
+    assert cli.main(["predict", "--data", path]) == 0
+    captured = capsys.readouterr()
+    assert "dropped 20 of 80 rows with missing values" in captured.err and "(--missing fill)" in captured.err
+    assert cli.main(["predict", "--data", path, "--missing", "fill"]) == 0
+    assert "filled missing cells (per column: b 20)" in capsys.readouterr().err
+    assert cli.main(["predict", "--data", path, "--kind", "regression"]) == 0
+    assert "a regression task" in capsys.readouterr().err
 
 
 def test_kind_makes_whole_number_targets_a_regression(tmp_path, capsys):
