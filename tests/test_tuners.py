@@ -10,7 +10,7 @@ from metahp_fast import LogUniform, Population, SearchSpace, Uniform
 from metahp_fast.tasks import load_task
 from metahp_fast.training import make_population, objective_values, model_metrics
 from metahp_fast.tuners import (PBT, TPE, TUNERS, ESGradient, Hyperband, RandomSearch, SuccessiveHalving,
-                                copy_candidates, rung_plan)
+                                copy_candidates, optuna_available, rung_plan)
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
 
 SMALL = dict(hidden=(16,), steps=40, batch_size=64, backend="torch")
@@ -334,13 +334,22 @@ def test_budget_too_small_for_the_method(task):
     for tuner, budget, said in ((ESGradient(**SMALL), 2, "too small for ES"),
                                 (PBT(size=8, **SMALL), 4, "PBT trains"),
                                 (SuccessiveHalving(**SMALL), 0.1, "too small for"),
-                                (Hyperband(**SMALL), 0.5, "too small for"), (RandomSearch(**SMALL), 0, "positive")):
+                                (Hyperband(**SMALL), 3, "budget=3 is too small for Hyperband with rungs=4: its 4 "
+                                 "brackets share the budget equally .* give at least 4$"),
+                                (RandomSearch(**SMALL), 0, "positive"),
+                                (RandomSearch(**SMALL), 0.5, "random search trains whole candidates.* at least 1$"),
+                                (RandomSearch(folds=2, **SMALL), 1.5, r"at least 2 \(with folds=2 every"),
+                                (Hyperband(folds=2, **SMALL), 7, r"at least 8 \(with folds=2")):
         with pytest.raises(ValueError, match=said):
             tuner.run("no-such-dataset", budget, seed=0)
         with pytest.raises(ValueError, match=said):
             tuner.check_budget(budget)
     with pytest.raises(ValueError, match="PBT trains 8 candidates"):
         PBT(size=8, **SMALL).run(task, 4, seed=0)
+    assert Hyperband(**SMALL).run(task, 4, seed=0).cost_steps <= 4 * SMALL["steps"]  # the least it takes
+    if optuna_available():  # a fraction of a training never buys a TPE trial past the budget
+        with pytest.raises(ValueError, match="every TPE trial trains one candidate the full steps; give at least 1"):
+            TPE(**SMALL).check_budget(0.5)
     reg = load_task("teacher:n_classes=0,n_samples=100", seed=0)
     with pytest.raises(ValueError, match="objective='error' needs a classification task"):
         RandomSearch(objective="error", **SMALL).run(reg, 2, seed=0)

@@ -178,6 +178,12 @@ class Tuner:
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
             raise ValueError(f"budget must be a positive number of full trainings; got {budget!r}")
 
+    def require_trainings(self, budget: float, n: int, why: str) -> None:
+        """A ValueError naming ``budget`` if it plans fewer than ``n`` full trainings (``why``: what needs them)."""
+        if self.plan_budget(budget) < n:
+            raise ValueError(f"budget={budget} is too small: {why}; give at least {n * self.folds}"
+                             f"{self.budget_note()}")
+
     def plan_budget(self, budget: float) -> float:
         """The budget a tuner's schedule plans with: ``budget`` full trainings buy ``budget / folds``
         cross-validated candidates."""

@@ -104,6 +104,15 @@ class Hyperband(SuccessiveHalving):
     def __init__(self, space: Optional[SearchSpace] = None, *, eta: int = 3, rungs: int = 4, **kwargs: Any):
         super().__init__(space, eta=eta, rungs=rungs, **kwargs)
 
+    def check_budget(self, budget: float) -> None:
+        Tuner.check_budget(self, budget)
+        need = self.rungs * self.folds  # every bracket's share trains at least one candidate the full steps
+        if budget < need:
+            raise ValueError(f"budget={budget} is too small for Hyperband with rungs={self.rungs}: its {self.rungs} "
+                             f"brackets share the budget equally and each trains at least one candidate the full "
+                             f"steps; give at least {need}{self.budget_note()}")
+        super().check_budget(budget)
+
     def _plans(self, budget: float) -> list[list[tuple[int, int]]]:
         share = budget / self.rungs
         return [rung_plan(share, self.config.steps, self.eta, s) for s in range(self.rungs, 0, -1)]

@@ -9,8 +9,12 @@ class RandomSearch(Tuner):
 
     name = "random"
 
+    def check_budget(self, budget: float) -> None:
+        super().check_budget(budget)
+        self.require_trainings(budget, 1, "random search trains whole candidates, each the full steps")
+
     def _start(self, run: TuningRun) -> None:
-        n = max(1, int(run.plan_budget))
+        n = int(run.plan_budget)  # >= 1: run() checked the budget
         run.state.update(pop=run.population(run.initial_u(n, 0)).state_dict(), ids=run.new_ids(n))
 
     def _advance(self, run: TuningRun) -> None:

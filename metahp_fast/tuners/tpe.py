@@ -59,8 +59,12 @@ class TPE(Tuner):
     def settings(self) -> dict[str, Any]:
         return {"n_startup": self.n_startup}
 
+    def check_budget(self, budget: float) -> None:
+        super().check_budget(budget)
+        self.require_trainings(budget, 1, "every TPE trial trains one candidate the full steps")
+
     def _start(self, run: TuningRun) -> None:
-        run.state.update(n_trials=max(1, int(run.plan_budget)), told=[])
+        run.state.update(n_trials=int(run.plan_budget), told=[])  # >= 1: run() checked the budget
 
     def _study(self, run: TuningRun):
         """The Optuna study of this run, rebuilt from the trials told so far after a resume."""
