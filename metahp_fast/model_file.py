@@ -163,6 +163,9 @@ def _read_rows(path: str) -> list[dict[str, str]]:
     if len(rows) < 2:
         raise ValueError(f"{path!r} has no data rows")
     header = [h.strip() for h in rows[0]]
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:  # a dict keeps one of them: the model would read the wrong column
+        raise ValueError(f"{path!r}: the header names {twice} more than once; the model finds its columns by name")
     return [dict(zip(header, r)) for r in rows[1:]]
 
 

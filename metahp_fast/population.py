@@ -288,6 +288,11 @@ class Population:
             idx = batches.take(end - t)
             lrs = (None if schedule is None else schedule(t, base_lr).unsqueeze(0) if end - t == 1
                    else torch.stack([schedule(s, base_lr) for s in range(t, end)]))
+            if callable(lr_schedule) and not bool(((lrs >= 0) & torch.isfinite(lrs)).all()):  # one check a span
+                bad = int((~((lrs >= 0) & torch.isfinite(lrs))).any(1).nonzero()[0]) + t
+                raise ValueError(f"lr_schedule returned a negative or non-finite learning rate for step {bad} "
+                                 f"({self.steps_done} steps trained so far, none after them); it must return "
+                                 "finite values >= 0")
             hist["loss"].append(run_steps(self._backend, self._state, x, y, idx, lrs))
             self.steps_done += end - t
             t = end
@@ -350,6 +355,8 @@ class Population:
         chunks of ``batch_size`` rows (default: sized to keep K * rows * hidden width under ~32M values)."""
         x, y = check_batch(x, y, self.spec, self.device, self.dtype)
         n = x.shape[0]
+        if batch_size != 0:  # 0: sized automatically
+            batch_size = _positive_int("batch_size", batch_size)
         chunk = batch_size or max(1, (1 << 25) // (self.size * max(self.layers[1:])))
         loss = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         correct = torch.zeros(self.size, dtype=self.dtype, device=self.device)
@@ -526,6 +533,9 @@ def _parse_mlp(m: Any, k: int) -> tuple[tuple[int, ...], str]:
     if not ok:
         raise ValueError(f"modules[{k}] must alternate nn.Linear (with bias) and one kind of activation "
                          f"({', '.join(c.__name__ for c in kinds)}); got {[type(x).__name__ for x in mods]}")
+    approx = [a for a in acts if getattr(a, "approximate", "none") != "none"]
+    if approx:  # the backends compute the exact GELU: a tanh-approximated one would silently change the model
+        raise ValueError(f"modules[{k}] has {approx[0]!r}; the population computes the exact GELU, nn.GELU()")
     for a, b in zip(linears[:-1], linears[1:]):
         if a.out_features != b.in_features:
             raise ValueError(f"modules[{k}] has mismatched Linear sizes {a.out_features} -> {b.in_features}")

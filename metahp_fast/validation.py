@@ -58,6 +58,10 @@ def check_hparams(hparams: Mapping[str, Any] | None, optimizer: str, size: int, 
         if name not in hparams:
             if fill_defaults:
                 out[name] = torch.full((size,), spec.default, device=device, dtype=dtype)
+                if not bool(spec.valid(out[name]).all()):  # e.g. eps=1e-8 is 0 in float16, beta2=0.999 is 1 in bf16
+                    raise ValueError(f"hparams: the default {name}={spec.default:g} is "
+                                     f"{out[name][0].item():g} in {dtype}, which is not {spec.rule}; pass "
+                                     f"hparams={{{name!r}: ...}} with a value {dtype} holds, or use float32")
             continue
         out[name] = check_hparam(name, hparams[name], spec, size, device, dtype)
     return out
@@ -113,8 +117,9 @@ def check_batch(x: Any, y: Any, spec: ModelSpec, device: torch.device, dtype: to
     numpy arrays are converted. ``values=False`` skips the checks that read the data (NaN/inf, label range:
     one host sync on a GPU). ``names``: what the caller calls x and y (``x_val``, ...), for the messages."""
     xn, yn = names
-    x = as_tensor(xn, x, device, dtype)
-    y = as_tensor(yn, y, device, dtype if spec.loss == "mse" else None)
+    # detached: the population trains on the data, it does not carry gradients back into the caller's tensors
+    x = as_tensor(xn, x, device, dtype).detach()
+    y = as_tensor(yn, y, device, dtype if spec.loss == "mse" else None).detach()
     d_in, n_out = spec.layers[0], spec.layers[-1]
     if x.dim() != 2 or x.shape[1] != d_in:
         raise ValueError(f"{xn} must have shape (batch, {d_in}) to match layers[0]={d_in}; got {tuple(x.shape)}")

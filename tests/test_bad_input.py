@@ -44,7 +44,12 @@ STEP_CASES = {  # id: (callable(pop), exception, words the message must contain)
                               ValueError, "x"),
     "fit schedule wrong shape": (lambda p: p.fit(X, Y, steps=3, lr_schedule=torch.ones(4), progress=False),
                                  ValueError, "lr_schedule"),
+    "fit schedule negative": (lambda p: p.fit(X, Y, steps=3, lr_schedule=lambda s, b: -1.0, progress=False),
+                              ValueError, "lr_schedule returned a negative or non-finite learning rate for step 0"),
+    "fit schedule nan later": (lambda p: p.fit(X, Y, steps=1, lr_schedule=lambda s, b: b * float("nan"),
+                                               progress=False), ValueError, "lr_schedule"),
     "evaluate label out of range": (lambda p: p.evaluate(X, Y + 5), ValueError, "y"),
+    "evaluate batch_size negative": (lambda p: p.evaluate(X, Y, batch_size=-1), ValueError, "batch_size"),
     "hparam negative lr": (lambda p: p.hparams.__setitem__("lr", -1.0), ValueError, "lr"),
     "hparam unknown": (lambda p: p.hparams.__setitem__("learning_rate", 0.1), ValueError, "learning_rate"),
     "to_module index": (lambda p: p.to_module(3), IndexError, "index"),
@@ -99,6 +104,10 @@ CONSTRUCTOR_CASES = {
     "integer dtype": (dict(dtype=torch.int32), TypeError, "dtype"),
     "bad device": (dict(device="gpu-please"), ValueError, "device"),
     "seed not int": (dict(seed="zero"), TypeError, "seed"),
+    "adamw float16 default eps": (dict(optimizer="adamw", hparams={}, dtype=torch.float16), ValueError,
+                                  r"the default eps=1e-08 is 0 in torch.float16, which is not > 0; pass hparams="),
+    "adamw bfloat16 default beta2": (dict(optimizer="adamw", hparams={"eps": 1e-4}, dtype=torch.bfloat16),
+                                     ValueError, r"the default beta2=0.999 is 1 in torch.bfloat16"),
 }
 
 
@@ -120,3 +129,33 @@ def test_step_without_value_checks_still_checks_shapes_and_trains():
         pop.step(X.double(), Y, check=False)
     with pytest.raises(ValueError, match="x"):
         pop.check_data(X * float("nan"), Y)
+
+
+def test_a_schedule_that_goes_bad_mid_fit_stops_there_with_the_earlier_steps_kept():
+    """A callable schedule is checked once a span (no per-step host sync): a bad value at step 5 stops the fit
+    before that step, and the steps before it count."""
+    pop, ref = make(), make()
+    with pytest.raises(ValueError, match="for step 5 \\(5 steps trained so far, none after them\\)"):
+        pop.fit(X, Y, steps=8, batch_size=4, lr_schedule=lambda s, b: b * (1.0 if s < 5 else -1.0), progress=False)
+    ref.fit(X, Y, steps=5, batch_size=4, progress=False)
+    assert pop.steps_done == 5 and all(torch.equal(a, b) for a, b in zip(pop.params, ref.params))
+
+
+def test_inputs_that_require_grad_train_like_plain_ones():
+    """Data with requires_grad (say, the output of a feature extractor) trains as its values: the population
+    does not carry gradients back into the caller's graph."""
+    pop, ref = make(), make()
+    x = X.clone().requires_grad_()
+    assert torch.equal(pop.step(x, Y), ref.step(X, Y))
+    pop.fit(x * 1.0, Y, steps=3, batch_size=4, progress=False)
+    ref.fit(X, Y, steps=3, batch_size=4, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(pop.params, ref.params)) and x.grad is None
+
+
+def test_from_modules_refuses_an_activation_it_would_compute_otherwise():
+    from torch import nn
+    mlp = nn.Sequential(nn.Linear(8, 16), nn.GELU(approximate="tanh"), nn.Linear(16, 3))
+    with pytest.raises(ValueError, match="modules\\[0\\] has GELU\\(approximate='tanh'\\); the population computes the exact GELU"):
+        Population.from_modules([mlp])
+    inplace = nn.Sequential(nn.Linear(8, 16), nn.ReLU(inplace=True), nn.Linear(16, 3))
+    assert Population.from_modules([inplace]).size == 1  # an in-place ReLU computes the same function

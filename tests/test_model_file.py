@@ -83,6 +83,9 @@ def test_bad_rows_and_files_say_what_is_wrong(tuned, tmp_path):
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="no model and mean/std"):
         load_model(tmp_path / "other.pt")
+    (tmp_path / "dup.csv").write_text("age,city,income,income\n30,Rome,51.0,49.0\n")
+    with pytest.raises(ValueError, match=r"names \['income'\] more than once; the model finds its columns by name"):
+        g.predict(str(tmp_path / "dup.csv"))
 
 
 def test_a_builtin_model_takes_arrays_and_regression_returns_values(tmp_path):

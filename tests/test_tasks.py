@@ -338,7 +338,7 @@ def test_unreadable_npz_files_say_what_to_write(tmp_path):
     """Empty, truncated or pickled .npz files fail with one message naming the file, never numpy's own error."""
     rng = np.random.default_rng(0)
     good = tmp_path / "good.npz"
-    np.savez(good, x=rng.normal(size=(30, 2)), y=np.arange(30) % 2)
+    np.savez(good, x=rng.normal(size=(100, 2)), y=np.arange(100) % 2)
     (tmp_path / "empty.npz").write_bytes(b"")
     (tmp_path / "cut.npz").write_bytes(good.read_bytes()[:300])
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 30, dtype=object), y=np.arange(30) % 2)
@@ -367,7 +367,7 @@ def test_csv_headers_name_every_column_once(tmp_path):
 
 def test_csv_in_latin1_is_read_with_a_note(tmp_path):
     """A spreadsheet's non-UTF-8 export loads (as Latin-1) instead of failing on a byte."""
-    cities = ["Genève", "Zürich"] * 15
+    cities = ["Genève", "Zürich"] * 50
     text = "a,city,label\n" + "".join(f"{i},{c},{i % 2}\n" for i, c in enumerate(cities))
     (tmp_path / "l1.csv").write_bytes(text.encode("latin-1"))
     with pytest.warns(UserWarning, match="not UTF-8 text; read as Latin-1"):
