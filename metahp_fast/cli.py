@@ -361,7 +361,7 @@ def tune(args: argparse.Namespace) -> int:
             task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise _usage(e) from None
-    out = _check_dir(args.out, TUNE_OUTPUTS, args.overwrite, data=args.data)
+    out = _check_dir(args.out, TUNE_OUTPUTS, args.overwrite)
     init, prediction, meta_note = (_meta_init(task, args, space, learner) if args.meta else
                                    (None, None, "off (--no-meta)"))
     if init is not None:
@@ -579,14 +579,12 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_dir(path: str, outputs: tuple[str, ...], overwrite: bool, data: Optional[str] = None) -> Path:
+def _check_dir(path: str, outputs: tuple[str, ...], overwrite: bool) -> Path:
     """An output directory for ``outputs``, created if needed; fails before any work if it cannot be written or
     already holds one of ``outputs`` and ``overwrite`` is off: nothing an earlier run saved is lost unasked."""
     out = Path(path).expanduser()
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {path!r} is a file; give a directory")
-    if data is not None and _same_file(out, data):
-        raise UsageError(f"--out {path!r} is the --data path; give another directory")
     earlier = [n for n in outputs if (out / n).exists()]
     if earlier and not overwrite:
         raise UsageError(f"--out {path!r} already holds {', '.join(earlier)} from an earlier run; give another "
