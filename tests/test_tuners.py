@@ -259,6 +259,26 @@ def test_a_checkpoint_of_another_run_is_refused(task, tmp_path):
         RandomSearch(**SMALL).run(task, 2, seed=0, checkpoint=ckpt)
 
 
+def test_a_checkpoint_made_on_other_data_of_the_same_shape_is_refused(tmp_path):
+    """The task's fingerprint covers its rows and labels: other data of the same shape, the same features with
+    flipped labels or with swapped columns all refuse the checkpoint (they once resumed and returned the first
+    run's result); a checkpoint from before the digest still resumes on its own task."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 6))
+    y = (x[:, 0] > 0).astype(int)
+    ckpt = tmp_path / "c.pt"
+    first = RandomSearch(**SMALL).run((x, y), 4, seed=0, checkpoint=ckpt)
+    for other in ((rng.normal(size=(200, 6)) * 50 + 7, y), (x, 1 - y), (x[:, ::-1].copy(), y)):
+        with pytest.raises(ValueError, match=r"different run \(differs in \['task'\]\)"):
+            RandomSearch(**SMALL).run(other, 4, seed=0, checkpoint=ckpt)
+    saved = torch.load(ckpt, weights_only=False)
+    del saved["header"]["task"]["digest"]
+    torch.save(saved, ckpt)
+    again = RandomSearch(**SMALL).run((x, y), 4, seed=0, checkpoint=ckpt)
+    assert again.best_val == first.best_val
+
+
 def test_error_objective_picks_by_accuracy(task):
     res = RandomSearch(objective="error", **SMALL).run(task, 6, seed=0)
     assert res.best_val["accuracy"] == max(t["val_accuracy"] for t in res.trials)

@@ -7,6 +7,7 @@ candidate): a tuner never spends more than ``budget * steps`` candidate-steps.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -241,8 +242,10 @@ class TuningRun:
             saved = torch.load(self.checkpoint, weights_only=False)
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise ValueError(f"checkpoint {str(self.checkpoint)!r} cannot be read ({e}); delete it to start over")
+        old = saved.get("header", {}) if isinstance(saved, dict) else {}
+        if isinstance(old, dict) and isinstance(old.get("task"), dict) and "digest" not in old["task"]:
+            self.header["task"].pop("digest")  # a checkpoint from before the digest: checked as it was then
         if not isinstance(saved, dict) or saved.get("header") != self.header:
-            old = saved.get("header", {}) if isinstance(saved, dict) else {}
             diff = sorted(k for k in self.header if old.get(k) != self.header[k])
             raise ValueError(f"checkpoint {str(self.checkpoint)!r} belongs to a different run (differs in {diff}); "
                              f"use another path or delete it")
@@ -394,10 +397,15 @@ class TuningRun:
 
 
 def _fingerprint(task: Task) -> dict[str, Any]:
-    """Enough of a task to tell whether a checkpoint was made on it."""
+    """Enough of a task to tell whether a checkpoint was made on it: its sizes and a digest of its train and
+    validation rows, labels and standardization (a sum of standardized features, once used here, is ~0 for
+    every dataset)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.mean, task.std):
+        digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return {"name": task.name, "rows": [len(task.x_train), len(task.x_val), len(task.x_test)],
             "features": task.n_features, "outputs": task.n_outputs,
-            "sum": round(float(task.x_train.double().sum()), 3)}
+            "sum": round(float(task.x_train.double().sum()), 3), "digest": digest.hexdigest()}
 
 
 def _positive(name: str, v: Any) -> float:
