@@ -68,7 +68,7 @@ class SavedModel:
     info: dict[str, Any]
 
     def features(self, data: Any) -> Tensor:
-        """Standardized float32 features (rows, n_features) for ``data``."""
+        """Standardized features (rows, n_features) for ``data``, in the model's dtype."""
         if isinstance(data, (str, os.PathLike)):
             data = _read_rows(os.fspath(data))
         if isinstance(data, Sequence) and data and isinstance(data[0], dict):
@@ -76,12 +76,13 @@ class SavedModel:
         else:
             x = torch.as_tensor(np.asarray(data.detach().cpu() if isinstance(data, Tensor) else data,
                                            dtype=np.float64))
-            if x.dim() == 1:
-                x = x[None]
+            if x.dim() == 1:  # one row, or for a one-feature model one value per row
+                x = x[:, None] if self.mean.numel() == 1 else x[None]
             if x.dim() != 2 or x.shape[1] != self.mean.numel():
                 raise ValueError(f"data must have {self.mean.numel()} feature columns (the encoded training "
                                  f"features); got shape {tuple(x.shape)}")
-        return ((x.double() - self.mean.double()) / self.std.double()).float()
+        dtype = next(self.model.parameters()).dtype  # float32, or what the tuner trained in (float64, ...)
+        return ((x.double() - self.mean.double()) / self.std.double()).to(dtype)
 
     def outputs(self, data: Any) -> Tensor:
         """The model's raw outputs (logits, or regression values) for ``data``."""

@@ -149,3 +149,20 @@ def test_a_tune_result_saves_a_best_pt_that_load_model_uses(tmp_path):
     from dataclasses import replace
     with pytest.raises(ValueError, match="does not carry its task"):
         replace(result, data=None).save(tmp_path / "x.pt")
+
+
+def test_a_float64_tuning_run_and_a_one_feature_model_predict(tmp_path):
+    """best.pt of a tuner that trained in float64 predicts (its features come in the model's dtype), and a
+    one-feature model reads a 1-D array as one value per row."""
+    from metahp_fast.tuners import RandomSearch
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 1))
+    y = (x[:, 0] > 0.2).astype(int)
+    res = RandomSearch(steps=20, hidden=(8,), dtype=torch.float64).run((x, y), 2, seed=0)
+    res.save(tmp_path / "f64.pt")
+    m = load_model(tmp_path / "f64.pt")
+    assert next(m.model.parameters()).dtype == torch.float64
+    with torch.no_grad():
+        want = res.best_model(m.features(x[:5]))
+    assert m.predict(x[:5, 0]) == [m.class_names[int(i)] for i in want.argmax(1)]
+    assert len(m.predict(x[:, 0])) == 120 and m.predict_proba(x[:3]).shape == (3, 2)
