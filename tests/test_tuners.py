@@ -168,6 +168,32 @@ def test_init_warm_starts_the_first_candidate(task):
     assert min(tpe.trials, key=lambda t: t["id"])["hparams"]["lr"] == pytest.approx(0.05, rel=1e-6)
 
 
+def test_init_takes_natural_values_and_refuses_what_it_cannot_center_on(task):
+    space = SearchSpace.default("sgd")
+    natural = {"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4}
+    res = RandomSearch(init=natural, init_mix=0.0, **SMALL).run(task, 2, seed=0)
+    first = min(res.trials, key=lambda t: t["id"])["hparams"]
+    assert first == pytest.approx(natural, rel=1e-6)
+    assert torch.allclose(RandomSearch(init=natural).init, space.to_unconstrained(natural)[0])
+    with pytest.raises(ValueError, match=r"init: .*needs \['lr', 'momentum', 'weight_decay'\]"):
+        RandomSearch(init={"lr": 0.05})
+    with pytest.raises(ValueError, match="init must be one u vector \\(3,\\), the center; got 2 rows"):
+        RandomSearch(init=[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])  # its second row was silently dropped
+    with pytest.raises(TypeError, match="init must be a u vector"):
+        RandomSearch(init="fast")
+
+
+def test_a_meta_learner_that_fixes_a_tuned_hyperparameter_centers_it_at_that_value(task):
+    """A learner whose space fixes momentum warm-starts a tuner that tunes it, at the fixed value (it raised a
+    KeyError mid-run)."""
+    from metahp_fast import Fixed
+    from metahp_fast.meta import MetaLearner
+    space = SearchSpace({"lr": LogUniform(1e-3, 1.0), "momentum": Fixed(0.8),
+                         "weight_decay": LogUniform(1e-6, 1e-2)}, optimizer="sgd")
+    res = RandomSearch(init=MetaLearner(space=space), init_mix=0.0, **SMALL).run(task, 2, seed=0)
+    assert min(res.trials, key=lambda t: t["id"])["hparams"]["momentum"] == pytest.approx(0.8, rel=1e-6)
+
+
 def test_a_warm_start_at_the_end_of_a_range_spreads_inside_it_without_copies(task):
     """Draws around a center at lr's upper end fold back inside the range (reflected, not clamped), so the
     initial candidates are distinct configurations, not several copies of the end point."""

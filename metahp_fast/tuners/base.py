@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Sequence, Union
+from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +35,7 @@ def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_siz
     """A meta-learner's prediction for ``task`` at this budget as ``u`` (d,) of ``space``: carried over through
     the natural values (integers rounded) and clipped to ``space``'s ranges, which may differ from its own."""
     values = meta.space.from_unconstrained(meta.predict_u(task, steps, batch_size), round_ints=True,
-                                           include_fixed=False)
+                                           include_fixed=True)  # a value it keeps fixed is the one it learned with
     values = {k: torch.as_tensor(values[k], dtype=torch.float64).reshape(1) for k in space.dims}
     return space.to_unconstrained(space.clip(values))[0]
 
@@ -107,7 +107,8 @@ class Tuner:
         hidden, activation, nesterov: the architecture and update rule of every candidate.
         steps: steps of one full training; batch_size: its minibatch size.
         objective: what to minimise on the validation split: ``"loss"`` or ``"error"`` (1 - accuracy).
-        init: a warm start: a center ``u`` (d,) for the initial candidates, or a meta-learner
+        init: a warm start: a center ``u`` (d,) for the initial candidates, natural values as a dict (``{"lr":
+            0.05, "momentum": 0.9, ...}``, every tuned hyperparameter of the space), or a meta-learner
             (:class:`~metahp_fast.meta.MetaLearner`, anything with ``predict_u(task, steps, batch_size)`` and a
             ``space``) whose prediction for each task tuned becomes the center. Spread by ``init_spread`` in u;
             ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
@@ -148,7 +149,7 @@ class Tuner:
                 raise ValueError(f"init: the meta-learner predicts {list(self.meta.space.dims)}, not {missing} of "
                                  f"this tuner's space; use a meta-learner trained for optimizer {opt!r} or pass "
                                  f"a u vector")
-        self.init = None if init is None or self.meta is not None else check_u("init", init, self.space)[0]
+        self.init = None if init is None or self.meta is not None else _check_init(init, self.space)
         self.init_spread = _positive("init_spread", init_spread)
         if not isinstance(init_mix, (int, float)) or isinstance(init_mix, bool) or not 0 <= init_mix < 1:
             raise ValueError(f"init_mix must be a fraction in [0, 1); got {init_mix!r}")
@@ -406,6 +407,24 @@ def _fingerprint(task: Task) -> dict[str, Any]:
     return {"name": task.name, "rows": [len(task.x_train), len(task.x_val), len(task.x_test)],
             "features": task.n_features, "outputs": task.n_outputs,
             "sum": round(float(task.x_train.double().sum()), 3), "digest": digest.hexdigest()}
+
+
+def _check_init(init: Any, space: SearchSpace) -> Tensor:
+    """A warm-start center: ``u`` (d,) as given, or natural values name -> number carried into ``u``."""
+    if isinstance(init, Mapping):
+        try:
+            return space.to_unconstrained({k: torch.as_tensor(v, dtype=torch.float64).reshape(1)
+                                           for k, v in init.items()})[0]
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"init: {e}") from None
+    try:
+        u = check_u("init", init, space)
+    except (TypeError, RuntimeError):
+        raise TypeError(f"init must be a u vector ({len(space.dims)},), a dict of natural values or a meta-learner; "
+                        f"got {type(init).__name__}") from None
+    if u.shape[0] != 1:
+        raise ValueError(f"init must be one u vector ({len(space.dims)},), the center; got {u.shape[0]} rows")
+    return u[0]
 
 
 def _positive(name: str, v: Any) -> float:
