@@ -94,6 +94,39 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(h.constant, g.constant)
 
 
+def test_a_damaged_or_edited_file_is_refused_at_load_and_predict_takes_names(tmp_path):
+    """Files that pass the version check but whose parts disagree fail at load with one message (they raised
+    KeyError, TypeError or RuntimeError, some only at predict); predict takes a dataset name like the tuners
+    and defaults to the learner's own optimizer."""
+    g = MetaLearner(config=TINY)
+    g.fit(_toy_tasks(2, steps=10), meta_steps=1)
+    g.save(tmp_path / "g.pt")
+    edits = {"no features": lambda d: d.pop("features"), "extra config": lambda d: d["config"].update(bogus=1),
+             "other hidden": lambda d: d["config"].update(hidden=32),
+             "short in_mean": lambda d: d["learner"].update(in_mean=torch.zeros(3)),
+             "no weights": lambda d: d.pop("learner")}
+    for what, edit in edits.items():
+        d = torch.load(tmp_path / "g.pt", weights_only=True)
+        edit(d)
+        torch.save(d, tmp_path / "edited.pt")
+        with pytest.raises(ValueError, match=r"path: .*edited\.pt' (is a damaged or edited|was made with other)"):
+            MetaLearner.load(tmp_path / "edited.pt")
+    assert MetaLearner.load(tmp_path / "g.pt").predict("iris") == g.predict(load_task("iris"))
+    with pytest.raises(ValueError, match="y must be None when x is a Task or a dataset name"):
+        g.predict("iris", np.zeros(3))
+
+
+def test_fit_on_a_trained_learner_says_meta_steps_is_a_total():
+    """meta_steps is the total to reach (so a killed run resumes to the same end); a learner that has done that
+    many already says so instead of returning untouched."""
+    g = MetaLearner(config=TINY)
+    g.fit(_toy_tasks(2, steps=10), meta_steps=2)
+    with pytest.raises(ValueError, match="meta_steps=2 is the total to reach, and this learner has done 2 already"):
+        g.fit(_toy_tasks(2, steps=10), meta_steps=2)
+    g.fit(_toy_tasks(2, steps=10), meta_steps=3)
+    assert g.meta_steps_done == 3
+
+
 def _center_objective(g, mts):
     """Mean validation loss at g's prediction over ``mts`` (fixed seeds)."""
     out = []

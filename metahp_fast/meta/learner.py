@@ -3,6 +3,7 @@ descent on the validation loss its hyperparameters reach, the gradient w.r.t. ``
 over one population per task and chained into the network by autograd."""
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 
 from ..hypergrad import es_hypergradient
 from ..search_space import SearchSpace
-from ..tasks import Task, from_arrays
+from ..tasks import Task, from_arrays, load_task
 from ..training import (TrainConfig, atomic_save, baseline_objective, check_space, derive_seed, u_bounds,
                         validation_objective)
 from .encoder import FEATURES, encode
@@ -113,19 +114,21 @@ class MetaLearner:
             return self.clamp(self.forward(encode(task, steps, batch_size, self.config.optimizer))).double()
 
     def predict(self, x: Any, y: Any = None, steps: int = 300, batch_size: int = 128,
-                optimizer: str = "sgd") -> dict[str, float]:
-        """Natural hyperparameters (name -> float, fixed ones included) for data ``(x, y)`` or a Task ``x``."""
-        if optimizer != self.config.optimizer:
+                optimizer: Optional[str] = None, kind: str = "auto") -> dict[str, float]:
+        """Natural hyperparameters (name -> float, fixed ones included) for data ``(x, y)``, a Task ``x`` or a
+        dataset name or file ``x`` (as tuners take them); ``optimizer`` (default: the learner's own) must be
+        the one it was meta-trained for; ``kind`` as for :func:`~metahp_fast.tasks.from_arrays`."""
+        if optimizer is not None and optimizer != self.config.optimizer:
             raise ValueError(f"optimizer={optimizer!r}, but this meta-learner was trained for "
                              f"{self.config.optimizer!r}")
-        if isinstance(x, Task):
+        if isinstance(x, (Task, str)):
             if y is not None:
-                raise ValueError("y must be None when x is a Task")
-            task = x
+                raise ValueError("y must be None when x is a Task or a dataset name")
+            task = x if isinstance(x, Task) else load_task(x, kind=kind)
         elif y is None:
-            raise ValueError("y is required when x is an array (or pass a Task as x)")
+            raise ValueError("y is required when x is an array (or pass a Task or a dataset name as x)")
         else:
-            task = from_arrays(x, y, name="predict")
+            task = from_arrays(x, y, name="predict", kind=kind)
         u = self.predict_u(task, steps, batch_size)
         return {k: float(v) for k, v in self.space.from_unconstrained(u, round_ints=True).items()}
 
@@ -151,9 +154,10 @@ class MetaLearner:
     def fit(self, tasks: Sequence[Union[MetaTask, Task]], meta_steps: int = 100,
             checkpoint: Optional[PathLike] = None, checkpoint_every: int = 10, progress: bool = False,
             plot: Optional[PathLike] = None) -> "MetaLearner":
-        """Meta-train on ``tasks`` (MetaTasks, or Tasks trained 100 steps of 64) for ``meta_steps`` steps of
-        ``meta_batch`` tasks each; with ``checkpoint``, save every ``checkpoint_every`` steps (atomically) and
-        resume from it if it exists; ``plot``: write the meta-training curve there."""
+        """Meta-train on ``tasks`` (MetaTasks, or Tasks trained 100 steps of 64) until ``meta_steps`` meta-steps
+        of ``meta_batch`` tasks each are done in all (a loaded learner counts the ones it has); with
+        ``checkpoint``, save every ``checkpoint_every`` steps (atomically) and resume from it if it exists;
+        ``plot``: write the meta-training curve there."""
         mts = _meta_tasks(tasks)
         for name, v in (("meta_steps", meta_steps), ("checkpoint_every", checkpoint_every)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -172,6 +176,9 @@ class MetaLearner:
                                  f"use another path or delete it")
             self._load_state(saved["learner"])
             opt.load_state_dict(saved["opt"])
+        elif self.meta_steps_done >= meta_steps:  # a loaded or pretrained learner: nothing would happen
+            raise ValueError(f"meta_steps={meta_steps} is the total to reach, and this learner has done "
+                             f"{self.meta_steps_done} already; pass more than {self.meta_steps_done} to train further")
         elif self.meta_steps_done == 0:
             self.in_mean = enc.mean(0)
             self.in_std = enc.std(0, unbiased=False).where(enc.std(0, unbiased=False) > 1e-3, torch.ones(()))
@@ -246,10 +253,15 @@ class MetaLearner:
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise ValueError(f"path: {str(path)!r} is not a version-{VERSION} meta-learner file "
                              f"(version {data.get('version') if isinstance(data, dict) else None!r})")
-        if data["features"] != list(FEATURES):
+        if data.get("features") != list(FEATURES):
             raise ValueError(f"path: {str(path)!r} was made with other encoder features; retrain it")
-        g = cls(SearchSpace.from_dict(data["space"]), MetaConfig(**data["config"]))
-        g._load_state(data["learner"])
+        try:
+            g = cls(SearchSpace.from_dict(data["space"]), MetaConfig(**data["config"]))
+            g._load_state(data["learner"])
+            g.predict_u(_probe_task(), 100, 64)  # weights, normalization and config agree: it can predict
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise ValueError(f"path: {str(path)!r} is a damaged or edited meta-learner file ({type(e).__name__}: "
+                             f"{e}); retrain it with `metahp-fast meta-train`") from None
         return g
 
     @classmethod
@@ -260,6 +272,16 @@ class MetaLearner:
             have = sorted(p.stem.split("_", 1)[1] for p in path.parent.glob("pretrained_*.pt"))
             raise ValueError(f"optimizer: no pretrained meta-learner for {optimizer!r}; available: {have}")
         return cls.load(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_task() -> Task:
+    """A small fixed classification task that a loaded learner predicts for, to prove its file whole."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 3, generator=gen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return from_arrays(x.numpy(), (x[:, 0] > 0).long().numpy(), name="probe")
 
 
 def _meta_tasks(tasks: Sequence[Union[MetaTask, Task]]) -> list[MetaTask]:
