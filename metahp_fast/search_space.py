@@ -127,6 +127,8 @@ class Uniform(Distribution):
         low, high = _number("low", self.low), _number("high", self.high)
         if low >= high:
             raise ValueError(f"{type(self).__name__} needs low < high; got low={low!r}, high={high!r}")
+        if not math.isfinite(high - low):
+            raise ValueError(f"{type(self).__name__} needs a finite width high - low; got low={low!r}, high={high!r}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
@@ -174,6 +176,8 @@ class IntUniform(Uniform):
                     isinstance(v, float) and v.is_integer()):
                 raise ValueError(f"IntUniform needs integer bounds; got {name}={v!r}")
             object.__setattr__(self, name, int(v))
+            if abs(getattr(self, name)) > 2 ** 53:
+                raise ValueError(f"IntUniform needs bounds within +-2**53 (exact as float64); got {name}={v!r}")
         if self.low >= self.high:
             raise ValueError(f"IntUniform needs low < high; got low={self.low!r}, high={self.high!r}")
 
@@ -182,6 +186,10 @@ class IntUniform(Uniform):
 
     def sample(self, n: int, gen: torch.Generator) -> Tensor:
         return torch.randint(self.low, self.high + 1, (n,), generator=gen).to(torch.float64)
+
+    def to_u(self, x: Tensor) -> Tensor:
+        a, b = self._range()  # the ends sit half a step inside the relaxation: keep them inside the logit's clamp
+        return torch.logit((x - a) / (b - a), eps=min(EDGE, 0.25 / (b - a)))
 
     def from_u(self, u: Tensor, round_ints: bool = False) -> Tensor:
         x = super().from_u(u)
@@ -295,7 +303,9 @@ class SearchSpace:
         return self.params[name]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SearchSpace) and (self.params, self.optimizer) == (other.params, other.optimizer)
+        """Equal distributions in the same order: the order fixes the columns of ``u``."""
+        return isinstance(other, SearchSpace) and (list(self.params.items()), self.optimizer) == (
+            list(other.params.items()), other.optimizer)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{n!r}: {d!r}" for n, d in self.params.items())

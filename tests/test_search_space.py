@@ -117,6 +117,22 @@ def test_int_rounding_only_when_asked_and_edges_stay_finite():
     assert space.from_unconstrained(ends)["m"][0].item() == pytest.approx(0.0, abs=1e-5)
 
 
+def test_int_ends_round_trip_over_any_width():
+    """The ends of a wide integer range come back as themselves (0..10**6 once gave 1 and 999999)."""
+    for low, high in ((0, 10), (-5, 5), (0, 10 ** 6), (1, 3 * 10 ** 6)):
+        d = IntUniform(low, high)
+        x = torch.tensor([low, low + 1, high - 1, high], dtype=torch.float64)
+        assert d.from_u(d.to_u(x), round_ints=True).tolist() == x.tolist()
+
+
+def test_spaces_differ_by_order_as_their_u_columns_do():
+    a = SearchSpace.default("sgd")
+    b = SearchSpace({k: a[k] for k in reversed(a.names)}, optimizer="sgd")
+    assert a != b and a == SearchSpace.default("sgd")
+    u = a.sample_u(1, seed=0)
+    assert a.from_unconstrained(u)["lr"] != b.from_unconstrained(u)["lr"]
+
+
 def test_clip():
     space = mixed_space()
     c = space.clip({"lr": [1e-9, 0.01, 5.0], "momentum": [-1.0, 0.5, 2.0], "width": [0.2, 4.4, 30.0],
@@ -140,7 +156,10 @@ def test_clip():
     (lambda: IntUniform(3, 3), "low=3"),
     (lambda: Fixed(float("nan")), "nan"),
     (lambda: Fixed("0.1"), "'0.1'"),
-], ids=["log0", "logneg", "logeq", "unif_order", "nan", "inf", "int_frac", "int_eq", "fixed_nan", "fixed_str"])
+    (lambda: Uniform(-1e308, 1e308), "finite width"),
+    (lambda: IntUniform(0, 10 ** 30), r"within \+-2\*\*53"),
+], ids=["log0", "logneg", "logeq", "unif_order", "nan", "inf", "int_frac", "int_eq", "fixed_nan", "fixed_str",
+        "unif_wide", "int_huge"])
 def test_invalid_distributions_raise_naming_the_value(make, bad):
     with pytest.raises(ValueError, match=bad):
         make()

@@ -305,6 +305,17 @@ def test_a_checkpoint_made_on_other_data_of_the_same_shape_is_refused(tmp_path):
     assert again.best_val == first.best_val
 
 
+def test_a_checkpoint_made_with_the_space_in_another_order_is_refused(task, tmp_path):
+    """The order of a space's hyperparameters fixes the columns of u: a run resumed with them reordered would
+    read every candidate's u wrongly."""
+    a = SearchSpace.default("sgd")
+    b = SearchSpace({k: a[k] for k in reversed(a.names)}, optimizer="sgd")
+    ckpt = tmp_path / "c.pt"
+    RandomSearch(a, **SMALL).run(task, 2, seed=0, checkpoint=ckpt)
+    with pytest.raises(ValueError, match=r"different run \(differs in \['order'\]\)"):
+        RandomSearch(b, **SMALL).run(task, 2, seed=0, checkpoint=ckpt)
+
+
 def test_error_objective_picks_by_accuracy(task):
     res = RandomSearch(objective="error", **SMALL).run(task, 6, seed=0)
     assert res.best_val["accuracy"] == max(t["val_accuracy"] for t in res.trials)

@@ -166,11 +166,14 @@ class MetaLearner:
         enc = torch.stack([encode(mt.task, mt.steps, mt.batch_size, cfg.optimizer).cpu() for mt in mts])
         base = torch.tensor([baseline_objective(mt.task) for mt in mts], dtype=torch.float64)
         header = {"version": VERSION, "config": _config_dict(cfg), "space": self.space.to_dict(),
+                  "order": list(self.space.names),
                   "tasks": [mt.task.name for mt in mts], "encodings": enc.sum().item()}
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         ckpt = None if checkpoint is None else Path(checkpoint)
         if ckpt is not None and ckpt.exists():
             saved = torch.load(ckpt, weights_only=False)
+            if isinstance(saved.get("header"), dict) and "order" not in saved["header"]:
+                header.pop("order")  # a checkpoint from before the space's order was recorded
             if saved.get("header") != header:
                 raise ValueError(f"checkpoint {str(ckpt)!r} belongs to a different meta-training run; "
                                  f"use another path or delete it")

@@ -225,7 +225,8 @@ class TuningRun:
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.cache: dict[str, Any] = {}  # per-process objects rounds may keep (never saved)
         self.header = {"version": CHECKPOINT_VERSION, "method": tuner.name, "settings": tuner.settings(),
-                       "config": self.config.to_dict(), "space": self.space.to_dict(), "objective": tuner.objective,
+                       "config": self.config.to_dict(), "space": self.space.to_dict(),
+                       "order": list(self.space.names), "objective": tuner.objective,
                        "init": None if init is None else init.tolist(), "seed": seed, "budget": budget,
                        "task": _fingerprint(task)}
         if tuner.folds > 1:  # left out otherwise, so checkpoints from before the option still resume
@@ -246,6 +247,8 @@ class TuningRun:
         old = saved.get("header", {}) if isinstance(saved, dict) else {}
         if isinstance(old, dict) and isinstance(old.get("task"), dict) and "digest" not in old["task"]:
             self.header["task"].pop("digest")  # a checkpoint from before the digest: checked as it was then
+        if isinstance(old, dict) and "order" not in old:
+            self.header.pop("order")  # nor the space's order (a dict compares without it)
         if not isinstance(saved, dict) or saved.get("header") != self.header:
             diff = sorted(k for k in self.header if old.get(k) != self.header[k])
             raise ValueError(f"checkpoint {str(self.checkpoint)!r} belongs to a different run (differs in {diff}); "
