@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-import torch
+if __package__ in (None, ""):  # run as a file: make ``benchmarks`` importable from the repository root
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
 
 #: per parameter element: reads + writes of the parameter (2 + 1) and of each optimizer-state tensor (1 + 1)
 TRAFFIC = {"sgd": 3 + 2, "adamw": 3 + 4}
@@ -108,7 +113,7 @@ def report(layers: Sequence[int], batch: int, K: int, optimizer: str, bandwidth:
 def cpu_note(K: int = 64, steps: int = 30, repeats: int = 5) -> dict:
     """The torch backend's achieved GFLOP/s at the digits shape against a large torch.mm on this machine
     (best of ``repeats`` blocks of ``steps`` steps, best of the mm too: the least disturbed runs)."""
-    from .common import Case, make_batches, make_stepper, time_steps
+    from benchmarks.common import Case, make_batches, make_stepper, time_steps
     case = Case("digits", K)
     stepper, batches = make_stepper("torch", case, "cpu"), itertools.cycle(make_batches(case, "cpu"))
     time_steps(stepper, batches, "cpu", 5)
@@ -120,7 +125,7 @@ def cpu_note(K: int = 64, steps: int = 30, repeats: int = 5) -> dict:
 
 
 def main(argv=None) -> None:
-    from .common import SHAPES
+    from benchmarks.common import SHAPES
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="mnist")
     ap.add_argument("--layers", type=int, nargs="+", help="widths, overriding --shape")

@@ -60,3 +60,14 @@ def test_workspace_speed_measures_both_variants(capsys, monkeypatch):
     for reuse in (False, True):
         ws_speed.stepper(make_population(case, "torch", "cpu"), reuse)(x, y)
     assert len(made) == 1 and made[0]._buffers  # only the reuse variant made one, and its step filled it
+
+
+@pytest.mark.parametrize("script", ["gpu_check", "kernel_configs", "meta_headroom", "meta_train", "profile_fused",
+                                    "quality", "roofline", "selection_floor", "workspace_speed"])
+def test_every_script_runs_as_a_file_and_as_a_module(script):
+    """``python benchmarks/X.py --help`` and ``python -m benchmarks.X --help`` both work (roofline's relative
+    imports once failed as a file)."""
+    for cmd in ([sys.executable, f"benchmarks/{script}.py", "--help"], [sys.executable, "-m", f"benchmarks.{script}",
+                                                                         "--help"]):
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, proc.stderr[-2000:]
