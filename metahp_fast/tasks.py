@@ -527,10 +527,11 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
             if col["categories"] is None:
                 col["fill"] = float(med[col["index"]])
     x_t = torch.as_tensor(x)
-    mean = x_t[tr].mean(0)
-    std = x_t[tr].std(0, unbiased=False)
+    x_tr = x_t[tr]  # gathered once: on 10^5 x 10^3 data each gather and pass is a tenth of a second
+    mean = x_tr.mean(0)
+    std = x_tr.std(0, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))
-    xs = [((x_t[p] - mean) / std).float() for p in parts]
+    xs = [(x_tr if i == 0 else x_t[p]).sub_(mean).div_(std).float() for i, p in enumerate(parts)]  # in place
     y_mean = y_std = None
     if y_t is not None:
         ys = [y_t[p] for p in parts]
