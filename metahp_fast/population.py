@@ -288,8 +288,9 @@ class Population:
             idx = batches.take(end - t)
             lrs = (None if schedule is None else schedule(t, base_lr).unsqueeze(0) if end - t == 1
                    else torch.stack([schedule(s, base_lr) for s in range(t, end)]))
-            if callable(lr_schedule) and not bool(((lrs >= 0) & torch.isfinite(lrs)).all()):  # one check a span
-                bad = int((~((lrs >= 0) & torch.isfinite(lrs))).any(1).nonzero()[0]) + t
+            ok = None if not callable(lr_schedule) else (lrs >= 0) & torch.isfinite(lrs)
+            if ok is not None and not bool(ok.all()):  # one check (one host sync) a span
+                bad = int((~ok).any(1).nonzero()[0]) + t
                 raise ValueError(f"lr_schedule returned a negative or non-finite learning rate for step {bad} "
                                  f"({self.steps_done} steps trained so far, none after them); it must return "
                                  "finite values >= 0")

@@ -394,7 +394,7 @@ def test_budget_too_small_for_the_method(task):
                                 (Hyperband(**SMALL), 3, "budget=3 is too small for Hyperband with rungs=4: its 4 "
                                  "brackets share the budget equally .* give at least 4$"),
                                 (RandomSearch(**SMALL), 0, "positive"),
-                                (RandomSearch(**SMALL), 0.5, "random search trains whole candidates.* at least 1$"),
+                                (RandomSearch(**SMALL), 0.5, "for random search: it trains whole candidates.* at least 1$"),
                                 (RandomSearch(folds=2, **SMALL), 1.5, r"at least 2 \(with folds=2 every"),
                                 (Hyperband(folds=2, **SMALL), 7, r"at least 8 \(with folds=2")):
         with pytest.raises(ValueError, match=said):
@@ -405,7 +405,7 @@ def test_budget_too_small_for_the_method(task):
         PBT(size=8, **SMALL).run(task, 4, seed=0)
     assert Hyperband(**SMALL).run(task, 4, seed=0).cost_steps <= 4 * SMALL["steps"]  # the least it takes
     if optuna_available():  # a fraction of a training never buys a TPE trial past the budget
-        with pytest.raises(ValueError, match="every TPE trial trains one candidate the full steps; give at least 1"):
+        with pytest.raises(ValueError, match="for TPE: every trial trains one candidate the full steps; give at least 1"):
             TPE(**SMALL).check_budget(0.5)
     reg = load_task("teacher:n_classes=0,n_samples=100", seed=0)
     with pytest.raises(ValueError, match="objective='error' needs a classification task"):

@@ -181,9 +181,10 @@ class Tuner:
             raise ValueError(f"budget must be a positive number of full trainings; got {budget!r}")
 
     def require_trainings(self, budget: float, n: int, why: str) -> None:
-        """A ValueError naming ``budget`` if it plans fewer than ``n`` full trainings (``why``: what needs them)."""
+        """A ValueError naming ``budget`` if it plans fewer than ``n`` full trainings (``why``: "for <the tuner>:
+        <what needs them>")."""
         if self.plan_budget(budget) < n:
-            raise ValueError(f"budget={budget} is too small: {why}; give at least {n * self.folds}"
+            raise ValueError(f"budget={budget} is too small {why}; give at least {n * self.folds:g}"
                              f"{self.budget_note()}")
 
     def plan_budget(self, budget: float) -> float:
@@ -402,8 +403,8 @@ class TuningRun:
 
 def _fingerprint(task: Task) -> dict[str, Any]:
     """Enough of a task to tell whether a checkpoint was made on it: its sizes and a digest of its train and
-    validation rows, labels and standardization (a sum of standardized features, once used here, is ~0 for
-    every dataset)."""
+    validation rows, labels and standardization. The sum of its standardized features, ~0 for every dataset,
+    stays only so that checkpoints made before the digest still compare."""
     digest = hashlib.blake2b(digest_size=16)
     for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.mean, task.std):
         digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())

@@ -36,9 +36,8 @@ class ESGradient(Tuner):
 
     def check_budget(self, budget: float) -> None:
         super().check_budget(budget)
-        if self.plan_budget(budget) < 2 * self.n_pairs + 1:
-            raise ValueError(f"budget={budget} is too small for ES with n_pairs={self.n_pairs}: one iteration "
-                             f"trains {2 * self.n_pairs + 1} candidates{self.budget_note()}")
+        n = 2 * self.n_pairs + 1
+        self.require_trainings(budget, n, f"for ES with n_pairs={self.n_pairs}: one iteration trains {n} candidates")
 
     def _start(self, run: TuningRun) -> None:
         iterations = int(run.plan_budget // (2 * self.n_pairs + 1))  # >= 1: run() checked the budget

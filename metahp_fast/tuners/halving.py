@@ -106,11 +106,8 @@ class Hyperband(SuccessiveHalving):
 
     def check_budget(self, budget: float) -> None:
         Tuner.check_budget(self, budget)
-        need = self.rungs * self.folds  # every bracket's share trains at least one candidate the full steps
-        if budget < need:
-            raise ValueError(f"budget={budget} is too small for Hyperband with rungs={self.rungs}: its {self.rungs} "
-                             f"brackets share the budget equally and each trains at least one candidate the full "
-                             f"steps; give at least {need}{self.budget_note()}")
+        self.require_trainings(budget, self.rungs, f"for Hyperband with rungs={self.rungs}: its {self.rungs} brackets "
+                               "share the budget equally and each trains at least one candidate the full steps")
         super().check_budget(budget)
 
     def _plans(self, budget: float) -> list[list[tuple[int, int]]]:

@@ -11,7 +11,7 @@ class RandomSearch(Tuner):
 
     def check_budget(self, budget: float) -> None:
         super().check_budget(budget)
-        self.require_trainings(budget, 1, "random search trains whole candidates, each the full steps")
+        self.require_trainings(budget, 1, "for random search: it trains whole candidates, each the full steps")
 
     def _start(self, run: TuningRun) -> None:
         n = int(run.plan_budget)  # >= 1: run() checked the budget

@@ -61,7 +61,7 @@ class TPE(Tuner):
 
     def check_budget(self, budget: float) -> None:
         super().check_budget(budget)
-        self.require_trainings(budget, 1, "every TPE trial trains one candidate the full steps")
+        self.require_trainings(budget, 1, "for TPE: every trial trains one candidate the full steps")
 
     def _start(self, run: TuningRun) -> None:
         run.state.update(n_trials=int(run.plan_budget), told=[])  # >= 1: run() checked the budget
