@@ -22,7 +22,8 @@ from benchmarks.meta_train import N_VALIDATION, VALIDATION_OFFSET  # noqa: E402
 from metahp_fast.meta import HELD_OUT, MetaLearner, MetaTask, TaskDistribution  # noqa: E402
 from metahp_fast.quality import META_TASKS  # noqa: E402
 from metahp_fast.tasks import load_task  # noqa: E402
-from metahp_fast.training import TrainConfig, baseline_objective, validation_objective  # noqa: E402
+from metahp_fast.training import TrainConfig, validation_objective  # noqa: E402
+from metahp_fast.objectives import baseline_objective
 
 ROOT = Path(__file__).resolve().parent.parent
 N_RANDOM, RANDOM_SEED, CLIP = 64, 123, 1.5

@@ -21,7 +21,8 @@ import torch
 
 from metahp_fast.meta import HELD_OUT, MetaLearner, TaskDistribution
 from metahp_fast.meta.train import DEFAULT_CONFIG, META_STEPS, N_CONSTANT, N_TASKS, meta_train
-from metahp_fast.training import TrainConfig, baseline_objective, validation_objective
+from metahp_fast.training import TrainConfig, validation_objective
+from metahp_fast.objectives import baseline_objective
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "metahp_fast" / "meta"

@@ -24,7 +24,7 @@ from metahp_fast import LogUniform, MetaLearner, SearchSpace, Uniform
 from metahp_fast.quality import (ALL_METHODS, DEFAULT_TASKS, META_METHODS, META_TASKS, METHODS, HarnessTask,
                                  run_harness, summarize, write)
 from metahp_fast.tasks import load_task
-from metahp_fast.training import model_metrics
+from metahp_fast.objectives import model_metrics
 from metahp_fast.validation import check_device
 from metahp_fast.tuners import SuccessiveHalving
 

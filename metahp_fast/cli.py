@@ -284,7 +284,7 @@ def train(args: argparse.Namespace) -> int:
     from . import Population, SearchSpace
     from .model_file import save_model
     from .tasks import load_task
-    from .training import model_metrics
+    from .objectives import model_metrics
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]
     try:
@@ -334,7 +334,8 @@ def tune(args: argparse.Namespace) -> int:
     from .plots import plot_hparams, plot_learning_curves
     from .search_space import SearchSpace
     from .tasks import load_task
-    from .training import json_safe, model_metrics
+    from .files import json_safe
+    from .objectives import model_metrics
     from .tuners import TUNERS
 
     hidden = [w for group in (args.hidden or [[128]]) for w in group]

@@ -17,9 +17,9 @@ from torch import Tensor
 
 from .backends.torch_backend import forward, functional_step, loss_only
 from .population import Population
-from .search_space import SearchSpace
+from .search_space import SearchSpace, check_u, hparams_from_u
 from .tasks import Task
-from .training import TrainConfig, check_u, fit_batch_indices, hparams_from_u, prepare_task
+from .training import TrainConfig, fit_batch_indices, prepare_task
 
 
 @dataclass

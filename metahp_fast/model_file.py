@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .tasks import MISSING, MISSING_CATEGORY, Task, csv_rows
-from .training import atomic_save
+from .files import atomic_save
 
 PathLike = Union[str, os.PathLike]
 

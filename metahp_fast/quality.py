@@ -21,7 +21,9 @@ import torch
 
 from .search_space import SearchSpace
 from .tasks import Task, load_task
-from .training import TrainConfig, fit, json_safe, make_population, prepare_task, model_metrics
+from .training import TrainConfig, fit, make_population, prepare_task
+from .files import json_safe
+from .objectives import model_metrics
 from .tuners import TUNERS, optuna_available
 from .validation import check_device
 

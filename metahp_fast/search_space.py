@@ -395,4 +395,31 @@ class SearchSpace:
         return cls(params, optimizer=data.get("optimizer"))
 
 
-__all__ = ["Distribution", "LogUniform", "Uniform", "IntUniform", "Fixed", "SearchSpace", "EDGE"]
+
+def check_u(name: str, u: Any, space: SearchSpace) -> Tensor:
+    """``u`` as a float64 (n, d) tensor of finite values for ``space``."""
+    t = torch.as_tensor(u, dtype=torch.float64).detach()
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    d = len(space.dims)
+    if t.dim() != 2 or t.shape[1] != d or t.shape[0] == 0:
+        raise ValueError(f"{name} must have shape ({d},) or (n, {d}) for dims {list(space.dims)}; "
+                         f"got {tuple(torch.as_tensor(u).shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must hold finite values; got {t.tolist()}")
+    return t
+
+
+
+def hparams_from_u(space: SearchSpace, u: Tensor) -> dict[str, Tensor]:
+    """Rows of ``u`` (n, d) -> natural hyperparameters name -> (n,) float64, fixed ones included, ints rounded."""
+    return {k: v.detach().double() for k, v in space.from_unconstrained(u, round_ints=True).items()}
+
+
+
+def u_bounds(space: SearchSpace) -> tuple[Tensor, Tensor]:
+    """(low, high) of ``u`` (d,): the images of every range's ends."""
+    ends = [space[n].to_u(torch.tensor(space[n].bounds(), dtype=torch.float64)) for n in space.dims]
+    return torch.stack([e[0] for e in ends]), torch.stack([e[1] for e in ends])
+
+__all__ = ["check_u", "hparams_from_u", "u_bounds", "Distribution", "LogUniform", "Uniform", "IntUniform", "Fixed", "SearchSpace", "EDGE"]

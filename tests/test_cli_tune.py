@@ -299,7 +299,7 @@ def test_diverged_candidates_are_counted_and_the_report_is_strict_json(tmp_path,
     board = cli._tune_leaderboard(result, top=5)
     assert board.startswith("leaderboard of the 1 candidates trained the full 30 steps (4 trained in all, "
                             "2 diverged)")
-    from metahp_fast.training import json_safe
+    from metahp_fast.files import json_safe
     safe = json_safe({"trials": trials, "x": (1.0, float("-inf"))})
     assert [t["val_loss"] for t in safe["trials"]] == [0.5, None, None, 0.9] and safe["x"] == [1.0, None]
     out = tmp_path / "o"

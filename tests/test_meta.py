@@ -287,7 +287,8 @@ def test_meta_headroom_script_scores_g_against_random_configurations(tmp_path, c
     """benchmarks/meta_headroom.py at a tiny size: both tables, one row per task, and g's number is the one a
     separate training of g's prediction alone gives."""
     from benchmarks import meta_headroom
-    from metahp_fast.training import baseline_objective, validation_objective
+    from metahp_fast.training import validation_objective
+    from metahp_fast.objectives import baseline_objective
     out = tmp_path / "h.md"
     assert meta_headroom.main(["--out", str(out), "--unseen", "2", "--random", "4", "--seeds", "1"]) == 0
     md = out.read_text()

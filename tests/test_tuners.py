@@ -8,7 +8,8 @@ from torch import nn
 
 from metahp_fast import LogUniform, Population, SearchSpace, Uniform
 from metahp_fast.tasks import load_task
-from metahp_fast.training import make_population, objective_values, model_metrics
+from metahp_fast.training import make_population
+from metahp_fast.objectives import objective_values, model_metrics
 from metahp_fast.tuners import (PBT, TPE, TUNERS, ESGradient, Hyperband, RandomSearch, SuccessiveHalving,
                                 copy_candidates, optuna_available, rung_plan)
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
@@ -206,7 +207,7 @@ def test_a_warm_start_at_the_end_of_a_range_spreads_inside_it_without_copies(tas
     assert all(space["lr"].low <= v <= top * (1 + 1e-6) for v in lrs)
     assert sum(v == pytest.approx(top, rel=1e-6) for v in lrs) == 1 and len(set(lrs)) == len(lrs)
     # the fold itself: a draw past an end lands as far inside it; a draw past both ends is clamped
-    from metahp_fast.training import u_bounds
+    from metahp_fast.search_space import u_bounds
     from metahp_fast.tuners.base import TuningRun
     run = TuningRun.__new__(TuningRun)
     run.space = space

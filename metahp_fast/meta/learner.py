@@ -16,10 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from ..hypergrad import es_hypergradient
-from ..search_space import SearchSpace
+from ..search_space import SearchSpace, u_bounds
 from ..tasks import Task, from_arrays, load_task
-from ..training import (TrainConfig, atomic_save, baseline_objective, check_space, derive_seed, u_bounds,
-                        validation_objective)
+from ..training import TrainConfig, check_space, validation_objective
+from ..files import atomic_save
+from ..objectives import baseline_objective
+from ..seeds import derive_seed
 from .encoder import FEATURES, encode
 from .tasks_distribution import MetaTask, check_not_held_out
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..tasks import FAMILIES, Task, from_arrays, load_task
-from ..training import derive_seed
+from ..seeds import derive_seed
 
 #: Datasets kept out of meta-training, for the held-out evaluation.
 HELD_OUT = ("wine", "breast_cancer", "iris")

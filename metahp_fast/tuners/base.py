@@ -20,11 +20,13 @@ from torch import Tensor, nn
 
 from ..backends import resolve_name
 from ..population import Population
-from ..search_space import SearchSpace
+from ..search_space import SearchSpace, check_u, u_bounds
 from ..tasks import Task
-from ..training import (OBJECTIVES, TaskLike, TrainConfig, as_task, atomic_save, check_objective, check_space,
-                        check_u, derive_seed, fit, make_population, objective_values, population_from_state,
-                        prepare_task, u_bounds)
+from ..training import (TaskLike, TrainConfig, as_task, check_space, fit, make_population, population_from_state,
+                        prepare_task)
+from ..objectives import OBJECTIVES, check_objective, objective_values
+from ..files import atomic_save
+from ..seeds import derive_seed
 from ..validation import check_device
 from .cross_validation import FoldedPopulation, check_folds, fold_tasks, mean_metrics
 

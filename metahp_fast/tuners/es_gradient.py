@@ -9,7 +9,8 @@ from torch import Tensor
 
 from ..hypergrad import es_hypergradient
 from ..search_space import SearchSpace
-from ..training import baseline_objective, make_population
+from ..training import make_population
+from ..objectives import baseline_objective
 from .base import Tuner, TuningRun, _positive
 
 

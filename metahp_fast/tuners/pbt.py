@@ -8,8 +8,7 @@ import torch
 from torch import Tensor
 
 from ..population import Population
-from ..search_space import SearchSpace
-from ..training import hparams_from_u
+from ..search_space import SearchSpace, hparams_from_u
 from .base import Tuner, TuningRun, _positive
 from .cross_validation import FoldedPopulation
 

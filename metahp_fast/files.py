@@ -1,0 +1,105 @@
+"""Files the product writes: JSON that strict parsers read, atomic replacement, and tensor files that load
+with ``torch.load(weights_only=True)`` (tensors and plain JSON-compatible values only, so loading one can never
+run code)."""
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (a diverged candidate's loss, an empty interval) as None, which
+    strict JSON can hold (write with ``allow_nan=False``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> None:
+    """torch.save into a temporary file next to ``path``, then rename it over ``path`` in one step."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:  # a fresh name, created with the mode any new file gets (0o666 less the umask, which the
+        tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"  # kernel applies: no umask toggling)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+#: Version of the tensor-file layout written by :func:`save_file`; a file of another version is refused.
+FORMAT_VERSION = 2
+_PLAIN = (str, int, float, bool, type(None))
+
+
+class UnsafeFileError(ValueError):
+    """A file that needs Python's pickle to load (an earlier metahp_fast format, or not one of ours)."""
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Refuse anything but tensors and JSON-compatible values, so that the file loads with weights_only=True."""
+    if isinstance(obj, (torch.Tensor,) + _PLAIN):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: keys must be str or int; got {type(k).__name__}")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"{where}: only tensors and JSON-compatible values can be saved; got {type(obj).__name__}")
+
+
+def save_file(path: Union[str, os.PathLike], kind: str, payload: dict[str, Any]) -> None:
+    """Atomically write ``payload`` (tensors and JSON-compatible values) as a ``kind`` file of this format."""
+    _check_plain(payload, kind)
+    atomic_save({"format": "metahp_fast", "kind": kind, "version": FORMAT_VERSION, **payload}, path)
+
+
+def load_file(path: Union[str, os.PathLike], kind: str, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a ``kind`` file written by :func:`save_file` with ``torch.load(weights_only=True)``: nothing in it
+    can run code. A pickled file (an earlier format) is refused with what to do; so is another kind or version."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError or RuntimeError for both cases below
+        text = str(e)
+        if "GLOBAL" in text or "global" in text:  # a pickled object (a class or function reference), refused
+            raise UnsafeFileError(
+                f"{path} holds pickled Python objects, which could run code when loaded, so it is refused. A file "
+                f"written by metahp_fast before format {FORMAT_VERSION} can be converted once, if you trust where it "
+                f"came from: metahp-fast upgrade {path} --trust") from None
+        raise ValueError(f"{path} is not a readable metahp_fast {kind} file (damaged, truncated or another "
+                         f"format: {type(e).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != "metahp_fast":
+        raise ValueError(f"{path} is not a metahp_fast file")
+    if obj.get("kind") != kind:
+        raise ValueError(f"{path} is a metahp_fast {obj.get('kind')!r} file, not a {kind!r} file")
+    if obj.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has format version {obj.get('version')!r}; this metahp_fast reads version "
+                         f"{FORMAT_VERSION}")
+    return obj
