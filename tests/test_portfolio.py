@@ -5,14 +5,17 @@ import pytest
 import torch
 
 from metahp_fast import SearchSpace
-from metahp_fast.meta.portfolio import (MetaDataset, StaticPortfolio, constant_portfolio, greedy_portfolio,
-                                        normalize, portfolio_score)
+from metahp_fast.meta.metadataset import MetaDataset
+from metahp_fast.meta.metadataset import normalize
+from metahp_fast.meta.portfolio import (StaticPortfolio, constant_portfolio, greedy_portfolio,
+                                        portfolio_score)
 
 
 def _meta(d=7, m=11, seed=0):
     space = SearchSpace.default("adamw")
     g = torch.Generator().manual_seed(seed)
-    val = torch.rand(d, m, generator=g, dtype=torch.float64) + 0.1
+    val = torch.rand(d, 3, m, generator=g, dtype=torch.float64) + 0.1
+    val[0, 2] = math.nan  # dataset 0 has two folds
     return MetaDataset(space, space.sample_u(m, seed=seed), [f"ds{i}" for i in range(d)], val, val + 0.05)
 
 
@@ -63,14 +66,16 @@ def test_propose_gives_k_configurations_inside_the_space():
 def test_meta_dataset_checks_shapes_and_round_trips_through_a_safe_file(tmp_path):
     meta = _meta()
     with pytest.raises(ValueError, match="val must have shape"):
-        MetaDataset(meta.space, meta.u, meta.datasets, meta.val[:, :3])
+        MetaDataset(meta.space, meta.u, meta.datasets, meta.val[:, :, :3])
+    assert torch.equal(meta.fold_mean()[0], meta.val[0, :2].mean(0)) and torch.equal(meta.fold_mean()[1],
+                                                                                      meta.val[1].mean(0))
     with pytest.raises(ValueError, match="datasets"):
         MetaDataset(meta.space, meta.u, ["a", "a"] + meta.datasets[2:], meta.val)
     path = tmp_path / "meta.pt"
     meta.save(path)
     torch.load(path, weights_only=True)  # tensors and JSON values only
     back = MetaDataset.load(path)
-    assert back.datasets == meta.datasets and torch.equal(back.val, meta.val) and torch.equal(back.u, meta.u)
+    assert back.datasets == meta.datasets and torch.equal(back.val.nan_to_num(), meta.val.nan_to_num()) and torch.equal(back.u, meta.u)
     sub = meta.subset(["ds3", "ds1"])
     assert torch.equal(sub.val, meta.val[[3, 1]]) and torch.equal(sub.test, meta.test[[3, 1]])
     with pytest.raises(ValueError, match="not in this meta-dataset"):

@@ -8,88 +8,12 @@ given, which a conditioned portfolio (a meta-learner g(task, budget, k)) uses.""
 from __future__ import annotations
 
 import math
-import os
-from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
-from ..files import load_file, save_file
-from ..search_space import SearchSpace, check_u
-
-PathLike = Union[str, os.PathLike]
-
-
-@dataclass
-class MetaDataset:
-    """Losses of M configurations (rows of ``u`` in ``space``'s unconstrained coordinates) on D datasets.
-
-    ``val`` and ``test``: (D, M) losses, each a mean over the dataset's folds (so small test splits do not
-    decide); a diverged configuration reads inf or nan."""
-
-    space: SearchSpace
-    u: Tensor
-    datasets: list[str]
-    val: Tensor
-    test: Optional[Tensor] = None
-
-    def __post_init__(self) -> None:
-        self.u = check_u("u", self.u, self.space)
-        m, d = self.u.shape[0], len(self.datasets)
-        if d == 0 or len(set(self.datasets)) != d:
-            raise ValueError(f"datasets must be non-empty distinct names; got {self.datasets!r}")
-        for name in ("val", "test"):
-            t = getattr(self, name)
-            if t is None:
-                continue
-            t = torch.as_tensor(t, dtype=torch.float64)
-            if t.shape != (d, m):
-                raise ValueError(f"{name} must have shape (datasets, configurations) = ({d}, {m}); "
-                                 f"got {tuple(t.shape)}")
-            setattr(self, name, t)
-
-    def normalized(self, which: str = "val") -> Tensor:
-        """(D, M) losses mapped per dataset to (loss - best) / (median - best): 0 is the dataset's best
-        configuration, 1 its median one; a diverged configuration counts as the dataset's worst."""
-        if which not in ("val", "test") or getattr(self, which) is None:
-            raise ValueError(f"which must be 'val' or 'test' (one this meta-dataset holds); got {which!r}")
-        return normalize(getattr(self, which))
-
-    def subset(self, datasets: Sequence[str]) -> "MetaDataset":
-        """The same configurations on some of the datasets (e.g. the meta-training groups)."""
-        missing = [n for n in datasets if n not in self.datasets]
-        if missing:
-            raise ValueError(f"datasets not in this meta-dataset: {missing}")
-        rows = [self.datasets.index(n) for n in datasets]
-        return MetaDataset(self.space, self.u, list(datasets), self.val[rows],
-                           None if self.test is None else self.test[rows])
-
-    def save(self, path: PathLike) -> None:
-        """A safe tensor file (loads with ``torch.load(weights_only=True)``)."""
-        save_file(path, "meta-dataset", {"space": self.space.to_dict(), "u": self.u, "datasets": self.datasets,
-                                         "val": self.val, "test": self.test})
-
-    @classmethod
-    def load(cls, path: PathLike) -> "MetaDataset":
-        f = load_file(path, "meta-dataset")
-        return cls(SearchSpace.from_dict(f["space"]), f["u"], list(f["datasets"]), f["val"], f["test"])
-
-
-def normalize(losses: Tensor) -> Tensor:
-    """(D, M) -> per row (loss - min) / (median - min), non-finite entries first set to the row's worst finite
-    loss; a row whose median equals its best divides by 1 instead."""
-    x = torch.as_tensor(losses, dtype=torch.float64).clone()
-    if x.dim() != 2 or x.shape[1] == 0:
-        raise ValueError(f"losses must have shape (datasets, configurations); got {tuple(x.shape)}")
-    finite = torch.isfinite(x)
-    if not finite.any(1).all():
-        raise ValueError("every dataset needs at least one configuration with a finite loss")
-    worst = torch.where(finite, x, torch.full_like(x, -math.inf)).amax(1, keepdim=True)
-    x = torch.where(finite, x, worst)
-    best, median = x.amin(1, keepdim=True), x.median(1, keepdim=True).values
-    scale = torch.where(median > best, median - best, torch.ones_like(best))
-    return (x - best) / scale
+from .metadataset import MetaDataset, normalize
 
 
 def greedy_portfolio(norm: Tensor, k: int) -> list[int]:
@@ -146,5 +70,5 @@ def _check_k(k: Any, available: int) -> None:
         raise ValueError(f"k must be an int from 1 to {available} (the configurations available); got {k!r}")
 
 
-__all__ = ["MetaDataset", "normalize", "greedy_portfolio", "constant_portfolio", "portfolio_score",
+__all__ = ["normalize", "greedy_portfolio", "constant_portfolio", "portfolio_score",
            "StaticPortfolio"]
