@@ -81,7 +81,7 @@ def test_bad_rows_and_files_say_what_is_wrong(tuned, tmp_path):
     with pytest.raises(ValueError, match="is not a model file"):
         load_model(tuned / "people.csv")
     torch.save({"something": 1}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="no model and mean/std"):
+    with pytest.raises(ValueError, match="it is not a metahp_fast file"):
         load_model(tmp_path / "other.pt")
     (tmp_path / "dup.csv").write_text("age,city,income,income\n30,Rome,51.0,49.0\n")
     with pytest.raises(ValueError, match=r"names \['income'\] more than once; the model finds its columns by name"):
@@ -93,7 +93,7 @@ def test_a_builtin_model_takes_arrays_and_regression_returns_values(tmp_path):
                      "--out", str(tmp_path / "iris.pt")]) == 0
     g = load_model(tmp_path / "iris.pt")
     assert g.columns is None and g.predict(np.zeros(4))[0] in g.class_names
-    with pytest.raises(ValueError, match="only a model trained on a CSV file keeps"):
+    with pytest.raises(ValueError, match="only a model trained on a CSV file or a DataFrame keeps"):
         g.predict([{"a": 1}])
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 3))
@@ -164,5 +164,6 @@ def test_a_float64_tuning_run_and_a_one_feature_model_predict(tmp_path):
     assert next(m.model.parameters()).dtype == torch.float64
     with torch.no_grad():
         want = res.best_model(m.features(x[:5]))
-    assert m.predict(x[:5, 0]) == [m.class_names[int(i)] for i in want.argmax(1)]
+    assert m.predict(x[:5, 0]) == [int(i) for i in want.argmax(1)]  # int labels come back as ints
+    assert m.labels == [0, 1] and m.class_names == ["0", "1"]
     assert len(m.predict(x[:, 0])) == 120 and m.predict_proba(x[:3]).shape == (3, 2)
