@@ -1,6 +1,6 @@
 """Files the product writes: JSON that strict parsers read, atomic replacement, and tensor files that load
 with ``torch.load(weights_only=True)`` (tensors and plain JSON-compatible values only, so loading one can never
-run code)."""
+run code); :func:`upgrade` converts a file of the earlier, pickled format once, knowingly."""
 from __future__ import annotations
 
 import math
@@ -75,6 +75,9 @@ def _check_plain(obj: Any, where: str) -> None:
 
 def save_file(path: Union[str, os.PathLike], kind: str, payload: dict[str, Any]) -> None:
     """Atomically write ``payload`` (tensors and JSON-compatible values) as a ``kind`` file of this format."""
+    reserved = sorted({"format", "kind", "version"} & set(payload))
+    if reserved:
+        raise ValueError(f"payload: the keys {reserved} are the file's own header; name them otherwise")
     _check_plain(payload, kind)
     atomic_save({"format": "metahp_fast", "kind": kind, "version": FORMAT_VERSION, **payload}, path)
 
@@ -95,6 +98,9 @@ def load_file(path: Union[str, os.PathLike], kind: str, map_location: Any = "cpu
                 f"came from: metahp-fast upgrade {path} --trust") from None
         raise ValueError(f"{path} is not a readable metahp_fast {kind} file (damaged, truncated or another "
                          f"format: {type(e).__name__})") from None
+    if _legacy_kind(obj) == "tuner-checkpoint":
+        raise ValueError(f"{path} is a tuning checkpoint written by an earlier metahp_fast version, which cannot "
+                         "be converted: delete it and rerun the tuning (it starts over)")
     if _legacy_kind(obj) is not None or (isinstance(obj, dict) and "format" not in obj and "version" in obj):
         raise ValueError(f"{path} was written by an earlier metahp_fast version (before file format "
                          f"{FORMAT_VERSION}); convert it once: metahp-fast upgrade {path}")

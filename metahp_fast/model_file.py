@@ -205,6 +205,9 @@ def read_model_file(path: PathLike) -> dict[str, Any]:
             if not isinstance(pre[k], Tensor) or pre[k].shape != (first.in_features,):
                 raise ValueError(f"{k} does not match the model's {first.in_features} inputs")
         classes, labels = pre.get("class_names"), pre.get("labels")
+        last = [m for m in model if isinstance(m, nn.Linear)][-1]
+        if classes is not None and len(classes) != last.out_features:
+            raise ValueError(f"{len(classes)} class names for {last.out_features} outputs")
         if labels is not None and (classes is None or len(labels) != len(classes)):
             raise ValueError("labels do not match class_names")
     except (KeyError, TypeError, ValueError, RuntimeError, StopIteration) as e:
@@ -256,6 +259,7 @@ def encode_rows(columns: Optional[list[dict[str, Any]]], rows: Sequence[dict[str
 def encode_frame(columns: Optional[list[dict[str, Any]]], frame: Any) -> Tensor:
     """A pandas DataFrame's rows as the float64 features a table-trained model was trained on, its columns found
     by name (others ignored), read as training read them (NaN/None and a CSV's missing spellings are missing)."""
+    from pandas.api import types as pdt
     _need_columns(columns)
     by_name = {str(c).strip(): c for c in frame.columns}
     absent = [c["name"] for c in columns if c["name"] not in by_name]
@@ -268,7 +272,6 @@ def encode_frame(columns: Optional[list[dict[str, Any]]], frame: Any) -> Tensor:
             raise ValueError(f"data has the column {col['name']!r} more than once; the model finds its columns "
                              "by name")
         na = np.asarray(s.isna(), dtype=bool)
-        from pandas.api import types as pdt
         if col["categories"] is None and pdt.is_numeric_dtype(s.dtype) and not pdt.is_bool_dtype(s.dtype):
             cells[col["name"]] = s.to_numpy(dtype=np.float64, na_value=np.nan)
         else:

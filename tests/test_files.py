@@ -223,3 +223,8 @@ def test_load_file_says_what_a_wrong_file_is(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_file(tmp_path / "none.pt", "model")
     assert files.load_file(tmp_path / "m.pt", "meta-learner")["a"] == 1
+    with pytest.raises(ValueError, match=r"payload: the keys \['version'\] are the file's own header"):
+        save_file(tmp_path / "h.pt", "model", {"version": 1})
+    torch.save({"header": {"method": "tpe"}, "state": {}}, tmp_path / "tune.ckpt")
+    with pytest.raises(ValueError, match="tuning checkpoint written by an earlier .* delete it and rerun"):
+        load_file(tmp_path / "tune.ckpt", "tuner-checkpoint")
