@@ -1,44 +1,104 @@
 """best.pt: the chosen model saved with the preprocessing it needs, and :func:`load_model` to use it on new raw data.
 
-The file is a dict (``torch.load(path, weights_only=False)``) whose ``model`` is a plain ``nn.Sequential`` that
-takes standardized features ``(x - mean) / std``. A model trained on a CSV also keeps its raw columns (names, and
-the categories of one-hot encoded ones), so :class:`SavedModel` can turn new CSV rows into those features.
+The file (a :func:`metahp_fast.files.save_file` file of kind ``"model"``) holds only tensors and JSON-compatible
+values, so ``torch.load(path, weights_only=True)`` reads it and loading one can never run code:
+
+- ``network``: the ``nn.Sequential`` as its module list (``"linear"``, ``"relu"``, ...), its ``state_dict`` and
+  its dtype's name; :func:`load_model` rebuilds it. It takes standardized features ``(x - mean) / std``.
+- ``preprocessing``: ``mean``/``std``, the classes (``class_names`` to show, ``labels`` to return: the training
+  labels in their own type), and for a model trained on a table (CSV file or DataFrame) its raw ``columns``
+  (names, categories of one-hot encoded ones, fill values), so :class:`SavedModel` encodes new rows the same way.
+- ``info``: what was saved with it (hyperparameters, architecture, metrics, ...).
 """
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .tasks import MISSING, MISSING_CATEGORY, Task, csv_rows
-from .files import atomic_save
+from .backends.reference_backend import _ACT
+from .files import FORMAT_VERSION, UnsafeFileError, load_file, save_file
+from .tasks import MISSING, MISSING_CATEGORY, Task, _is_pandas, csv_rows
 
 PathLike = Union[str, os.PathLike]
+#: The kind of file :func:`save_model` writes (see :func:`metahp_fast.files.save_file`).
+KIND = "model"
+#: Module name in the file -> constructor; a GELU with the tanh approximation is "gelu_tanh".
+_MODULES = {**_ACT, "gelu_tanh": lambda: nn.GELU(approximate="tanh")}
+_NAMES = {cls: name for name, cls in _ACT.items()}
 
 
 def preprocessing(task: Task) -> dict[str, Any]:
     """What a saved model needs besides its weights to be used on raw data like ``task``'s (``y_mean``/``y_std``:
     already folded into a regression model's last layer, kept for the record)."""
-    return {"mean": task.mean.cpu(), "std": task.std.cpu(), "class_names": task.class_names,
-            "columns": task.meta.get("columns"), "target": task.meta.get("target"),
+    labels = None
+    if task.is_classification:
+        labels = list(task.meta.get("labels") or task.class_names)
+    return {"mean": task.mean.detach().cpu().clone(), "std": task.std.detach().cpu().clone(),
+            "class_names": None if task.class_names is None else list(task.class_names), "labels": labels,
+            "columns": copy.deepcopy(task.meta.get("columns")), "target": task.meta.get("target"),
             "n_features": task.n_features, "kind": "classification" if task.is_classification else "regression",
-            "y_mean": None if task.y_mean is None else task.y_mean.cpu(),
-            "y_std": None if task.y_std is None else task.y_std.cpu()}
+            "y_mean": None if task.y_mean is None else task.y_mean.detach().cpu().clone(),
+            "y_std": None if task.y_std is None else task.y_std.detach().cpu().clone()}
 
 
 def save_model(path: PathLike, model: nn.Module, task: Task, /, **info: Any) -> None:
-    """Write ``model`` (CPU), the preprocessing for ``task``'s data and ``info`` to ``path`` atomically; for a
-    regression, with the target's scaling folded into its last layer (its outputs in the target's units)."""
-    saved = in_target_units(model, task)
-    if saved is model:  # a classifier comes back as is: copy it, so the caller's module keeps its device and mode
-        saved = copy.deepcopy(model)
-    atomic_save({"model": saved.cpu().eval(), **preprocessing(task), **info}, path)
+    """Write ``model`` (an ``nn.Sequential`` of Linear layers and activations), the preprocessing for ``task``'s
+    data and ``info`` (JSON-compatible values and tensors) to ``path`` atomically; for a regression, with the
+    target's scaling folded into its last layer (its outputs in the target's units)."""
+    network = network_dict(in_target_units(model, task))
+    save_file(path, KIND, {"network": network, "preprocessing": preprocessing(task), "info": _plain(info)})
+
+
+def network_dict(model: nn.Module) -> dict[str, Any]:
+    """``model`` as plain data: its module names, its state tensors (CPU copies) and its dtype's name."""
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"model must be an nn.Sequential (what Population.to_module gives); got "
+                        f"{type(model).__name__}")
+    names = []
+    for i, m in enumerate(model):
+        if isinstance(m, nn.Linear):
+            names.append("linear")
+        elif isinstance(m, nn.GELU) and m.approximate == "tanh":
+            names.append("gelu_tanh")
+        elif type(m) in _NAMES:
+            names.append(_NAMES[type(m)])
+        else:
+            raise TypeError(f"model[{i}] is a {type(m).__name__}; a saved model is a sequence of nn.Linear layers "
+                            f"and {', '.join(_ACT)} activations")
+    params = list(model.parameters())
+    if not params:
+        raise ValueError("model has no Linear layer")
+    dtypes = {p.dtype for p in params}
+    if len(dtypes) > 1:
+        raise TypeError(f"model's parameters must share one dtype; got {sorted(map(str, dtypes))}")
+    return {"modules": names, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "dtype": str(params[0].dtype).removeprefix("torch.")}
+
+
+def build_network(network: Mapping[str, Any]) -> nn.Sequential:
+    """The ``nn.Sequential`` (CPU, eval mode) that :func:`network_dict` describes."""
+    dtype = getattr(torch, str(network["dtype"]), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype {network['dtype']!r} is not a floating torch dtype")
+    state, mods = network["state"], []
+    for i, name in enumerate(network["modules"]):
+        if name == "linear":
+            out_features, in_features = state[f"{i}.weight"].shape
+            mods.append(nn.Linear(in_features, out_features, bias=f"{i}.bias" in state, dtype=dtype))
+        elif name in _MODULES:
+            mods.append(_MODULES[name]())
+        else:
+            raise ValueError(f"module {i} is {name!r}, not one of {['linear', *_MODULES]}")
+    model = nn.Sequential(*mods)
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def in_target_units(model: nn.Module, task: Task) -> nn.Module:
@@ -55,10 +115,26 @@ def in_target_units(model: nn.Module, task: Task) -> nn.Module:
     return model
 
 
+def _plain(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays as Python values and tensors, which a safe file holds."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.as_tensor(obj)
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 @dataclass
 class SavedModel:
     """A model read from a best.pt: ``predict`` takes raw features (an array with the training columns' numbers,
-    a CSV file, or rows as dicts of column -> value) and returns class names or regression values."""
+    a CSV file, a pandas DataFrame, or rows as dicts of column -> value) and returns the training labels (in
+    their own type: ints, strings, ...) or regression values."""
 
     model: nn.Module
     mean: Tensor
@@ -66,16 +142,18 @@ class SavedModel:
     class_names: Optional[list[str]]
     columns: Optional[list[dict[str, Any]]]
     info: dict[str, Any]
+    labels: Optional[list[Any]] = field(default=None)
 
     def features(self, data: Any) -> Tensor:
         """Standardized features (rows, n_features) for ``data``, in the model's dtype."""
         if isinstance(data, (str, os.PathLike)):
             data = _read_rows(os.fspath(data))
-        if isinstance(data, Sequence) and data and isinstance(data[0], dict):
+        if _is_pandas(data, "DataFrame") and self.columns:
+            x = encode_frame(self.columns, data)
+        elif isinstance(data, Sequence) and data and isinstance(data[0], dict):
             x = encode_rows(self.columns, data)
         else:
-            x = torch.as_tensor(np.asarray(data.detach().cpu() if isinstance(data, Tensor) else data,
-                                           dtype=np.float64))
+            x = torch.as_tensor(_numbers(data))
             if x.dim() == 1:  # one row, or for a one-feature model one value per row
                 x = x[:, None] if self.mean.numel() == 1 else x[None]
             if x.dim() != 2 or x.shape[1] != self.mean.numel():
@@ -89,12 +167,14 @@ class SavedModel:
         with torch.no_grad():
             return self.model(self.features(data))
 
-    def predict(self, data: Any) -> Union[list[str], np.ndarray]:
-        """Class names (classification) or an array of values (regression) for each row of ``data``."""
+    def predict(self, data: Any) -> Union[list[Any], np.ndarray]:
+        """The label (as trained: an int, a string, ...) of each row of ``data`` (classification), or an array of
+        values (regression)."""
         out = self.outputs(data)
         if self.class_names is None:
             return out.squeeze(1).numpy() if out.shape[1] == 1 else out.numpy()
-        return [self.class_names[int(i)] for i in out.argmax(1)]
+        labels = self.labels if self.labels is not None else self.class_names
+        return [labels[int(i)] for i in out.argmax(1)]
 
     def predict_proba(self, data: Any) -> np.ndarray:
         """Class probabilities (rows, classes), columns in the order of ``class_names``."""
@@ -103,57 +183,148 @@ class SavedModel:
         return torch.softmax(self.outputs(data), 1).numpy()
 
 
-def load_model(path: PathLike) -> SavedModel:
-    """A best.pt written by ``metahp-fast tune``/``train`` (or :func:`save_model`), ready for raw data."""
+def read_model_file(path: PathLike) -> dict[str, Any]:
+    """A best.pt's contents as one dict: ``model`` (the rebuilt ``nn.Sequential``), the preprocessing (``mean``,
+    ``std``, ``class_names``, ``labels``, ``columns``, ``kind``, ...) and what was saved with it (``hparams``,
+    ``layers``, ...). Refuses files that need pickle (:class:`~metahp_fast.files.UnsafeFileError`)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"path: no model file at {str(path)!r}")
     try:
-        data = torch.load(path, weights_only=False)
-    except Exception as e:
-        raise ValueError(f"path: {str(path)!r} is not a model file from metahp-fast (torch.load failed with "
-                         f"{type(e).__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("model"), nn.Module) or "mean" not in data:
-        raise ValueError(f"path: {str(path)!r} is not a model file from metahp-fast (no model and mean/std)")
-    known = ("model", "mean", "std", "class_names", "columns")
-    return SavedModel(data["model"].eval(), data["mean"], data["std"], data.get("class_names"),
-                      data.get("columns"), {k: v for k, v in data.items() if k not in known})
+        data = load_file(path, KIND)
+    except UnsafeFileError:
+        raise
+    except ValueError as e:
+        why = str(e).removeprefix(f"{Path(path)} ")
+        raise ValueError(f"path: {str(path)!r} is not a model file of format {FORMAT_VERSION} from metahp-fast "
+                         f"(a best.pt written by `metahp-fast tune`/`train` or save_model): it {why}") from None
+    try:
+        pre, info = dict(data["preprocessing"]), dict(data["info"])
+        model = build_network(data["network"])
+        first = next(m for m in model if isinstance(m, nn.Linear))
+        for k in ("mean", "std"):
+            if not isinstance(pre[k], Tensor) or pre[k].shape != (first.in_features,):
+                raise ValueError(f"{k} does not match the model's {first.in_features} inputs")
+        classes, labels = pre.get("class_names"), pre.get("labels")
+        last = [m for m in model if isinstance(m, nn.Linear)][-1]
+        if classes is not None and len(classes) != last.out_features:
+            raise ValueError(f"{len(classes)} class names for {last.out_features} outputs")
+        if labels is not None and (classes is None or len(labels) != len(classes)):
+            raise ValueError("labels do not match class_names")
+    except (KeyError, TypeError, ValueError, RuntimeError, StopIteration) as e:
+        raise ValueError(f"path: {str(path)!r} is a damaged or edited model file ({type(e).__name__}: {e})") from None
+    return {"model": model, **info, **pre}
+
+
+def load_model(path: PathLike) -> SavedModel:
+    """A best.pt written by ``metahp-fast tune``/``train`` (or :func:`save_model`), ready for raw data."""
+    data = read_model_file(path)
+    known = ("model", "mean", "std", "class_names", "columns", "labels")
+    return SavedModel(data["model"], data["mean"], data["std"], data.get("class_names"), data.get("columns"),
+                      {k: v for k, v in data.items() if k not in known}, data.get("labels"))
+
+
+def upgrade_payload(old: Mapping[str, Any]) -> dict[str, Any]:
+    """The format-2 payload of a best.pt of the earlier, pickled format (its ``model`` an ``nn.Sequential``); its
+    labels are its class names (strings), as that format predicted them."""
+    pre_keys = ("mean", "std", "class_names", "columns", "target", "n_features", "kind", "y_mean", "y_std")
+    pre = {k: _plain(old.get(k)) for k in pre_keys}
+    pre["labels"] = None if pre["class_names"] is None else list(pre["class_names"])
+    info = _plain({k: v for k, v in old.items() if k != "model" and k not in pre_keys})
+    return {"network": network_dict(old["model"]), "preprocessing": pre, "info": info}
+
+
+def _numbers(data: Any) -> np.ndarray:
+    """``data`` (array, tensor, DataFrame of numbers) as a float64 array, or a ValueError saying what to pass."""
+    if isinstance(data, Tensor):
+        return data.detach().cpu().double().numpy()
+    try:
+        return np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"data: this model was trained without named columns, so it takes its encoded numeric "
+                         f"features only (an array, tensor or numeric DataFrame); got non-numbers ({e})") from None
 
 
 def encode_rows(columns: Optional[list[dict[str, Any]]], rows: Sequence[dict[str, Any]]) -> Tensor:
-    """Rows (dicts of column name -> raw value) as the float64 features a CSV-trained model was trained on:
+    """Rows (dicts of column name -> raw value) as the float64 features a table-trained model was trained on:
     numeric columns as numbers, categorical ones one-hot in the training categories' order."""
-    if not columns:
-        raise ValueError("rows as dicts need the model's columns, which only a model trained on a CSV file "
-                         "keeps; pass the encoded features as an array instead")
-    out = np.zeros((len(rows), sum(len(c["categories"] or [None]) for c in columns)))
+    _need_columns(columns)
     for i, row in enumerate(rows):
-        j = 0
         for col in columns:
-            name, cats = col["name"], col["categories"]
-            if name not in row:
-                raise ValueError(f"row {i} has no column {name!r}; the model needs {[c['name'] for c in columns]}")
-            v = str(row[name]).strip()
+            if col["name"] not in row:
+                raise ValueError(f"row {i} has no column {col['name']!r}; the model needs "
+                                 f"{[c['name'] for c in columns]}")
+    return _encode(columns, {c["name"]: [str(row[c["name"]]).strip() for row in rows] for c in columns}, len(rows))
+
+
+def encode_frame(columns: Optional[list[dict[str, Any]]], frame: Any) -> Tensor:
+    """A pandas DataFrame's rows as the float64 features a table-trained model was trained on, its columns found
+    by name (others ignored), read as training read them (NaN/None and a CSV's missing spellings are missing)."""
+    from pandas.api import types as pdt
+    _need_columns(columns)
+    by_name = {str(c).strip(): c for c in frame.columns}
+    absent = [c["name"] for c in columns if c["name"] not in by_name]
+    if absent:
+        raise ValueError(f"data has no column {absent[0]!r}; the model needs {[c['name'] for c in columns]}")
+    cells: dict[str, Any] = {}
+    for col in columns:
+        s = frame[by_name[col["name"]]]
+        if getattr(s, "ndim", 1) != 1:
+            raise ValueError(f"data has the column {col['name']!r} more than once; the model finds its columns "
+                             "by name")
+        na = np.asarray(s.isna(), dtype=bool)
+        if col["categories"] is None and pdt.is_numeric_dtype(s.dtype) and not pdt.is_bool_dtype(s.dtype):
+            cells[col["name"]] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            cells[col["name"]] = ["" if m else str(v).strip() for v, m in zip(s.astype(object).to_numpy(), na)]
+    return _encode(columns, cells, len(frame))
+
+
+def _need_columns(columns: Optional[list[dict[str, Any]]]) -> None:
+    if not columns:
+        raise ValueError("rows as dicts or DataFrames need the model's columns, which only a model trained on a "
+                         "CSV file or a DataFrame keeps; pass the encoded features as an array instead")
+
+
+def _encode(columns: list[dict[str, Any]], cells: Mapping[str, Any], n: int) -> Tensor:
+    """Each column's cells (stripped text, or float64 numbers with NaN missing) encoded as in training."""
+    out = np.zeros((n, sum(len(c["categories"] or [None]) for c in columns)))
+    j = 0
+    for col in columns:
+        name, cats, values = col["name"], col["categories"], cells[col["name"]]
+        if isinstance(values, np.ndarray):  # numbers: NaN is a missing cell
+            missing = np.isnan(values)
+            if missing.any():
+                if "fill" not in col:
+                    _refuse_missing(int(np.flatnonzero(missing)[0]), name)
+                values = np.where(missing, col["fill"], values)
+            out[:, j] = values
+            j += 1
+            continue
+        for i, v in enumerate(values):
             if v.lower() in MISSING:  # filled as in training (missing="fill"), or refused
                 if cats is None and "fill" in col:
                     v = str(col["fill"])
                 elif cats is not None and MISSING_CATEGORY in cats:
                     v = MISSING_CATEGORY
                 else:
-                    raise ValueError(f"row {i}, column {name!r}: a missing value; the model was trained without "
-                                     "them (tune with --missing fill to train one that takes them)")
+                    _refuse_missing(i, name)
             if cats is None:
                 try:
                     out[i, j] = float(v)
                 except ValueError:
                     raise ValueError(f"row {i}, column {name!r}: {v!r} is not a number") from None
-                j += 1
             else:
                 if v not in cats:
                     raise ValueError(f"row {i}, column {name!r}: {v!r} is not one of the categories the model "
                                      f"was trained on {cats}")
                 out[i, j + cats.index(v)] = 1.0
-                j += len(cats)
+        j += 1 if cats is None else len(cats)
     return torch.as_tensor(out)
+
+
+def _refuse_missing(i: int, name: str) -> None:
+    raise ValueError(f"row {i}, column {name!r}: a missing value; the model was trained without them (tune with "
+                     "--missing fill, or from_arrays(..., missing='fill'), to train one that takes them)")
 
 
 def _read_rows(path: str) -> list[dict[str, str]]:
@@ -170,4 +341,5 @@ def _read_rows(path: str) -> list[dict[str, str]]:
     return [dict(zip(header, r)) for r in rows[1:]]
 
 
-__all__ = ["SavedModel", "encode_rows", "in_target_units", "load_model", "preprocessing", "save_model"]
+__all__ = ["KIND", "SavedModel", "build_network", "encode_frame", "encode_rows", "in_target_units", "load_model",
+           "network_dict", "preprocessing", "read_model_file", "save_model", "upgrade_payload"]

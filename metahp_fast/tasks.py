@@ -14,6 +14,7 @@ import inspect
 import io
 import os
 import random
+import sys
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -293,16 +294,77 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
 
 def from_arrays(x: Any, y: Any, name: str = "user", seed: int = 0, val_fraction: float = 0.2,
                 test_fraction: float = 0.2, kind: str = "auto", class_names: Optional[Sequence[str]] = None,
-                source: str = "arrays") -> Task:
+                source: str = "arrays", missing: str = "drop") -> Task:
     """A task from the user's arrays or tensors: ``x`` (rows, features) numbers, ``y`` (rows,) labels (ints
-    or strings) or regression targets (rows,) / (rows, outputs). Rows with NaN/inf are dropped with a warning."""
+    or strings) or regression targets (rows,) / (rows, outputs). Rows with NaN/inf are dropped with a warning.
+
+    ``x`` may also be a pandas DataFrame (``y`` a Series or 1-D array): it is encoded as a CSV file is, columns
+    by name, text/category/bool columns one-hot, missing cells (NaN, None, "NA", ...) per ``missing`` as in
+    :func:`load_task`, so a saved model takes new DataFrames (or CSV rows) with the same columns."""
+    if missing not in MISSING_MODES:
+        raise ValueError(f"missing must be one of {MISSING_MODES}; got {missing!r}")
+    split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind)
+    if _is_pandas(x, "DataFrame"):
+        xs, ys, meta = _read_frame(x, y, name, fill=missing == "fill")
+        return _build(name, xs, ys, class_names, source=source, extra_meta=meta, fill=missing == "fill", **split)
+    if missing != "drop":
+        raise ValueError("missing='fill' needs x as a pandas DataFrame (a saved model fills a new row's missing "
+                         "cells by column name); with arrays, rows with NaN are dropped")
     x, y = _to_numpy("x", x), _to_numpy("y", y)
     if x.dtype.kind not in "biuf":
-        raise TypeError(f"x must hold numbers; got dtype {x.dtype}")
+        raise TypeError(f"x must hold numbers; got dtype {x.dtype} (pass a pandas DataFrame for text columns)")
     if y.dtype.kind not in "biufUS":
         raise TypeError(f"y must hold numbers or strings; got dtype {y.dtype}")
-    return _build(name, x, y, class_names, source=source, seed=seed, val_fraction=val_fraction,
-                  test_fraction=test_fraction, kind=kind)
+    return _build(name, x, y, class_names, source=source, **split)
+
+
+def _is_pandas(a: Any, cls: str) -> bool:
+    """Whether ``a`` is a pandas ``cls`` (DataFrame, Series), without importing pandas when it is not loaded."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(a, getattr(pd, cls))
+
+
+def _read_frame(x: Any, y: Any, name: str, fill: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A DataFrame ``x`` and its targets ``y`` encoded by :func:`_encode_table`, as a CSV with those columns."""
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must have rows and feature columns; got a DataFrame of shape {x.shape}")
+    header = [str(c).strip() for c in x.columns]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice or "" in header:
+        raise ValueError(f"x: give every column its own non-empty name (a saved model finds a new table's columns "
+                         f"by name); got {twice or ['']} more than once or empty")
+    if _is_pandas(y, "DataFrame"):
+        if y.shape[1] != 1:
+            raise ValueError(f"y must be one column (a Series or 1-D array) when x is a DataFrame; got {y.shape[1]}")
+        y = y.iloc[:, 0]
+    if not _is_pandas(y, "Series"):
+        arr = _to_numpy("y", y)
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim != 1:
+            raise ValueError(f"y must be one column (a Series or 1-D array) when x is a DataFrame; got shape "
+                             f"{arr.shape}")
+        y = sys.modules["pandas"].Series(arr)
+    if len(y) != len(x):
+        raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+    columns = [_series_column(h, x.iloc[:, j]) for j, h in enumerate(header)]
+    target = "target" if y.name is None else str(y.name)
+    columns.append(_series_column(target, y, keep_bool=True))
+    return _encode_table(name, columns, len(columns) - 1, fill)
+
+
+def _series_column(name: str, s: Any, keep_bool: bool = False) -> _Column:
+    """A pandas Series as a table column: numbers stay numbers (NaN/NA missing); anything else (text, categories,
+    booleans unless ``keep_bool``, dates) becomes stripped text, missing where NaN/None or spelled as a CSV's."""
+    from pandas.api import types as pdt
+    na = np.asarray(s.isna(), dtype=bool)
+    numeric = pdt.is_numeric_dtype(s.dtype) and not pdt.is_bool_dtype(s.dtype)
+    if (numeric or (keep_bool and pdt.is_bool_dtype(s.dtype))) and not na.any():
+        return _Column(name, np.asarray(s.to_numpy(dtype=getattr(s.dtype, "numpy_dtype", s.dtype))), na)
+    if numeric:
+        return _Column(name, s.to_numpy(dtype=np.float64, na_value=np.nan), na)
+    text = np.array(["" if m else str(v).strip() for v, m in zip(s.astype(object).to_numpy(), na)], dtype=object)
+    return _Column(name, text, na | np.array([v.lower() in MISSING for v in text], dtype=bool))
 
 
 def _to_numpy(name: str, a: Any) -> np.ndarray:
@@ -312,6 +374,8 @@ def _to_numpy(name: str, a: Any) -> np.ndarray:
         arr = np.asarray(a)
     except (TypeError, ValueError) as e:
         raise TypeError(f"{name} must be an array or tensor; got {type(a).__name__}") from e
+    if arr.dtype == object and arr.size and all(isinstance(v, str) for v in arr.flat):
+        arr = arr.astype(str)  # strings held as Python objects (a pandas column of text)
     if arr.dtype == object:
         raise TypeError(f"{name} must be a numeric (or, for y, string) array; got Python objects")
     return arr
@@ -334,11 +398,30 @@ def csv_rows(path: str) -> list[list[str]]:
     return [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=sep) if any(c.strip() for c in r)]
 
 
+@dataclass
+class _Column:
+    """One raw column of a table: its name, its cells (stripped text, or numbers from a typed source such as a
+    numeric DataFrame column) and which of them are missing."""
+
+    name: str
+    values: np.ndarray
+    missing: np.ndarray
+
+    @property
+    def numeric(self) -> bool:
+        return self.values.dtype.kind in "iuf"
+
+
+def _text_column(name: str, cells: Sequence[str]) -> _Column:
+    """A column of stripped text cells, missing where a cell spells a missing value (:data:`MISSING`)."""
+    values = np.array(list(cells), dtype=object)
+    return _Column(name, values, np.array([v.lower() in MISSING for v in values], dtype=bool))
+
+
 def _read_csv(path: str, target: Optional[str],
               fill: bool = False) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y raw strings, meta). With
-    ``fill``, only rows without a target are dropped: missing numbers are NaN (for :func:`_build` to fill) and
-    missing categories the category :data:`MISSING_CATEGORY`."""
+    """Parse a CSV with a header row: (x float64 with categorical columns one-hot, y typed labels or targets,
+    meta), as :func:`_encode_table` encodes any table."""
     rows = csv_rows(path)
     if not rows:
         raise ValueError(f"{path!r} is empty")
@@ -364,58 +447,83 @@ def _read_csv(path: str, target: Optional[str],
         t = header.index(target)
     else:
         raise ValueError(f"target column {target!r} is not in {path!r}; its columns are {header}")
-    cells = [[c.strip() for c in r] for r in body]
-    gaps = {h: sum(r[j].lower() in MISSING for r in cells) for j, h in enumerate(header)}
-    where = ", ".join(f"{h} {n}" for h, n in sorted(gaps.items(), key=lambda kv: -kv[1]) if n)
+    columns = [_text_column(h, [r[j].strip() for r in body]) for j, h in enumerate(header)]
+    return _encode_table(path, columns, t, fill)
+
+
+def _encode_table(where: str, columns: list[_Column], t: int,
+                  fill: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Encode a table (a CSV file's or a DataFrame's columns, ``columns[t]`` the target): numeric columns as
+    numbers, the others one-hot over their sorted categories, y typed (:func:`_typed_labels`). Rows with missing
+    cells are dropped (with a warning); with ``fill`` only rows without a target are, missing numbers are NaN
+    (for :func:`_build` to fill) and missing categories the category :data:`MISSING_CATEGORY`."""
+    header = [c.name for c in columns]
+    n = len(columns[t].values)
+    gaps = {c.name: int(c.missing.sum()) for c in columns}
+    where_gaps = ", ".join(f"{h} {k}" for h, k in sorted(gaps.items(), key=lambda kv: -kv[1]) if k)
     if fill:
-        keep = [r for r in cells if r[t].lower() not in MISSING]
-        feats = ", ".join(f"{h} {n}" for h, n in sorted(gaps.items(), key=lambda kv: -kv[1])
-                          if n and h != header[t])
+        keep = ~columns[t].missing
+        feats = ", ".join(f"{h} {k}" for h, k in sorted(gaps.items(), key=lambda kv: -kv[1])
+                          if k and h != header[t])
         if feats:
-            warnings.warn(f"{path}: filled missing cells (per column: {feats}) with the training split's median "
-                          f"(numbers) or the category {MISSING_CATEGORY!r}", stacklevel=3)
+            warnings.warn(f"{where}: filled missing cells (per column: {feats}) with the training split's median "
+                          f"(numbers) or the category {MISSING_CATEGORY!r}", stacklevel=4)
         if gaps[header[t]]:
-            warnings.warn(f"{path}: dropped {len(cells) - len(keep)} of {len(cells)} rows with no target",
-                          stacklevel=3)
+            warnings.warn(f"{where}: dropped {n - int(keep.sum())} of {n} rows with no target", stacklevel=4)
     else:
-        keep = [r for r in cells if not any(c.lower() in MISSING for c in r)]
-        if len(keep) < len(cells):
-            warnings.warn(f"{path}: dropped {len(cells) - len(keep)} of {len(cells)} rows with missing values "
-                          f"(empty cells per column: {where}); fill those cells in, or use missing='fill' "
-                          "(--missing fill), to keep the rows", stacklevel=3)
-    dropped = len(cells) - len(keep)
-    if not keep:
+        keep = ~np.any([c.missing for c in columns], axis=0)
+        if not keep.all():
+            warnings.warn(f"{where}: dropped {n - int(keep.sum())} of {n} rows with missing values "
+                          f"(empty cells per column: {where_gaps}); fill those cells in, or use missing='fill' "
+                          "(--missing fill), to keep the rows", stacklevel=4)
+    if not keep.any():
         if fill:
-            raise ValueError(f"{path!r}: every row's target ({header[t]}) is empty")
-        raise ValueError(f"{path!r} has no rows without missing values (empty cells per column: {where}); fill "
-                         "those cells in, or use missing='fill' (--missing fill)")
-    cols, names, categorical, columns = [], [], [], []
-    for j, h in enumerate(header):
+            raise ValueError(f"{where!r}: every row's target ({header[t]}) is empty")
+        raise ValueError(f"{where!r} has no rows without missing values (empty cells per column: {where_gaps}); "
+                         "fill those cells in, or use missing='fill' (--missing fill)")
+    cols, names, categorical, meta_columns = [], [], [], []
+    for j, c in enumerate(columns):
         if j == t:
             continue
-        values = [r[j] for r in keep]
-        present = [v for v in values if v.lower() not in MISSING]
-        num = _floats(present) if present else None
+        values, miss = c.values[keep], c.missing[keep]
+        present = values[~miss]
+        num = None if not len(present) else present.astype(np.float64) if c.numeric else _floats(list(present))
         if num is not None:
-            if len(present) < len(values):  # fill: NaN where a number is missing
-                num = np.array([float(v) if v.lower() not in MISSING else np.nan for v in values])
-            columns.append({"name": h, "categories": None, "index": sum(c.shape[1] for c in cols)})
+            if miss.any():  # fill: NaN where a number is missing
+                num, given = np.full(len(values), np.nan), num
+                num[~miss] = given
+            meta_columns.append({"name": c.name, "categories": None, "index": sum(a.shape[1] for a in cols)})
             cols.append(num[:, None])
-            names.append(h)
+            names.append(c.name)
         else:
-            values = [MISSING_CATEGORY if v.lower() in MISSING else v for v in values]
-            cats = sorted(set(values))
-            _warn_odd_category(path, h, values, cats)
-            cols.append(np.array([[v == c for c in cats] for v in values], dtype=np.float64))
-            names += [f"{h}={c}" for c in cats]
-            categorical.append(h)
-            columns.append({"name": h, "categories": cats})
-    y_raw = [r[t] for r in keep]
-    y_num = _floats(y_raw)
-    y = y_num if y_num is not None else np.array(y_raw)
-    meta = {"n_rows_dropped": dropped, "feature_names": names, "categorical_columns": categorical,
-            "columns": columns, "target": header[t]}
+            text = [MISSING_CATEGORY if m else str(v) for v, m in zip(values, miss)]
+            cats = sorted(set(text))
+            _warn_odd_category(where, c.name, text, cats)
+            index = {v: i for i, v in enumerate(cats)}
+            onehot = np.zeros((len(text), len(cats)))
+            onehot[np.arange(len(text)), [index[v] for v in text]] = 1.0
+            cols.append(onehot)
+            names += [f"{c.name}={v}" for v in cats]
+            categorical.append(c.name)
+            meta_columns.append({"name": c.name, "categories": cats})
+    target = columns[t].values[keep]
+    y = target if target.dtype.kind in "biuf" else _typed_labels([str(v) for v in target])
+    meta = {"n_rows_dropped": n - int(keep.sum()), "feature_names": names, "categorical_columns": categorical,
+            "columns": meta_columns, "target": header[t]}
     return np.concatenate(cols, axis=1), y, meta
+
+
+def _typed_labels(values: list[str]) -> np.ndarray:
+    """Text targets as int64 when every one is an integer, else float64 when every one is a finite number, else
+    the strings: a model then predicts labels of the type they were written in."""
+    try:
+        ints = [int(v) for v in values]
+        if all(-2 ** 63 <= i < 2 ** 63 for i in ints):
+            return np.array(ints, dtype=np.int64)
+    except ValueError:
+        pass
+    num = _floats(values)
+    return num if num is not None else np.array(values)
 
 
 def _warn_odd_category(path: str, column: str, values: list[str], cats: list[str]) -> None:
@@ -426,11 +534,11 @@ def _warn_odd_category(path: str, column: str, values: list[str], cats: list[str
         examples = ", ".join(repr(v) for v in list(dict.fromkeys(bad))[:3])
         warnings.warn(f"{path}: column {column!r} holds numbers except {len(bad)} cell(s) such as {examples}, so it "
                       f"was one-hot encoded into {len(cats)} features; fix those cells to keep it numeric",
-                      stacklevel=4)
+                      stacklevel=5)
     elif len(cats) > 20 and len(cats) > 0.5 * len(values):
         warnings.warn(f"{path}: column {column!r} has {len(cats)} distinct values in {len(values)} rows (an "
                       f"identifier or free text?) and was one-hot encoded into {len(cats)} features; drop it if "
-                      "it carries no signal", stacklevel=4)
+                      "it carries no signal", stacklevel=5)
 
 
 def _floats(values: list[str]) -> Optional[np.ndarray]:
@@ -507,6 +615,10 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
             names = [str(class_names[int(v)]) for v in uniq]
         else:
             names = [_label_name(v) for v in uniq]
+        # the labels a model predicts: the values of y in their own type (ints, bools, strings, ...), or the
+        # names a dataset gives its class ids (iris's 'setosa', ...)
+        values = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in uniq.tolist()]
+        meta["labels"] = values if names == [_label_name(v) for v in uniq] else list(names)
         n_classes, strata = len(uniq), ids.astype(np.int64)
         y_t = torch.as_tensor(strata)
     if fixed_test:

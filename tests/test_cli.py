@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from metahp_fast.model_file import read_model_file
 from metahp_fast import cli
 
 pytest.importorskip("sklearn")
@@ -22,7 +23,7 @@ def test_train_end_to_end_saves_a_model_that_reproduces_the_report(tmp_path, cap
     assert re.match(r"\s*rank\s+id\s+lr\s+momentum\s+weight_decay\s+val_loss\s+val_acc$", board[1])
     assert [line.split()[0] for line in board[2:6]] == ["1", "2", "3", "4"]
 
-    saved = torch.load(out, weights_only=False)
+    saved = read_model_file(out)
     from metahp_fast.tasks import load_task
     task = load_task("digits", seed=0)
     assert isinstance(saved["model"], nn.Sequential) and saved["layers"] == [64, 128, 10]
@@ -60,7 +61,7 @@ def test_explicit_train_subcommand_adamw_depth_and_replacing(tmp_path, capsys):
             in capsys.readouterr().err) and out.read_bytes() == b"old"
     assert cli.main(argv + ["--overwrite"]) == 0
     printed = capsys.readouterr().out
-    saved = torch.load(out, weights_only=False)
+    saved = read_model_file(out)
     assert saved["layers"] == [4, 16, 8, 4, 3] and saved["class_names"] == ["setosa", "versicolor", "virginica"]
     assert set(saved["hparams"]) == {"lr", "beta1", "beta2", "eps", "weight_decay"}
     assert "replaced the previous file" in printed and "(1 more trained not shown)" in printed
@@ -71,7 +72,7 @@ def test_train_activation_option_builds_and_saves_that_network(tmp_path, capsys)
     assert cli.main(["train", "--data", "iris", "--activation", "tanh", "--hidden", "9,7", "--size", "3", "--steps",
                      "10", "--no-progress", "--out", str(out)]) == 0
     assert "layers 4-9-7-3 (tanh)" in capsys.readouterr().out
-    saved = torch.load(out, weights_only=False)
+    saved = read_model_file(out)
     assert saved["activation"] == "tanh"
     assert [type(m) for m in saved["model"]] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
 
@@ -154,7 +155,7 @@ def test_csv_with_string_labels(tmp_path, capsys):
         rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3",
                        "--steps", "5", "--no-progress", "--out", str(out)])
     assert rc == 0
-    saved = torch.load(out, weights_only=False)
+    saved = read_model_file(out)
     assert saved["class_names"] == ["ant", "bee", "cow"] and saved["layers"] == [3, 128, 3]
     assert saved["task"] == "animals"
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from metahp_fast.model_file import read_model_file
 from metahp_fast import cli
 from metahp_fast.quality import reference_pick_regret
 from metahp_fast.tasks import load_task
@@ -29,7 +30,7 @@ def test_tune_writes_report_model_and_plots(tmp_path, capsys):
     assert set(report["best_hparams"]) == {"lr", "momentum", "weight_decay"}
     assert 0 < report["cost"]["candidate_steps"] <= 4 * 30 and report["cost"]["seconds"] > 0
     assert set(report["validation"]) == {"loss", "accuracy"} and set(report["test"]) == {"loss", "accuracy"}
-    saved = torch.load(out / "best.pt", weights_only=False)
+    saved = read_model_file(out / "best.pt")
     assert isinstance(saved["model"], nn.Sequential) and saved["layers"] == [4, 16, 3]
     task = load_task("iris", seed=0)
     assert torch.equal(saved["mean"], task.mean) and torch.equal(saved["std"], task.std)
@@ -128,7 +129,7 @@ def test_tune_with_folds_scores_over_the_cuts_and_says_so(tmp_path, capsys):
     # split (tests/test_cross_validation.py checks it is that one), which the report's test loss scores
     best = next(t for t in report["trials"] if t["objective"] == min(u["objective"] for u in report["trials"]))
     assert report["validation"]["loss"] == pytest.approx(best["val_loss"])
-    saved = torch.load(out / "best.pt", weights_only=False)
+    saved = read_model_file(out / "best.pt")
     task = load_task("wine", seed=0)
     with torch.no_grad():
         loss = nn.functional.cross_entropy(saved["model"](task.x_test), task.y_test).item()
@@ -377,5 +378,5 @@ def test_tune_activation_option_trains_that_network_and_notes_the_warm_start(tmp
     printed = capsys.readouterr().out
     assert "layers 4-16-3 (gelu)" in printed and "meta-trained on relu networks, used here for gelu" in printed
     assert json.loads((out / "report.json").read_text())["activation"] == "gelu"
-    saved = torch.load(out / "best.pt", weights_only=False)
+    saved = read_model_file(out / "best.pt")
     assert saved["activation"] == "gelu" and isinstance(saved["model"][1], torch.nn.GELU)

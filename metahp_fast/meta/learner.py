@@ -19,14 +19,17 @@ from ..hypergrad import es_hypergradient
 from ..search_space import SearchSpace, u_bounds
 from ..tasks import Task, from_arrays, load_task
 from ..training import TrainConfig, check_space, validation_objective
-from ..files import atomic_save
+from ..files import FORMAT_VERSION, UnsafeFileError, load_file, save_file
 from ..objectives import baseline_objective
 from ..seeds import derive_seed
 from .encoder import FEATURES, encode
 from .tasks_distribution import MetaTask, check_not_held_out
 
-#: Version of the saved file and checkpoint layout.
-VERSION = 1
+#: Version of the saved file and checkpoint layout: the format of :func:`metahp_fast.files.save_file`, whose
+#: files load with ``torch.load(weights_only=True)``.
+VERSION = FORMAT_VERSION
+#: The kinds of file (see :func:`metahp_fast.files.save_file`) of a saved learner and of a meta-training checkpoint.
+KIND, CHECKPOINT_KIND = "meta-learner", "meta-checkpoint"
 PathLike = Union[str, os.PathLike]
 
 
@@ -173,7 +176,7 @@ class MetaLearner:
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         ckpt = None if checkpoint is None else Path(checkpoint)
         if ckpt is not None and ckpt.exists():
-            saved = torch.load(ckpt, weights_only=False)
+            saved = load_file(ckpt, CHECKPOINT_KIND)
             if isinstance(saved.get("header"), dict) and "order" not in saved["header"]:
                 header.pop("order")  # a checkpoint from before the space's order was recorded
             if saved.get("header") != header:
@@ -222,7 +225,8 @@ class MetaLearner:
                 bar.update(1)
                 bar.set_postfix(objective=f"{self.history[-1]['objective']:.4f}")
             if ckpt is not None and (self.meta_steps_done % checkpoint_every == 0 or self.meta_steps_done == meta_steps):
-                atomic_save({"header": header, "learner": self._state(), "opt": opt.state_dict()}, ckpt)
+                save_file(ckpt, CHECKPOINT_KIND, {"header": header, "learner": self._state(),
+                                                  "opt": opt.state_dict()})
         if bar is not None:
             bar.close()
         if plot is not None:
@@ -241,9 +245,10 @@ class MetaLearner:
         self.history, self.meta_steps_done = list(s["history"]), int(s["meta_steps_done"])
 
     def save(self, path: PathLike) -> None:
-        """Write the learner (version, config, search space, feature names, weights, history) atomically."""
-        atomic_save({"version": VERSION, "config": _config_dict(self.config), "space": self.space.to_dict(),
-                     "features": list(FEATURES), "learner": self._state()}, path)
+        """Write the learner (config, search space, feature names, weights, history) atomically, as a file that
+        loads with ``torch.load(weights_only=True)``."""
+        save_file(path, KIND, {"config": _config_dict(self.config), "space": self.space.to_dict(),
+                               "features": list(FEATURES), "learner": self._state()})
 
     @classmethod
     def load(cls, path: PathLike) -> "MetaLearner":
@@ -251,13 +256,13 @@ class MetaLearner:
         if not Path(path).is_file():
             raise FileNotFoundError(f"path: no meta-learner file at {str(path)!r}")
         try:
-            data = torch.load(path, weights_only=True)
-        except Exception as e:  # a CSV, a pickled model, a truncated file: torch raises many kinds
-            raise ValueError(f"path: {str(path)!r} is not a meta-learner file (one written by MetaLearner.save or "
-                             f"`metahp-fast meta-train`): torch.load failed with {type(e).__name__}") from None
-        if not isinstance(data, dict) or data.get("version") != VERSION:
-            raise ValueError(f"path: {str(path)!r} is not a version-{VERSION} meta-learner file "
-                             f"(version {data.get('version') if isinstance(data, dict) else None!r})")
+            data = load_file(path, KIND)
+        except UnsafeFileError:  # pickled: never unpickled, with what to do
+            raise
+        except ValueError as e:  # a CSV, a model file, an earlier version, a truncated file
+            why = str(e).removeprefix(f"{Path(path)} ")
+            raise ValueError(f"path: {str(path)!r} is not a meta-learner file of format {VERSION} (one written by "
+                             f"MetaLearner.save or `metahp-fast meta-train`): it {why}") from None
         if data.get("features") != list(FEATURES):
             raise ValueError(f"path: {str(path)!r} was made with other encoder features; retrain it")
         try:
@@ -287,6 +292,16 @@ def _probe_task() -> Task:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return from_arrays(x.numpy(), (x[:, 0] > 0).long().numpy(), name="probe")
+
+
+def upgrade_payload(old: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The current payload of a meta-learner file or meta-training checkpoint of the earlier format (format 1: the
+    same contents, without the file header), for :func:`metahp_fast.files.upgrade`."""
+    if kind == KIND:
+        return {k: old[k] for k in ("config", "space", "features", "learner")}
+    if kind == CHECKPOINT_KIND:
+        return {"header": {**old["header"], "version": VERSION}, "learner": old["learner"], "opt": old["opt"]}
+    raise ValueError(f"kind must be {KIND!r} or {CHECKPOINT_KIND!r}; got {kind!r}")
 
 
 def _meta_tasks(tasks: Sequence[Union[MetaTask, Task]]) -> list[MetaTask]:
@@ -350,4 +365,4 @@ def plot_curve(history: Sequence[dict[str, Any]], path: PathLike) -> Path:
     return Path(path)
 
 
-__all__ = ["VERSION", "MetaConfig", "MetaLearner", "plot_curve"]
+__all__ = ["VERSION", "KIND", "CHECKPOINT_KIND", "MetaConfig", "MetaLearner", "plot_curve"]
