@@ -19,7 +19,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .backends.base import ACTIVATIONS, PRECISIONS
+from .backends.base import PRECISIONS
+from .model import ACTIVATIONS
 
 COMMANDS = ("train", "tune", "evaluate", "meta-train", "predict")
 #: How to use a saved best.pt, printed after writing one.

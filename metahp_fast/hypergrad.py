@@ -15,11 +15,13 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
-from .backends.torch_backend import forward, functional_step, loss_only
+from .backends.torch_backend import functional_step
+from .batches import Batches
+from .model import forward, loss_only
 from .population import Population
 from .search_space import SearchSpace, check_u, hparams_from_u
 from .tasks import Task
-from .training import TrainConfig, fit_batch_indices, prepare_task
+from .training import TrainConfig, prepare_task
 
 
 @dataclass
@@ -90,7 +92,8 @@ def es_hypergradient(evaluate: Callable[[Tensor], Tensor], center: Tensor, sigma
 
 def unrolled_loss(task: Task, space: SearchSpace, u: Tensor, config: TrainConfig, seed: int) -> Tensor:
     """Validation loss after ``config.steps`` steps from ``u`` (d,), as a differentiable function of ``u``:
-    the torch backend's pure step unrolled on the minibatches :func:`validation_objective` uses."""
+    the torch backend's pure step unrolled on the minibatches :func:`validation_objective` trains on (the
+    same :class:`~metahp_fast.batches.Batches` that :meth:`Population.fit` draws)."""
     if not u.requires_grad:
         raise ValueError("u must require grad (u.requires_grad_()) to differentiate the unroll")
     check_u("u", u.detach(), space)
@@ -105,8 +108,7 @@ def unrolled_loss(task: Task, space: SearchSpace, u: Tensor, config: TrainConfig
     step_count, alive = base.step_count.clone(), base.alive.clone()
     task = prepare_task(task, config)
     x, y = task.x_train, task.y_train
-    for idx in fit_batch_indices(len(x), config.steps, config.batch_size, seed):
-        idx = idx.to(x.device)
+    for idx in Batches(len(x), config.batch_size, seed, x.device).take(config.steps):
         _, params, opt_state, step_count, alive = functional_step(
             params, opt_state, step_count, hp, alive, x[idx], y[idx], base.spec)
     return loss_only(forward(params, task.x_val, config.activation), task.y_val, task.loss)[0]

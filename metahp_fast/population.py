@@ -5,21 +5,21 @@ state and hyperparameters live in one :class:`PopulationState` that a backend up
 """
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .backends import get_backend, resolve_name
-from .backends.base import PRECISIONS, ModelSpec, PopulationState, run_steps, steps_per_launch
-from .backends.reference_backend import _ACT
-from .backends.torch_backend import forward, loss_only
+from .backends.base import PRECISIONS, PopulationState
+from .batches import Batches
+from .model import ModelSpec, forward, loss_only, sequential, stack_sequentials
 from .optimizers import STATE_NAMES, hparam_specs
-from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_size,
-                         check_spec)
+from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_int,
+                         check_positive_int, check_size, check_spec)
 
 LrSchedule = Union[Callable[[int, Tensor], Union[Tensor, float]], Tensor]
 STATE_DICT_VERSION = 1
@@ -27,11 +27,49 @@ STATE_DICT_VERSION = 1
 
 class HParams(dict):
     """The population's hyperparameters: name -> (K,) tensor. Assigning a key validates the value and writes
-    it into the existing tensor, so backends see it at the next step without recompiling or syncing."""
+    it into the existing tensor, so backends see it at the next step without recompiling or syncing. The
+    names are fixed (every step reads all of its optimizer's): removing one is refused."""
 
     def __init__(self, values: dict[str, Tensor], optimizer: str):
         super().__init__(values)
+        self._optimizer = optimizer
         self._specs = hparam_specs(optimizer)
+
+    def _refuse_removal(self, name: Any = None) -> None:
+        which = f"hyperparameter {name!r}" if name is not None else "hyperparameters"
+        raise TypeError(f"cannot remove {which}: a population with optimizer={self._optimizer!r} keeps all of "
+                        f"{sorted(self)} (its steps read them); assign a new value instead, e.g. "
+                        f"pop.hparams[{(name if name is not None else 'lr')!r}] = ...")
+
+    def __delitem__(self, name: str) -> None:
+        self._refuse_removal(name)
+
+    def pop(self, name: str, *default: Any) -> Any:  # type: ignore[override]
+        if name in self:
+            self._refuse_removal(name)
+        if default:
+            return default[0]
+        raise KeyError(name)
+
+    def popitem(self) -> tuple[str, Tensor]:
+        self._refuse_removal(next(reversed(self), None))
+        raise AssertionError("unreachable")
+
+    def clear(self) -> None:
+        self._refuse_removal()
+
+    def setdefault(self, name: str, default: Any = None) -> Tensor:  # type: ignore[override]
+        if name not in self:
+            self[name] = default  # refuses an unknown name, as assignment does
+        return self[name]
+
+    def __ior__(self, other: Mapping[str, Any]) -> "HParams":  # type: ignore[override]
+        self.update(other)
+        return self
+
+    def __reduce__(self):
+        """copy, deepcopy and pickle rebuild it from its items (dict's own way assigns into an empty one)."""
+        return HParams, (dict(self), self._optimizer)
 
     def __setitem__(self, name: str, value: Any) -> None:
         if name not in self._specs:
@@ -103,8 +141,7 @@ class Population:
         check_choice("init", init, ("shared", "independent"))
         device = check_device(device)
         dtype = _check_dtype(dtype)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int; got {seed!r}")
+        seed = check_int("seed", seed)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, size, device, dtype)
         params = _init_params(spec, size, seed, init == "independent", hp["init_scale"], device, dtype)
@@ -118,26 +155,11 @@ class Population:
         """A population whose candidate k starts from the weights of ``modules[k]``, a ``nn.Sequential`` of
         ``Linear`` layers with one kind of activation between them (the inverse of :meth:`to_module`); the
         other arguments as for the constructor."""
-        if isinstance(modules, nn.Module) or not isinstance(modules, Sequence) or len(modules) == 0:
-            raise ValueError("modules must be a non-empty list of nn.Sequential MLPs")
-        layers, activation = _parse_mlp(modules[0], 0)
-        for k, m in enumerate(modules[1:], 1):
-            if _parse_mlp(m, k) != (layers, activation):
-                raise ValueError(f"modules[{k}] has a different architecture from modules[0] "
-                                 f"({layers}, {activation})")
-        first = next(modules[0].parameters())
-        device, dtype = first.device, first.dtype
-        if any(p.dtype != dtype or p.device != device for m in modules for p in m.parameters()):
-            raise TypeError(f"all modules must share one dtype and device ({dtype} on {device})")
+        layers, activation, params = stack_sequentials(modules)
+        device, dtype = params[0].device, params[0].dtype
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, len(modules), device, dtype)
-        linears = [[mod for mod in m if isinstance(mod, nn.Linear)] for m in modules]
-        params = []
-        with torch.no_grad():
-            for i in range(len(linears[0])):
-                params.append(torch.stack([lin[i].weight.t() for lin in linears]).contiguous())
-                params.append(torch.stack([lin[i].bias for lin in linears]).contiguous())
         pop = cls.__new__(cls)
         pop._setup(spec, params, hp, backend, precision)
         return pop
@@ -149,7 +171,7 @@ class Population:
         size, device, dtype = params[0].shape[0], params[0].device, params[0].dtype
         self._backend = get_backend(backend, spec, device, dtype)
         self._precision = precision
-        if precision is not None and hasattr(self._backend, "precision"):
+        if precision is not None:
             self._backend.precision = precision
         self._state = PopulationState(
             spec=spec, params=params,
@@ -190,7 +212,7 @@ class Population:
     def precision(self) -> str:
         """The dot precision the backend runs with: the triton backend's (``"ieee"`` under the interpreter),
         ``"ieee"`` for the torch and reference backends (torch's own matmul settings apply)."""
-        return getattr(self._backend, "precision", "ieee")
+        return self._backend.precision
 
     @property
     def alive(self) -> Tensor:
@@ -271,13 +293,12 @@ class Population:
         has_val = x_val is not None or y_val is not None
         if has_val:
             x_val, y_val = check_batch(x_val, y_val, self.spec, self.device, self.dtype, names=("x_val", "y_val"))
-        steps = _positive_int("steps", steps)
-        batch_size = _positive_int("batch_size", batch_size)
+        steps = check_positive_int("steps", steps)
+        batch_size = check_positive_int("batch_size", batch_size)
         schedule = self._check_schedule(lr_schedule, steps)
-        eval_every = max(1, steps // 10) if eval_every is None else _positive_int("eval_every", eval_every)
-        n, bs = x.shape[0], min(batch_size, x.shape[0])
-        batches = _Batches(n, bs, torch.Generator().manual_seed(int(seed)), self.device)
-        span_cap = steps_per_launch(self._backend, self.spec, bs)
+        eval_every = max(1, steps // 10) if eval_every is None else check_positive_int("eval_every", eval_every)
+        batches = Batches(x.shape[0], batch_size, seed, self.device)
+        span_cap = self._backend.steps_per_launch(self.spec, batches.batch_size)
         base_lr = self.hparams["lr"].clone()
         hist: dict[str, Any] = {"loss": [], "eval_step": [], "val_loss": [], "val_accuracy": []}
         bar = _progress(steps, progress, f"training {self.size} candidates")
@@ -294,7 +315,7 @@ class Population:
                 raise ValueError(f"lr_schedule returned a negative or non-finite learning rate for step {bad} "
                                  f"({self.steps_done} steps trained so far, none after them); it must return "
                                  "finite values >= 0")
-            hist["loss"].append(run_steps(self._backend, self._state, x, y, idx, lrs))
+            hist["loss"].append(self._backend.steps(self._state, x, y, idx, lrs))
             self.steps_done += end - t
             t = end
             if has_val and (t % eval_every == 0 or t == steps):
@@ -357,7 +378,7 @@ class Population:
         x, y = check_batch(x, y, self.spec, self.device, self.dtype)
         n = x.shape[0]
         if batch_size != 0:  # 0: sized automatically
-            batch_size = _positive_int("batch_size", batch_size)
+            batch_size = check_positive_int("batch_size", batch_size)
         chunk = batch_size or max(1, (1 << 25) // (self.size * max(self.layers[1:])))
         loss = torch.zeros(self.size, dtype=self.dtype, device=self.device)
         correct = torch.zeros(self.size, dtype=self.dtype, device=self.device)
@@ -374,24 +395,18 @@ class Population:
 
     def to_module(self, i: int) -> nn.Sequential:
         """Candidate i as a plain ``nn.Sequential`` (a copy), whose outputs equal the population's."""
-        i = self._check_index(i)
-        act = _ACT[self.spec.activation]
-        mods: list[nn.Module] = []
-        n = len(self.params) // 2
-        with torch.no_grad():
-            for j in range(n):
-                lin = nn.Linear(self.layers[j], self.layers[j + 1], device=self.device, dtype=self.dtype)
-                lin.weight.copy_(self.params[2 * j][i].t())
-                lin.bias.copy_(self.params[2 * j + 1][i])
-                mods.append(lin)
-                if j < n - 1:
-                    mods.append(act())
-        return nn.Sequential(*mods)
+        return sequential(self.spec, self.params, self._check_index(i))
 
     def _check_index(self, i: Any) -> int:
-        if isinstance(i, bool) or not isinstance(i, int) or not -self.size <= i < self.size:
-            raise IndexError(f"candidate index must be an int in [0, {self.size}); got {i!r}")
-        return i % self.size
+        """A candidate number as an int in [0, K): an int, numpy integer or 0-dim integer tensor (such as
+        ``losses.argmin()``), negative ones counting from the end."""
+        if isinstance(i, Tensor) and i.dim() == 0 and not (i.dtype.is_floating_point or i.dtype.is_complex
+                                                            or i.dtype == torch.bool):
+            i = int(i)
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or not -self.size <= i < self.size:
+            raise IndexError(f"candidate index must be an int (or a 0-dim integer tensor) in [0, {self.size}); "
+                             f"got {i!r}")
+        return int(i) % self.size
 
     def select(self, indices: Union[Sequence[int], Sequence[bool], Tensor]) -> "Population":
         """A new population of the chosen candidates (weights, optimizer state, hyperparameters, step counts
@@ -496,64 +511,10 @@ class Population:
         return pop
 
 
-class _Batches:
-    """The minibatch row indices of :meth:`Population.fit`: epochs of a seeded permutation of range(n), ``bs``
-    rows per step (a short tail is dropped), handed out a span of steps at a time on the population's device.
-
-    Each epoch's permutation is drawn on the CPU (seeded) and moved to the device once; on CUDA through pinned
-    memory without blocking the host: a plain copy would wait for every queued step, and the GPU would idle
-    while the next launches are prepared."""
-
-    def __init__(self, n: int, bs: int, gen: torch.Generator, device: torch.device):
-        self.n, self.bs, self.gen, self.device = n, bs, gen, device
-        self.order, self.pos = torch.empty(0, dtype=torch.int64), n
-
-    def take(self, steps: int) -> Tensor:
-        """The next ``steps`` minibatches as a (steps, bs) int64 tensor on the device."""
-        rows = []
-        for _ in range(steps):
-            if self.pos + self.bs > self.n:
-                perm = torch.randperm(self.n, generator=self.gen)
-                cuda = self.device.type == "cuda"
-                self.order = (perm.pin_memory() if cuda else perm).to(self.device, non_blocking=cuda)
-                self.pos = 0
-            rows.append(self.order[self.pos:self.pos + self.bs])
-            self.pos += self.bs
-        return rows[0].unsqueeze(0) if steps == 1 else torch.stack(rows)
-
-
-def _parse_mlp(m: Any, k: int) -> tuple[tuple[int, ...], str]:
-    """(layers, activation) of an ``nn.Sequential`` of Linear layers with one activation kind between them."""
-    if not isinstance(m, nn.Sequential):
-        raise TypeError(f"modules[{k}] must be an nn.Sequential; got {type(m).__name__}")
-    mods = list(m)
-    kinds = {cls: name for name, cls in _ACT.items()}
-    linears, acts = mods[0::2], mods[1::2]
-    ok = len(mods) % 2 == 1 and all(isinstance(l, nn.Linear) and l.bias is not None for l in linears) \
-        and all(type(a) in kinds for a in acts) and len({type(a) for a in acts}) <= 1
-    if not ok:
-        raise ValueError(f"modules[{k}] must alternate nn.Linear (with bias) and one kind of activation "
-                         f"({', '.join(c.__name__ for c in kinds)}); got {[type(x).__name__ for x in mods]}")
-    approx = [a for a in acts if getattr(a, "approximate", "none") != "none"]
-    if approx:  # the backends compute the exact GELU: a tanh-approximated one would silently change the model
-        raise ValueError(f"modules[{k}] has {approx[0]!r}; the population computes the exact GELU, nn.GELU()")
-    for a, b in zip(linears[:-1], linears[1:]):
-        if a.out_features != b.in_features:
-            raise ValueError(f"modules[{k}] has mismatched Linear sizes {a.out_features} -> {b.in_features}")
-    layers = (linears[0].in_features,) + tuple(l.out_features for l in linears)
-    return layers, kinds[type(acts[0])] if acts else "relu"
-
-
 def _check_dtype(dtype: Any) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
     return dtype
-
-
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive int; got {v!r}")
-    return v
 
 
 def _progress(total: int, enabled: bool, desc: str):

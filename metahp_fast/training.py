@@ -120,18 +120,6 @@ def fit(pop: Population, task: Task, steps: int, config: TrainConfig, seed: int)
                    progress=False, x_val=task.x_val, y_val=task.y_val, eval_every=min(config.every, steps))
 
 
-def fit_batch_indices(n: int, steps: int, batch_size: int, seed: int) -> list[Tensor]:
-    """The row indices of the minibatches that :meth:`Population.fit` draws for these arguments, in order."""
-    gen = torch.Generator().manual_seed(int(seed))
-    bs, out, order, pos = min(batch_size, n), [], None, n
-    for _ in range(steps):
-        if pos + bs > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        out.append(order[pos:pos + bs])
-        pos += bs
-    return out
-
-
 def validation_objective(task: Task, space: SearchSpace, u: Tensor, config: TrainConfig, seed: int,
                          objective: str = "loss") -> Tensor:
     """Train one candidate per row of ``u`` for ``config.steps`` steps from shared initial weights on shared
@@ -144,4 +132,4 @@ def validation_objective(task: Task, space: SearchSpace, u: Tensor, config: Trai
 
 
 __all__ = ["TaskLike", "TrainConfig", "as_task", "prepare_task", "check_space", "make_population",
-           "population_from_state", "fit", "fit_batch_indices", "validation_objective"]
+           "population_from_state", "fit", "validation_objective"]

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .backends.base import ACTIVATIONS, LOSSES, ModelSpec
+from .model import ACTIVATIONS, LOSSES, ModelSpec
 from .optimizers import OPTIMIZERS, hparam_specs
 
 
@@ -33,6 +33,20 @@ def check_spec(layers, activation: str, loss: str, optimizer: str, nesterov: boo
     if nesterov and optimizer != "sgd":
         raise ValueError("nesterov=True only applies to optimizer='sgd'")
     return ModelSpec(tuple(int(n) for n in layers), activation, loss, optimizer, nesterov)
+
+
+def check_int(name: str, value: Any) -> int:
+    """``value`` as a Python int: ints and numpy integers pass; bools, floats and anything else are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int; got {value!r}")
+    return int(value)
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """``value`` as an int >= 1 (numpy integers too); a ValueError naming ``name`` otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int; got {value!r}")
+    return int(value)
 
 
 def check_size(size: Any) -> int:

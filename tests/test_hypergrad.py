@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from metahp_fast import LogUniform, Population, SearchSpace, Uniform
+from metahp_fast import LogUniform, SearchSpace, Uniform
 from metahp_fast.hypergrad import (antithetic_directions, antithetic_u, cosine, es_gradient, es_hypergradient,
                                    exact_hypergradient)
 from metahp_fast.tasks import from_arrays
-from metahp_fast.training import TrainConfig, fit_batch_indices, validation_objective
+from metahp_fast.training import TrainConfig, validation_objective
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
 
 
@@ -62,18 +62,6 @@ def test_exact_hypergradient_through_init_scale_and_minibatches(problem):
     eye = torch.eye(2, dtype=torch.float64)
     vals = validation_objective(task, space, torch.cat([u + h * eye, u - h * eye]), config, seed=3)
     torch.testing.assert_close(exact, (vals[:2] - vals[2:]) / (2 * h), rtol=1e-4, atol=1e-8)
-
-
-def test_fit_batch_indices_are_the_batches_population_fit_draws():
-    gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(50, 3, generator=gen, dtype=torch.float64), torch.randint(0, 2, (50,), generator=gen)
-    a = Population([3, 4, 2], 1, "sgd", {"lr": 0.1}, dtype=torch.float64)
-    b = Population([3, 4, 2], 1, "sgd", {"lr": 0.1}, dtype=torch.float64)
-    a.fit(x, y, steps=9, batch_size=16, seed=5, progress=False)
-    for idx in fit_batch_indices(50, 9, 16, seed=5):
-        b.step(x[idx], y[idx])
-    for p, q in zip(a.params, b.params):
-        assert torch.equal(p, q)
 
 
 def test_es_gradient_of_a_linear_function_and_antithetic_layout():

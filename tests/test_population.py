@@ -40,7 +40,8 @@ def test_diverging_candidate_is_isolated(backend, optimizer):
         assert rel_err(a[keep], b) < 1e-12
     frozen = [p[1].clone() for p in pop.params]
     pop.step(*batches[0])
-    assert all(torch.equal(f, p[1]) or (torch.isnan(f) == torch.isnan(p[1])).all() for f, p in zip(frozen, pop.params))
+    for f, p in zip(frozen, pop.params):  # a dead candidate is frozen exactly: same values, NaNs where they were
+        assert torch.equal(torch.isnan(f), torch.isnan(p[1])) and torch.equal(f.nan_to_num(), p[1].nan_to_num())
     m = pop.evaluate(*batches[0])
     assert math.isinf(m["loss"][1]) and math.isnan(m["accuracy"][1])
     assert torch.isfinite(m["loss"][keep]).all()
@@ -65,6 +66,30 @@ def test_to_module_and_from_modules_round_trip(activation):
         assert torch.equal(p, q)
     mods[0][0].weight.data.zero_()  # exported modules are copies
     assert not torch.equal(pop.params[0][0], torch.zeros_like(pop.params[0][0]))
+
+
+def test_exports_of_one_wide_layers_are_copies_too():
+    """A candidate's (1, n) weight slice transposed counts as contiguous; the export still copies it."""
+    pop = Population([1, 5, 1], 2, loss="mse", seed=3)
+    m = pop.to_module(1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+    assert all(bool(p[1].abs().sum() > 0) for p in pop.params)
+    x = torch.randn(7, 1)
+    torch.testing.assert_close(Population.from_modules([pop.to_module(0), pop.to_module(1)], loss="mse").forward(x),
+                               pop.forward(x))
+
+
+def test_candidate_indices_take_numpy_ints_and_0_dim_integer_tensors():
+    pop = Population([4, 6, 3], 3, "sgd", {"lr": [0.1, 0.2, 0.3]}, init="independent", seed=2)
+    x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+    best = pop.evaluate(x, y)["loss"].argmin()  # a 0-dim int64 tensor
+    for i in (best, np.int64(int(best)), int(best), int(best) - 3, torch.tensor(int(best), dtype=torch.int32)):
+        assert torch.equal(pop.to_module(i)[0].weight, pop.params[0][int(best)].t())
+    for bad in (True, np.bool_(False), 1.0, torch.tensor(1.0), torch.tensor(True), torch.tensor([1]), "1", 3, -4):
+        with pytest.raises(IndexError, match=r"candidate index must be an int"):
+            pop.to_module(bad)
 
 
 def test_from_modules_rejects_mixed_architectures():
@@ -217,6 +242,49 @@ def test_hparams_settable_between_steps_and_validated():
     assert pop.hparams["lr"][1].item() == pytest.approx(0.2)  # the failed update wrote nothing
 
 
+def test_hparams_cannot_lose_a_name_the_optimizer_reads():
+    pop = Population([4, 6, 2], 2, "sgd", {"lr": 0.1, "momentum": 0.9})
+    with pytest.raises(TypeError, match="cannot remove hyperparameter 'momentum'.*pop.hparams\\['momentum'\\]"):
+        pop.hparams.pop("momentum")
+    with pytest.raises(TypeError, match="cannot remove hyperparameter 'lr'"):
+        del pop.hparams["lr"]
+    with pytest.raises(TypeError, match="cannot remove hyperparameter 'init_scale'"):
+        pop.hparams.popitem()
+    with pytest.raises(TypeError, match="cannot remove hyperparameters"):
+        pop.hparams.clear()
+    with pytest.raises(KeyError):
+        pop.hparams.pop("beta1")  # not there: dict's own answer
+    assert pop.hparams.pop("beta1", None) is None
+    with pytest.raises(ValueError, match="unknown hyperparameter 'beta1'"):
+        pop.hparams.setdefault("beta1", 0.9)
+    with pytest.raises(ValueError, match="momentum"):
+        pop.hparams |= {"momentum": 2.0}  # |= validates like update()
+    pop.hparams |= {"momentum": 0.5}
+    assert pop.hparams.setdefault("momentum", 0.1).tolist() == [0.5, 0.5]
+    assert sorted(pop.hparams) == ["init_scale", "lr", "momentum", "weight_decay"]
+    pop.step(torch.randn(8, 4), torch.randint(0, 2, (8,)))  # still trains
+    snap = copy.deepcopy(pop.hparams)  # a snapshot of its own tensors, still checked on assignment
+    assert type(snap) is type(pop.hparams) and snap.keys() == pop.hparams.keys()
+    assert all(torch.equal(snap[k], v) and snap[k] is not v for k, v in pop.hparams.items())
+    assert copy.copy(pop.hparams)["lr"] is pop.hparams["lr"]
+    with pytest.raises(ValueError, match="momentum"):
+        snap["momentum"] = 1.5
+
+
+def test_seed_takes_numpy_integers_but_not_bools_or_floats():
+    a = Population([3, 4, 2], 2, seed=np.int64(7), init="independent")
+    b = Population([3, 4, 2], 2, seed=7, init="independent")
+    assert torch.equal(a.params[0], b.params[0])
+    for bad in (True, np.bool_(True), 7.0, np.float64(7), "7", None):
+        with pytest.raises(TypeError, match="seed must be an int"):
+            Population([3, 4, 2], 2, seed=bad)
+    x, y = torch.randn(20, 3), torch.randint(0, 2, (20,))
+    assert torch.equal(a.fit(x, y, steps=3, batch_size=4, seed=np.int32(1), progress=False)["loss"],
+                       b.fit(x, y, steps=3, batch_size=4, seed=1, progress=False)["loss"])
+    with pytest.raises(TypeError, match="seed must be an int"):
+        a.fit(x, y, steps=3, seed=1.5)
+
+
 def test_backend_resolution(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.delenv("METAHP_BACKEND", raising=False)
@@ -300,3 +368,35 @@ def test_precision_is_checked_and_the_cpu_backends_compute_in_their_dtype():
     a = Population([4, 5, 3], 3, "sgd", {"lr": 0.1}, precision="bf16", backend="torch")
     b = Population([4, 5, 3], 3, "sgd", {"lr": 0.1}, backend="torch")
     assert a.precision == "ieee" and torch.equal(a.step(x, y), b.step(x, y))  # a GPU option, a no-op here
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_backend_seam_defaults(backend):
+    """What Population calls on every backend: the CPU backends take steps one at a time through the default
+    ``steps`` (the same as calling ``step`` per row of idx), and accept a precision they ignore."""
+    from metahp_fast.backends import Backend, get_backend
+    from metahp_fast.model import ModelSpec
+
+    spec = ModelSpec((4, 6, 3))
+    be = get_backend(backend, spec, torch.device("cpu"), torch.float64)
+    assert isinstance(be, Backend) and be.name == backend and be.steps_per_launch(spec, 8) == 1
+    be.precision = "bf16"
+    assert be.precision == "ieee"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        be.precision = "fp8"
+    a, b = (Population([4, 6, 3], 3, "sgd", {"lr": [0.1, 0.2, 0.3], "momentum": 0.9}, dtype=torch.float64,
+                       backend=backend) for _ in range(2))
+    x, y = torch.randn(30, 4, dtype=torch.float64), torch.randint(0, 3, (30,))
+    idx = torch.randint(0, 30, (4, 8))
+    lr = torch.rand(4, 3, dtype=torch.float64)
+    got = a._backend.steps(a._state, x, y, idx, lr)
+    want = torch.stack([b.step(x[i], y[i], lr=lr[s]) for s, i in enumerate(idx)])
+    assert torch.equal(got, want) and all(torch.equal(p, q) for p, q in zip(a.params, b.params))
+
+    class Incomplete(Backend):
+        name = "incomplete"
+
+        def check(self, spec, device, dtype):
+            pass
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()

@@ -18,7 +18,7 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 import triton  # noqa: E402
 
 from metahp_fast import Population  # noqa: E402
-from metahp_fast.backends.base import ModelSpec  # noqa: E402
+from metahp_fast.model import ModelSpec  # noqa: E402
 from metahp_fast.backends.torch_backend import functional_step  # noqa: E402
 from metahp_fast.backends.triton_backend import TritonBackend  # noqa: E402
 from metahp_fast.kernels import fused_fits, fused_mlp_step, fused_mlp_steps, steps_fit, update_layer  # noqa: E402

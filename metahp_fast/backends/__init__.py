@@ -9,7 +9,8 @@ import os
 
 import torch
 
-from .base import ACTIVATIONS, LOSSES, Backend, ModelSpec, PopulationState
+from ..model import ModelSpec
+from .base import Backend, PopulationState
 
 NAMES = ("torch", "reference", "triton")
 
@@ -51,5 +52,4 @@ def get_backend(name: str, spec: ModelSpec, device: torch.device, dtype: torch.d
     return backend
 
 
-__all__ = ["ACTIVATIONS", "LOSSES", "NAMES", "Backend", "ModelSpec", "PopulationState", "get_backend",
-           "resolve_name", "triton_available"]
+__all__ = ["NAMES", "Backend", "PopulationState", "get_backend", "resolve_name", "triton_available"]

@@ -11,29 +11,13 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..model import ModelSpec, sequential_view
 from ..optimizers import torch_optimizer
-from .base import ModelSpec, PopulationState
+from .base import Backend, PopulationState
 
-_ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
-
-
-def sequential_view(spec: ModelSpec, params: list[Tensor], k: int) -> nn.Sequential:
-    """An ``nn.Sequential`` whose parameters are views of candidate k's slices of ``params``."""
-    mods: list[nn.Module] = []
-    n = len(params) // 2
-    for i in range(n):
-        lin = nn.Linear(spec.layers[i], spec.layers[i + 1], device="meta")
-        lin.weight = nn.Parameter(params[2 * i][k].t())
-        lin.bias = nn.Parameter(params[2 * i + 1][k])
-        mods.append(lin)
-        if i < n - 1:
-            mods.append(_ACT[spec.activation]())
-    return nn.Sequential(*mods)
-
-
-class ReferenceBackend:
+class ReferenceBackend(Backend):
     """Per-candidate ``nn.Sequential`` + ``torch.optim``, one after the other."""
 
     name = "reference"

@@ -1,10 +1,11 @@
 """The ``torch`` backend: one step of K candidates in batched PyTorch ops, no Python loop over candidates.
 
-The shared minibatch is broadcast against the stacked first-layer weights, so ``x @ W0`` with x (B, in) and
-W0 (K, in, out) is one batched GEMM; the backward pass is written out by hand (it mirrors the Triton kernels
-and avoids autograd's bookkeeping), and every function here is pure, so autograd can also differentiate an
-unrolled sequence of steps with respect to the hyperparameters (exact hypergradients). The backend's own
-in-place step writes every per-step tensor into a :class:`Workspace` kept with the population instead.
+The forward pass and the losses are :mod:`metahp_fast.model`'s (the shared minibatch is broadcast against the
+stacked first-layer weights, so ``x @ W0`` is one batched GEMM); the backward pass is written out here by hand
+(it mirrors the Triton kernels and avoids autograd's bookkeeping), and every function here is pure, so autograd
+can also differentiate an unrolled sequence of steps with respect to the hyperparameters (exact
+hypergradients). The backend's own in-place step writes every per-step tensor into a :class:`Workspace` kept
+with the population instead.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..model import ModelSpec, activation_backward, bmm, forward, loss_and_grad
 from ..optimizers import adamw_update, sgd_update, update_coefficients
-from .base import ModelSpec, PopulationState
+from .base import Backend, PopulationState
 
 
 class Workspace:
     """Scratch tensors the in-place step reuses from one step to the next, one per name, kept with the
-    population (``state.cache``). On CPU, allocating the step's multi-megabyte activations and gradients
+    population (``state.cache``); the scratch allocator (:data:`metahp_fast.model.Scratch`) that the model's
+    functions write into. On CPU, allocating the step's multi-megabyte activations and gradients
     afresh every step costs page faults: reusing them made the digits step 1.3-1.7x faster at K=64-256
     (``benchmarks/workspace_speed.py``). A buffer is reallocated when its shape, dtype or device changes."""
 
@@ -33,107 +36,6 @@ class Workspace:
         if t is None or t.shape != shape or t.dtype != like.dtype or t.device != like.device:
             t = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return t
-
-
-def _scratch(ws: Optional[Workspace], name: str, shape: tuple[int, ...], like: Tensor) -> Optional[Tensor]:
-    """``ws``'s buffer for ``name``, or None (a fresh, differentiable result) without a workspace."""
-    return None if ws is None else ws(name, tuple(shape), like)
-
-
-def activate(z: Tensor, activation: str, out: Optional[Tensor] = None) -> Tensor:
-    """The hidden-layer nonlinearity; written into ``out`` if given (which may be ``z`` itself)."""
-    if activation == "relu":
-        return torch.relu(z) if out is None else torch.clamp_min(z, 0, out=out)
-    if activation == "tanh":
-        return torch.tanh(z, out=out)
-    if activation == "sigmoid":
-        return torch.sigmoid(z, out=out)
-    return torch.nn.functional.gelu(z) if out is None else torch.ops.aten.gelu.out(z, out=out)
-
-
-def activation_backward(g: Tensor, z: Tensor, a: Tensor, activation: str, in_place: bool = False) -> Tensor:
-    """Gradient through the nonlinearity, from the pre-activation z and activation a (fused aten ops, which
-    autograd can differentiate again); with ``in_place``, written over ``g``. Only gelu reads ``z``."""
-    if activation == "relu":
-        return (torch.ops.aten.threshold_backward.grad_input(g, a, 0, grad_input=g) if in_place
-                else torch.ops.aten.threshold_backward(g, a, 0))
-    op = {"tanh": torch.ops.aten.tanh_backward, "sigmoid": torch.ops.aten.sigmoid_backward,
-          "gelu": torch.ops.aten.gelu_backward}[activation]
-    other = z if activation == "gelu" else a
-    return op.grad_input(g, other, grad_input=g) if in_place else op(g, other)
-
-
-def bmm(a: Tensor, b: Tensor, bias: Optional[Tensor] = None, ws: Optional[Workspace] = None,
-        name: str = "") -> Tensor:
-    """Batched ``a @ b (+ bias)`` for a (K, M, I), b (K, I, N), bias (K, N); into ``ws``'s buffer ``name``
-    when a workspace is given.
-
-    A narrow output (N < 32 and N < M, e.g. the 10 logits of 128 rows) is computed as ``(b^T a^T)^T`` and
-    returned as a transposed view: CPU BLAS runs that several times faster than the narrow product."""
-    narrow = b.shape[-1] < min(32, a.shape[-2])
-    if narrow:
-        a, b = b.mT, a.mT
-    out = _scratch(ws, name, (a.shape[0], a.shape[1], b.shape[2]), b)
-    if bias is None:
-        r = torch.bmm(a, b, out=out)
-    else:
-        r = torch.baddbmm(bias.unsqueeze(2 if narrow else 1), a, b, out=out)
-    return r.mT if narrow else r
-
-
-def forward(params: list[Tensor], x: Tensor, activation: str = "relu", keep: bool = False,
-            ws: Optional[Workspace] = None):
-    """Outputs (K, B, out) of every candidate on the shared input x (B, in); the shared x is broadcast
-    (a stride-0 view), so the first layer is one batched GEMM.
-
-    With ``keep``, also returns the list of (pre-activation, activation) pairs of the hidden layers that the
-    backward pass needs. With a workspace ``ws``, every result lives in its buffers (and the activation
-    overwrites the pre-activation, except for gelu, whose backward reads both)."""
-    K = params[0].shape[0]
-    h, saved = x.expand(K, *x.shape), []
-    n = len(params) // 2
-    for i in range(n):
-        z = bmm(h, params[2 * i], params[2 * i + 1], ws, f"z{i}")
-        if i == n - 1:
-            return (z, saved) if keep else z
-        out = None if ws is None else (z if activation != "gelu" else ws(f"a{i}", tuple(z.shape), z))
-        h = activate(z, activation, out)
-        if keep:
-            saved.append((z, h))
-    raise AssertionError("unreachable")
-
-
-def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Workspace] = None) -> tuple[Tensor, Tensor]:
-    """Per-candidate mean loss (K,) and its gradient with respect to ``out`` (K, B, C), the gradient in
-    ``ws``'s buffer when a workspace is given.
-
-    Cross-entropy takes integer labels (B,); MSE takes targets (B, C) and averages over all B*C entries, as
-    ``F.cross_entropy`` and ``F.mse_loss`` do."""
-    B = out.shape[1]
-    g = _scratch(ws, "dout", tuple(out.shape), out)
-    if loss == "cross_entropy":
-        lse = torch.logsumexp(out, -1, keepdim=True)
-        idx = y.view(1, B, 1).expand(out.shape[0], B, 1)
-        losses = (lse.squeeze(2) - out.gather(2, idx).squeeze(2)).mean(1)
-        if g is None:
-            g = torch.exp(out - lse)
-            g = g.scatter_add(2, idx, torch.full_like(g[:, :, :1], -1.0))
-            return losses, g / B
-        torch.sub(out, lse, out=g).exp_()
-        g.scatter_add_(2, idx, torch.full_like(lse, -1.0))
-        return losses, g.div_(B)
-    diff = torch.sub(out, y, out=g)
-    losses = diff.pow(2).mean(dim=(1, 2))
-    scale = 2.0 / diff[0].numel()
-    return losses, (diff * scale if ws is None else diff.mul_(scale))
-
-
-def loss_only(out: Tensor, y: Tensor, loss: str) -> Tensor:
-    """Per-candidate mean loss (K,) without the gradient (evaluation)."""
-    if loss == "cross_entropy":
-        lse = torch.logsumexp(out, -1)
-        return (lse - out.gather(2, y.view(1, -1, 1).expand(out.shape[0], -1, 1)).squeeze(2)).mean(1)
-    return (out - y).pow(2).mean(dim=(1, 2))
 
 
 def gradients(params: list[Tensor], x: Tensor, y: Tensor, spec: ModelSpec,
@@ -156,7 +58,7 @@ def gradients(params: list[Tensor], x: Tensor, y: Tensor, spec: ModelSpec,
         if not w.is_contiguous():  # the parameter's layout, so updates stay one pass
             w = w.contiguous() if ws is None else ws(f"dw{i}_", tuple(w.shape), w).copy_(w)
         grads[2 * i] = w
-        grads[2 * i + 1] = torch.sum(g, 1, out=_scratch(ws, f"db{i}", (g.shape[0], g.shape[2]), g))
+        grads[2 * i + 1] = torch.sum(g, 1, out=None if ws is None else ws(f"db{i}", (g.shape[0], g.shape[2]), g))
         if i > 0:
             z, a = saved[i - 1]
             g = activation_backward(bmm(g, params[2 * i].mT, ws=ws, name=f"dh{i}"), z, a, spec.activation,
@@ -197,7 +99,7 @@ def functional_step(params: list[Tensor], opt_state: dict[str, list[Tensor]], st
     return losses, new_p, new_s, step_count, alive
 
 
-class TorchBackend:
+class TorchBackend(Backend):
     """Batched PyTorch ops on any device and dtype."""
 
     name = "torch"

@@ -8,10 +8,10 @@ Two paths, chosen per step from the architecture and the batch size (no host syn
   backward and optimizer update; weight gradients never reach device memory.
 - **per layer**, for everything else (deeper models, other activations, MSE, large batches): the forward pass,
   the loss and the backward pass through the activations run as torch ops (the functions of
-  :mod:`.torch_backend`), then one kernel per layer computes that layer's weight gradient tile by tile and
+  :mod:`metahp_fast.model`), then one kernel per layer computes that layer's weight gradient tile by tile and
   applies the optimizer to it in place.
-- **many steps at once** (:meth:`TritonBackend.steps`, used by ``Population.fit`` through
-  :func:`~metahp_fast.backends.base.run_steps`), for small seed models (``kernels.steps_fit``, e.g. digits
+- **many steps at once** (:meth:`TritonBackend.steps`, which ``Population.fit`` calls with spans of
+  :meth:`TritonBackend.steps_per_launch` steps), for small seed models (``kernels.steps_fit``, e.g. digits
   64-128-10): one launch trains a span of steps, each candidate's weights and optimizer state held on chip.
 
 All read the per-candidate hyperparameters, the step counts and the alive mask from device tensors, so
@@ -34,8 +34,8 @@ from torch import Tensor
 
 from ..kernels import PRECISIONS, fused_fits, fused_mlp_step, fused_mlp_steps, interpreting, steps_fit, update_layer
 from ..optimizers import STATE_NAMES
-from .base import ModelSpec, PopulationState
-from .torch_backend import activation_backward, bmm, forward, loss_and_grad
+from ..model import ModelSpec, activation_backward, bmm, forward, loss_and_grad
+from .base import Backend, PopulationState
 
 PRECISION_ENV = "METAHP_TRITON_PRECISION"
 #: Steps per launch of the multi-step kernel in ``Population.fit`` (fewer up to the next evaluation): long
@@ -49,7 +49,7 @@ def _is_seed_model(spec: ModelSpec) -> bool:
     return len(spec.layers) == 3 and spec.activation == "relu" and spec.loss == "cross_entropy"
 
 
-class TritonBackend:
+class TritonBackend(Backend):
     """Fused Triton kernels on CUDA float32 tensors (or CPU tensors under ``TRITON_INTERPRET=1``).
 
     Args:
@@ -96,11 +96,11 @@ class TritonBackend:
 
     def steps(self, state: PopulationState, x: Tensor, y: Tensor, idx: Tensor,
               lr_table: Optional[Tensor] = None) -> Tensor:
-        """``idx.shape[0]`` steps in one launch of the multi-step kernel, step s on rows ``idx[s]`` of (x, y)
-        (see :func:`metahp_fast.backends.base.run_steps`); only where :meth:`uses_multistep_kernel`."""
+        """``idx.shape[0]`` steps (see :meth:`Backend.steps`): in one launch of the multi-step kernel where
+        :meth:`uses_multistep_kernel` and there is more than one step, else one :meth:`step` at a time."""
         spec = state.spec
-        if not self.uses_multistep_kernel(spec, idx.shape[1]):
-            raise ValueError(f"the multi-step kernel does not take layers {spec.layers} at batch {idx.shape[1]}")
+        if idx.shape[0] == 1 or not self.uses_multistep_kernel(spec, idx.shape[1]):
+            return super().steps(state, x, y, idx, lr_table)
         adamw = spec.optimizer == "adamw"
         hp = _kernel_hparams(state, None)
         lr_table = None if lr_table is None else lr_table.to(torch.float32).contiguous()

@@ -1,0 +1,222 @@
+"""The model every candidate of a population shares: its architecture (:class:`ModelSpec`), the batched maths
+of K candidate MLPs at once (forward pass, activations and their derivatives, losses), and the conversions
+between one candidate and a plain ``nn.Sequential``.
+
+The batched functions are pure unless given a scratch allocator ``ws`` (the torch backend's workspace), so
+autograd can differentiate them; every backend and :class:`~metahp_fast.population.Population` use these,
+so a candidate means the same network everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "gelu")
+LOSSES = ("cross_entropy", "mse")
+#: The ``nn.Module`` of each activation, for exporting candidates and reading modules back.
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+                                                  "gelu": nn.GELU}
+
+#: A scratch allocator ``ws(name, shape, like)``: an uninitialized tensor in ``like``'s dtype and device that
+#: the caller may overwrite, the same one for the same name (the torch backend's ``Workspace``).
+Scratch = Callable[[str, tuple[int, ...], Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The architecture and training rule shared by every candidate of a population."""
+
+    layers: tuple[int, ...]
+    activation: str = "relu"
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    nesterov: bool = False
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Per-candidate parameter shapes, in order W0, b0, W1, b1, ... with W of shape (in, out)."""
+        out = []
+        for i, o in zip(self.layers[:-1], self.layers[1:]):
+            out += [(i, o), (o,)]
+        return out
+
+
+# ---------------------------------------------------------------- batched maths of K candidates
+def _scratch(ws: Optional[Scratch], name: str, shape: tuple[int, ...], like: Tensor) -> Optional[Tensor]:
+    """``ws``'s buffer for ``name``, or None (a fresh, differentiable result) without a workspace."""
+    return None if ws is None else ws(name, tuple(shape), like)
+
+
+def activate(z: Tensor, activation: str, out: Optional[Tensor] = None) -> Tensor:
+    """The hidden-layer nonlinearity; written into ``out`` if given (which may be ``z`` itself)."""
+    if activation == "relu":
+        return torch.relu(z) if out is None else torch.clamp_min(z, 0, out=out)
+    if activation == "tanh":
+        return torch.tanh(z, out=out)
+    if activation == "sigmoid":
+        return torch.sigmoid(z, out=out)
+    return torch.nn.functional.gelu(z) if out is None else torch.ops.aten.gelu.out(z, out=out)
+
+
+def activation_backward(g: Tensor, z: Tensor, a: Tensor, activation: str, in_place: bool = False) -> Tensor:
+    """Gradient through the nonlinearity, from the pre-activation z and activation a (fused aten ops, which
+    autograd can differentiate again); with ``in_place``, written over ``g``. Only gelu reads ``z``."""
+    if activation == "relu":
+        return (torch.ops.aten.threshold_backward.grad_input(g, a, 0, grad_input=g) if in_place
+                else torch.ops.aten.threshold_backward(g, a, 0))
+    op = {"tanh": torch.ops.aten.tanh_backward, "sigmoid": torch.ops.aten.sigmoid_backward,
+          "gelu": torch.ops.aten.gelu_backward}[activation]
+    other = z if activation == "gelu" else a
+    return op.grad_input(g, other, grad_input=g) if in_place else op(g, other)
+
+
+def bmm(a: Tensor, b: Tensor, bias: Optional[Tensor] = None, ws: Optional[Scratch] = None,
+        name: str = "") -> Tensor:
+    """Batched ``a @ b (+ bias)`` for a (K, M, I), b (K, I, N), bias (K, N); into ``ws``'s buffer ``name``
+    when a workspace is given.
+
+    A narrow output (N < 32 and N < M, e.g. the 10 logits of 128 rows) is computed as ``(b^T a^T)^T`` and
+    returned as a transposed view: CPU BLAS runs that several times faster than the narrow product."""
+    narrow = b.shape[-1] < min(32, a.shape[-2])
+    if narrow:
+        a, b = b.mT, a.mT
+    out = _scratch(ws, name, (a.shape[0], a.shape[1], b.shape[2]), b)
+    if bias is None:
+        r = torch.bmm(a, b, out=out)
+    else:
+        r = torch.baddbmm(bias.unsqueeze(2 if narrow else 1), a, b, out=out)
+    return r.mT if narrow else r
+
+
+def forward(params: list[Tensor], x: Tensor, activation: str = "relu", keep: bool = False,
+            ws: Optional[Scratch] = None):
+    """Outputs (K, B, out) of every candidate on the shared input x (B, in); the shared x is broadcast
+    (a stride-0 view), so the first layer is one batched GEMM.
+
+    With ``keep``, also returns the list of (pre-activation, activation) pairs of the hidden layers that the
+    backward pass needs. With a workspace ``ws``, every result lives in its buffers (and the activation
+    overwrites the pre-activation, except for gelu, whose backward reads both)."""
+    K = params[0].shape[0]
+    h, saved = x.expand(K, *x.shape), []
+    n = len(params) // 2
+    for i in range(n):
+        z = bmm(h, params[2 * i], params[2 * i + 1], ws, f"z{i}")
+        if i == n - 1:
+            return (z, saved) if keep else z
+        out = None if ws is None else (z if activation != "gelu" else ws(f"a{i}", tuple(z.shape), z))
+        h = activate(z, activation, out)
+        if keep:
+            saved.append((z, h))
+    raise AssertionError("unreachable")
+
+
+def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = None) -> tuple[Tensor, Tensor]:
+    """Per-candidate mean loss (K,) and its gradient with respect to ``out`` (K, B, C), the gradient in
+    ``ws``'s buffer when a workspace is given.
+
+    Cross-entropy takes integer labels (B,); MSE takes targets (B, C) and averages over all B*C entries, as
+    ``F.cross_entropy`` and ``F.mse_loss`` do."""
+    B = out.shape[1]
+    g = _scratch(ws, "dout", tuple(out.shape), out)
+    if loss == "cross_entropy":
+        lse = torch.logsumexp(out, -1, keepdim=True)
+        idx = y.view(1, B, 1).expand(out.shape[0], B, 1)
+        losses = (lse.squeeze(2) - out.gather(2, idx).squeeze(2)).mean(1)
+        if g is None:
+            g = torch.exp(out - lse)
+            g = g.scatter_add(2, idx, torch.full_like(g[:, :, :1], -1.0))
+            return losses, g / B
+        torch.sub(out, lse, out=g).exp_()
+        g.scatter_add_(2, idx, torch.full_like(lse, -1.0))
+        return losses, g.div_(B)
+    diff = torch.sub(out, y, out=g)
+    losses = diff.pow(2).mean(dim=(1, 2))
+    scale = 2.0 / diff[0].numel()
+    return losses, (diff * scale if ws is None else diff.mul_(scale))
+
+
+def loss_only(out: Tensor, y: Tensor, loss: str) -> Tensor:
+    """Per-candidate mean loss (K,) without the gradient (evaluation)."""
+    if loss == "cross_entropy":
+        lse = torch.logsumexp(out, -1)
+        return (lse - out.gather(2, y.view(1, -1, 1).expand(out.shape[0], -1, 1)).squeeze(2)).mean(1)
+    return (out - y).pow(2).mean(dim=(1, 2))
+
+
+# ---------------------------------------------------------------- one candidate as an nn.Sequential
+def sequential(spec: ModelSpec, params: list[Tensor], k: int, copy: bool = True) -> nn.Sequential:
+    """Candidate k of the stacked ``params`` as an ``nn.Sequential`` of ``Linear`` layers and ``spec``'s
+    activation: with its own copy of the weights (``copy``, an export), or with parameters that are views of
+    the stacked storage (the reference backend trains through them, updating the population in place)."""
+    mods: list[nn.Module] = []
+    n = len(params) // 2
+    for i in range(n):
+        w, b = params[2 * i][k].t(), params[2 * i + 1][k]
+        if copy:  # contiguous_format: a (1, n) slice's transpose counts as contiguous, and would stay a view
+            w = w.detach().clone(memory_format=torch.contiguous_format)
+            b = b.detach().clone(memory_format=torch.contiguous_format)
+        lin = nn.Linear(spec.layers[i], spec.layers[i + 1], device="meta")  # no initial draw to overwrite
+        lin.weight, lin.bias = nn.Parameter(w), nn.Parameter(b)
+        mods.append(lin)
+        if i < n - 1:
+            mods.append(ACTIVATION_MODULES[spec.activation]())
+    return nn.Sequential(*mods)
+
+
+def sequential_view(spec: ModelSpec, params: list[Tensor], k: int) -> nn.Sequential:
+    """An ``nn.Sequential`` whose parameters are views of candidate k's slices of ``params``."""
+    return sequential(spec, params, k, copy=False)
+
+
+def parse_sequential(m: Any, k: int) -> tuple[tuple[int, ...], str]:
+    """(layers, activation) of ``modules[k]``, an ``nn.Sequential`` of Linear layers with one activation kind
+    between them; a TypeError/ValueError naming ``modules[k]`` for anything else."""
+    if not isinstance(m, nn.Sequential):
+        raise TypeError(f"modules[{k}] must be an nn.Sequential; got {type(m).__name__}")
+    mods = list(m)
+    kinds = {cls: name for name, cls in ACTIVATION_MODULES.items()}
+    linears, acts = mods[0::2], mods[1::2]
+    ok = len(mods) % 2 == 1 and all(isinstance(l, nn.Linear) and l.bias is not None for l in linears) \
+        and all(type(a) in kinds for a in acts) and len({type(a) for a in acts}) <= 1
+    if not ok:
+        raise ValueError(f"modules[{k}] must alternate nn.Linear (with bias) and one kind of activation "
+                         f"({', '.join(c.__name__ for c in kinds)}); got {[type(x).__name__ for x in mods]}")
+    approx = [a for a in acts if isinstance(a, nn.GELU) and a.approximate != "none"]
+    if approx:  # the backends compute the exact GELU: a tanh-approximated one would silently change the model
+        raise ValueError(f"modules[{k}] has {approx[0]!r}; the population computes the exact GELU, nn.GELU()")
+    for a, b in zip(linears[:-1], linears[1:]):
+        if a.out_features != b.in_features:
+            raise ValueError(f"modules[{k}] has mismatched Linear sizes {a.out_features} -> {b.in_features}")
+    layers = (linears[0].in_features,) + tuple(l.out_features for l in linears)
+    return layers, kinds[type(acts[0])] if acts else "relu"
+
+
+def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...], str, list[Tensor]]:
+    """``(layers, activation, params)`` of a list of ``nn.Sequential`` MLPs of one architecture, dtype and
+    device, their weights stacked in the population's layout [W0 (K, in, out), b0 (K, out), ...]; the
+    inverse of :func:`sequential`."""
+    if isinstance(modules, nn.Module) or not isinstance(modules, Sequence) or len(modules) == 0:
+        raise ValueError("modules must be a non-empty list of nn.Sequential MLPs")
+    layers, activation = parse_sequential(modules[0], 0)
+    for k, m in enumerate(modules[1:], 1):
+        if parse_sequential(m, k) != (layers, activation):
+            raise ValueError(f"modules[{k}] has a different architecture from modules[0] "
+                             f"({layers}, {activation})")
+    first = next(modules[0].parameters())
+    device, dtype = first.device, first.dtype
+    if any(p.dtype != dtype or p.device != device for m in modules for p in m.parameters()):
+        raise TypeError(f"all modules must share one dtype and device ({dtype} on {device})")
+    linears = [list(m)[0::2] for m in modules]
+    params = []
+    with torch.no_grad():
+        for i in range(len(layers) - 1):
+            params.append(torch.stack([lin[i].weight.t() for lin in linears]).contiguous())
+            params.append(torch.stack([lin[i].bias for lin in linears]).contiguous())
+    return layers, activation, params
+
+
+__all__ = ["ACTIVATIONS", "LOSSES", "ACTIVATION_MODULES", "ModelSpec", "Scratch", "activate",
+           "activation_backward", "bmm", "forward", "loss_and_grad", "loss_only", "sequential", "sequential_view",
+           "parse_sequential", "stack_sequentials"]
