@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .backends.reference_backend import _ACT
+from .model import ACTIVATION_MODULES
 from .files import FORMAT_VERSION, UnsafeFileError, load_file, save_file
 from .tasks import MISSING, MISSING_CATEGORY, Task, _is_pandas, csv_rows
 
@@ -30,8 +30,8 @@ PathLike = Union[str, os.PathLike]
 #: The kind of file :func:`save_model` writes (see :func:`metahp_fast.files.save_file`).
 KIND = "model"
 #: Module name in the file -> constructor; a GELU with the tanh approximation is "gelu_tanh".
-_MODULES = {**_ACT, "gelu_tanh": lambda: nn.GELU(approximate="tanh")}
-_NAMES = {cls: name for name, cls in _ACT.items()}
+_MODULES = {**ACTIVATION_MODULES, "gelu_tanh": lambda: nn.GELU(approximate="tanh")}
+_NAMES = {cls: name for name, cls in ACTIVATION_MODULES.items()}
 
 
 def preprocessing(task: Task) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def network_dict(model: nn.Module) -> dict[str, Any]:
             names.append(_NAMES[type(m)])
         else:
             raise TypeError(f"model[{i}] is a {type(m).__name__}; a saved model is a sequence of nn.Linear layers "
-                            f"and {', '.join(_ACT)} activations")
+                            f"and {', '.join(ACTIVATION_MODULES)} activations")
     params = list(model.parameters())
     if not params:
         raise ValueError("model has no Linear layer")
