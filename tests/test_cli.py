@@ -79,7 +79,8 @@ def test_train_activation_option_builds_and_saves_that_network(tmp_path, capsys)
 def test_leaderboard_puts_diverged_candidates_at_the_bottom():
     val = {"loss": torch.tensor([0.5, float("inf"), 0.2, 0.9]), "accuracy": torch.tensor([0.8, float("nan"), 0.9, 0.6])}
     usable = torch.tensor([True, False, True, True])
-    text = cli._leaderboard(val, usable, {"lr": torch.tensor([0.1, 1e6, 0.01, 0.3])}, top=5)
+    from metahp_fast.tuners.result import leaderboard
+    text = leaderboard(val, usable, {"lr": torch.tensor([0.1, 1e6, 0.01, 0.3])}, top=5)
     rows = [line.split() for line in text.splitlines()[2:]]
     assert [r[1] for r in rows] == ["2", "0", "3", "1"]
     assert rows[-1][0] == "-" and "diverged" in rows[-1]
@@ -150,10 +151,12 @@ def test_csv_with_string_labels(tmp_path, capsys):
                                         f"{['ant', 'bee', 'cow'][i % 3]}" for i in range(60)] + [",red,ant"]
     (tmp_path / "animals.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "m.pt"
-    with pytest.warns(UserWarning, match="dropped 1 of 61 rows"):
-        rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3",
-                       "--steps", "5", "--no-progress", "--out", str(out)])
+    rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3",
+                   "--steps", "5", "--no-progress", "--out", str(out)])
     assert rc == 0
+    printed = capsys.readouterr().out
+    assert "note: " in printed and "dropped 1 of 61 rows" in printed  # reading the file's notes, printed
+    assert not printed.startswith("target:")  # --target named it
     saved = torch.load(out, weights_only=False)
     assert saved["class_names"] == ["ant", "bee", "cow"] and saved["layers"] == [3, 128, 3]
     assert saved["task"] == "animals"

@@ -199,7 +199,7 @@ def test_a_mistyped_command_is_named_with_a_suggestion(capsys):
     assert cli.main(["tnue", "--data", "iris"]) == 2
     assert "unknown command 'tnue'; did you mean 'tune'?" in capsys.readouterr().err
     assert cli.main(["frobnicate"]) == 2
-    assert "the commands are train, tune, evaluate, meta-train, predict" in capsys.readouterr().err
+    assert "the commands are train, tune, evaluate, meta-train, suggest, predict" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -243,34 +243,42 @@ def test_tune_warm_starts_from_a_meta_learner_file(tmp_path, capsys):
     assert not (tmp_path / "never").exists()  # refused before --out was created
 
 
-def test_predict_says_what_a_wrong_model_file_is_and_notes_regression(tmp_path, capsys):
+def test_suggest_and_predict_say_what_a_wrong_model_file_is_and_note_regression(tmp_path, capsys):
     import numpy as np
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     assert cli.main(["predict", "--data", "iris", "--model", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
-    assert "--model: " in err and "is not a meta-learner file" in err and "Traceback" not in err
+    assert (f"--model: {str(tmp_path / 'x.csv')!r} is neither a model file (best.pt from tune or train) nor a "
+            "meta-learner file") in err and "Traceback" not in err and err.count("\n") == 1
+    assert cli.main(["suggest", "--data", "iris", "--meta-model", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--meta-model: " in err and "is not a meta-learner file" in err and "Traceback" not in err
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 3)).astype(np.float32)
     np.savez(tmp_path / "reg.npz", x=x, y=(x @ np.ones(3)).astype(np.float32))
-    assert cli.main(["predict", "--data", str(tmp_path / "reg.npz")]) == 0
-    captured = capsys.readouterr()
-    assert "lr" in json.loads(captured.out)["hparams"]
-    assert "note: reg: a regression task, but this meta-learner was meta-trained on classification" in captured.err
+    for argv in (["suggest"], ["predict"]):  # predict without --model: the deprecated form, the same answer
+        assert cli.main([*argv, "--data", str(tmp_path / "reg.npz")]) == 0
+        captured = capsys.readouterr()
+        assert "lr" in json.loads(captured.out)["hparams"]
+        assert "note: reg: a regression task, but this meta-learner was meta-trained on classification" in captured.err
+        assert ("deprecated" in captured.err) == (argv == ["predict"])
 
 
-def test_predict_reads_a_file_as_tune_does(tmp_path, capsys):
-    """predict takes tune's --kind and --missing, so it sees the same data (its note once suggested a
-    --missing flag that it then rejected)."""
+def test_suggest_reads_a_file_as_tune_does(tmp_path, capsys):
+    """suggest takes tune's --kind and --missing, so it sees the same data (its note once suggested a
+    --missing flag that it then rejected); so does the deprecated predict without --model."""
     rows = "".join(f"{i % 5},{'' if i % 4 == 0 else i % 3},{i % 2}\n" for i in range(80))
     (tmp_path / "gaps.csv").write_text("a,b,label\n" + rows)
     path = str(tmp_path / "gaps.csv")
-    assert cli.main(["predict", "--data", path]) == 0
+    assert cli.main(["suggest", "--data", path]) == 0
     captured = capsys.readouterr()
     assert "dropped 20 of 80 rows with missing values" in captured.err and "(--missing fill)" in captured.err
+    assert cli.main(["suggest", "--data", path, "--missing", "fill"]) == 0
+    assert "filled missing cells (per column: b 20)" in capsys.readouterr().err
+    assert cli.main(["suggest", "--data", path, "--kind", "regression"]) == 0
+    assert "a regression task" in capsys.readouterr().err
     assert cli.main(["predict", "--data", path, "--missing", "fill"]) == 0
     assert "filled missing cells (per column: b 20)" in capsys.readouterr().err
-    assert cli.main(["predict", "--data", path, "--kind", "regression"]) == 0
-    assert "a regression task" in capsys.readouterr().err
 
 
 def test_kind_makes_whole_number_targets_a_regression(tmp_path, capsys):
@@ -296,7 +304,8 @@ def test_diverged_candidates_are_counted_and_the_report_is_strict_json(tmp_path,
               {"id": 2, "steps": 30, "val_loss": float("nan"), "hparams": {"lr": 2.0}},
               {"id": 3, "steps": 10, "val_loss": 0.9, "hparams": {"lr": 0.01}}]
     result = SimpleNamespace(trials=trials, config={"steps": 30}, best_hparams={"lr": 0.1})
-    board = cli._tune_leaderboard(result, top=5)
+    from metahp_fast.tuners import TuneResult
+    board = TuneResult.leaderboard(result, top=5)
     assert board.startswith("leaderboard of the 1 candidates trained the full 30 steps (4 trained in all, "
                             "2 diverged)")
     from metahp_fast.files import json_safe
@@ -348,11 +357,12 @@ def test_a_pick_at_the_end_of_a_log_range_gets_a_note():
     from metahp_fast import SearchSpace
     space = SearchSpace.default("sgd")
     lo, hi = space["lr"].low, space["lr"].high
-    notes = cli._at_the_edge({"lr": hi, "momentum": 0.0, "weight_decay": space["weight_decay"].high ** 0.5
+    from metahp_fast.tuners.result import edge_notes
+    notes = edge_notes({"lr": hi, "momentum": 0.0, "weight_decay": space["weight_decay"].high ** 0.5
                               * space["weight_decay"].low ** 0.5}, space)
     assert len(notes) == 1 and notes[0].startswith(f"the pick's lr={hi:.3g} is at the upper end of the search space")
-    assert "lower end" in cli._at_the_edge({"lr": lo * 1.01}, space)[0]
-    assert cli._at_the_edge({"lr": (lo * hi) ** 0.5}, space) == []
+    assert "lower end" in edge_notes({"lr": lo * 1.01}, space)[0]
+    assert edge_notes({"lr": (lo * hi) ** 0.5}, space) == []
 
 
 def test_space_option_sets_the_ranges_the_tuner_draws_from(tmp_path, capsys):
