@@ -1,5 +1,9 @@
 """The tune and evaluate commands: report.json, best.pt, plots, CSV quirks, resuming, one-line errors."""
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -84,14 +88,164 @@ def test_tune_resumes_a_killed_run_from_the_checkpoint(tmp_path, monkeypatch, ca
     monkeypatch.setattr(RandomSearch, "_advance", dying)
     assert cli.main(argv) == 130
     assert (out / "checkpoint.pt").exists() and not (out / "report.json").exists()
+    assert not (out / "run.lock").exists()  # the lock goes with the run
+    # Ctrl-C says what was saved and the exact command that resumes (the one run, as typed)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"metahp-fast: interrupted; the rounds finished so far are saved in {out / 'checkpoint.pt'}",
+                   f"resume with: metahp-fast {shlex.join(argv)}"]
     monkeypatch.setattr(RandomSearch, "_advance", advance)
-    assert cli.main(argv) == 0
+    assert cli.main(shlex.split(err[1].removeprefix("resume with: metahp-fast "))) == 0
     assert "resuming from checkpoint.pt" in capsys.readouterr().out
     resumed = json.loads((out / "report.json").read_text())
     assert not (out / "checkpoint.pt").exists()
     assert cli.main(base + ["--out", str(tmp_path / "fresh")]) == 0
     fresh = json.loads((tmp_path / "fresh" / "report.json").read_text())
     assert resumed["best_hparams"] == fresh["best_hparams"] and resumed["test"] == fresh["test"]
+
+
+def _dying_after(monkeypatch, rounds):
+    """Make random search raise KeyboardInterrupt (Ctrl-C) when it starts round ``rounds`` + 1."""
+    from metahp_fast.tuners import RandomSearch
+    advance, calls = RandomSearch._advance, []
+
+    def dying(self, run):
+        if len(calls) == rounds:
+            raise KeyboardInterrupt
+        calls.append(1)
+        advance(self, run)
+    monkeypatch.setattr(RandomSearch, "_advance", dying)
+    return lambda: monkeypatch.setattr(RandomSearch, "_advance", advance)
+
+
+def test_an_interrupted_overwrite_run_resumes_without_overwrite_and_overwrite_clears_a_stale_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    """A run started with --overwrite over an earlier run's results resumes by the printed command (without
+    --overwrite, which would start over) and then replaces them; --overwrite discards a checkpoint an interrupted
+    run left, even one of another run, which would otherwise be refused."""
+    out = tmp_path / "o"
+    base = ["tune", "--data", "iris", "--method", "random", *SMALL, "--out", str(out)]
+    assert cli.main(base + ["--budget", "2"]) == 0  # an earlier run's results
+    capsys.readouterr()
+    heal = _dying_after(monkeypatch, 2)
+    assert cli.main(base + ["--budget", "3", "--overwrite"]) == 130
+    resume = capsys.readouterr().err.splitlines()[-1]
+    assert resume == f"resume with: metahp-fast {shlex.join(base + ['--budget', '3'])}"
+    heal()
+    assert cli.main(shlex.split(resume.removeprefix("resume with: metahp-fast "))) == 0
+    printed = capsys.readouterr().out
+    assert "resuming from checkpoint.pt" in printed and "(replacing the previous run's report.json, best.pt)" in printed
+    assert json.loads((out / "report.json").read_text())["budget"] == 3
+    # a stale checkpoint of another run (budget 3) in --out
+    _dying_after(monkeypatch, 2)
+    assert cli.main(base + ["--budget", "3", "--overwrite"]) == 130
+    heal()
+    capsys.readouterr()
+    assert cli.main(base + ["--budget", "4"]) == 2  # resuming it as budget 4: another run, refused
+    assert "belongs to a different run (differs in ['budget'])" in capsys.readouterr().err
+    assert cli.main(base + ["--budget", "4", "--overwrite"]) == 0
+    printed = capsys.readouterr().out
+    assert f"note: removed the checkpoint.pt an interrupted run left in {out} (--overwrite starts over)" in printed
+    assert "resuming" not in printed and not (out / "checkpoint.pt").exists()
+    assert json.loads((out / "report.json").read_text())["budget"] == 4
+
+
+def test_an_interrupt_before_the_first_checkpoint_leaves_no_empty_directory(tmp_path, monkeypatch, capsys):
+    _dying_after(monkeypatch, 0)
+    out = tmp_path / "new" / "run"
+    argv = ["tune", "--data", "iris", "--method", "random", "--budget", "2", *SMALL, "--out", str(out)]
+    assert cli.main(argv) == 130
+    assert (capsys.readouterr().err ==
+            "metahp-fast: interrupted before the first round finished; nothing was saved\n")
+    assert not (tmp_path / "new").exists()  # both directories the run created are gone
+    (tmp_path / "mine").mkdir()  # a directory the user made stays
+    assert cli.main(argv[:-1] + [str(tmp_path / "mine")]) == 130
+    assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
+
+
+def test_tune_names_the_target_column_it_picked_in_its_first_line(tmp_path, capsys):
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b,label,weight\n" + "".join(f"{i % 7},{i % 3},{i % 2},{i * 0.1:.1f}\n" for i in range(60)))
+    out = tmp_path / "o"
+    argv = ["tune", "--data", str(path), "--method", "random", "--budget", "2", *SMALL]
+    assert cli.main(argv + ["--out", str(out)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"target: column 'weight', the last of {path} (--target NAME picks another)"
+    assert cli.main(argv + ["--target", "label", "--out", str(tmp_path / "p")]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("Task('rows'")  # named: nothing to say
+
+
+def _live_pid():
+    """A process that stays alive for the test (its pid holds a lock)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_the_lock(tmp_path, monkeypatch, capsys):
+    """Two runs at once with the same --out: the second is refused with the first's pid and start time, and
+    nothing in --out changes; the lock is there for the whole run and goes when it ends."""
+    from metahp_fast.tuners import RandomSearch
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    other = _live_pid()
+    try:
+        lock = {"pid": other.pid, "host": __import__("socket").gethostname(), "started": "2026-01-02 03:04:05 UTC",
+                "command": "metahp-fast tune --data wine", "token": "t"}
+        (out / "run.lock").write_text(json.dumps(lock))
+        argv = ["tune", "--data", "iris", "--method", "random", "--budget", "2", *SMALL, "--out", str(out)]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (f"metahp-fast: error: --out {str(out)!r}: {out} is in use by another run (pid {other.pid}, "
+                       "started 2026-01-02 03:04:05 UTC: metahp-fast tune --data wine); give another --out, or wait "
+                       "for it to finish\n")
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "run.lock"]
+        assert json.loads((out / "run.lock").read_text()) == lock
+    finally:
+        other.kill()
+        other.wait()
+    # its pid is gone now: the lock is stale and taken over, with a note; during the run the lock is this run's
+    seen = []
+    advance = RandomSearch._advance
+
+    def watching(self, run):
+        seen.append(json.loads((out / "run.lock").read_text()))
+        advance(self, run)
+    monkeypatch.setattr(RandomSearch, "_advance", watching)
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (f"note: took over the lock {out / 'run.lock'} left by a run that is no longer running (pid {other.pid} on "
+            f"{lock['host']}, started 2026-01-02 03:04:05 UTC)") in printed
+    assert seen and all(s["pid"] == os.getpid() and s["command"] == "metahp-fast " + shlex.join(argv) for s in seen)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "keep.txt", "report.json"]
+
+
+def test_a_lock_from_another_host_or_a_live_second_process_is_never_taken(tmp_path, capsys):
+    from metahp_fast.tuners.lock import LockedError, OutputLock
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "then"}))
+    with pytest.raises(LockedError, match=r"pid 1 on host elsewhere \(if that run is over, delete .*run.lock\)"):
+        OutputLock(out).acquire()
+    (out / "run.lock").unlink()
+    # a real second process holds the lock; this one is refused, then takes it once that process released it
+    code = ("import sys, time; from metahp_fast.tuners.lock import OutputLock\n"
+            "with OutputLock(sys.argv[1], 'other'):\n    print('held', flush=True); sys.stdin.readline()\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline() == "held\n"
+        with pytest.raises(LockedError, match=f"pid {p.pid}, started .*: other\\)"):
+            OutputLock(out).acquire()
+    finally:
+        p.communicate("\n", timeout=60)
+    assert not (out / "run.lock").exists()
+    with OutputLock(out) as lock:
+        assert lock.note is None and (out / "run.lock").exists()
+    assert not (out / "run.lock").exists()
+
+
+def test_the_quick_starts_output_is_ignored_by_git():
+    lines = (__import__("pathlib").Path(__file__).parents[1] / ".gitignore").read_text().splitlines()
+    assert "tune-out/" in lines
 
 
 @pytest.mark.parametrize("argv, match", [
