@@ -189,7 +189,8 @@ def _tune_parser(sub: Any) -> None:
     u = sub.add_parser("tune", help="tune with random search, successive halving, Hyperband, PBT, ES or TPE",
                        description="Tune the hyperparameters of an MLP with one of the tuners, print a leaderboard, "
                        "and write report.json, best.pt (and with --plot, PNG plots) into --out. A killed run "
-                       "resumes from --out/checkpoint.pt when started again with the same arguments.")
+                       "resumes from --out/checkpoint.pt when started again with the same arguments (Ctrl-C prints "
+                       "the command). One run at a time writes to an --out: a second is refused while it runs.")
     _add_common_args(u)
     u.add_argument("--method", choices=sorted(TUNERS), default="sh", help="the tuner (default sh)")
     u.add_argument("--budget", type=_budget, default=16.0,
@@ -208,7 +209,8 @@ def _tune_parser(sub: Any) -> None:
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
     u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
     u.add_argument("--overwrite", action="store_true",
-                   help="replace the report.json, best.pt and plots an earlier run left in --out (without it such files stop the run)")
+                   help="replace the report.json, best.pt and plots an earlier run left in --out (without it such files "
+                   "stop the run), and start over where an interrupted run left a checkpoint.pt")
     u.add_argument("--meta", action=argparse.BooleanOptionalAction, default=True,
                    help="warm start: half the initial candidates around the pretrained meta-learner's prediction "
                    "for this dataset and budget (the first exactly at it), half drawn from the search space "
@@ -284,7 +286,8 @@ def _predict_parser(sub: Any) -> None:
     _add_suggest_args(p, defaults=False)  # deprecated: read only when predict stands in for suggest
 
 
-#: The commands by name, each with the function that adds its arguments (filled in below the functions).
+#: The commands by name, each with the function that adds its arguments (:data:`COMMANDS` has the function that
+#: runs it): a new command is one entry in each.
 PARSERS: dict[str, Callable[[Any], None]] = {"train": _train_parser, "tune": _tune_parser,
                                                "evaluate": _evaluate_parser, "meta-train": _meta_train_parser,
                                                "suggest": _suggest_parser, "predict": _predict_parser}
@@ -423,7 +426,7 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
     try:
         result = _run_tuner(tuner, task, args, ckpt)
     except KeyboardInterrupt:
-        _interrupted(ckpt, args)
+        _interrupted(ckpt, [a for a in args.argv if a != "--overwrite"])  # --overwrite would start over
         return 130
     except RuntimeError as e:
         print(f"metahp-fast: {e}", file=sys.stderr)
@@ -434,7 +437,7 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
     try:
         _write_outputs(result, out, args, meta_note, prediction is not None)
     except KeyboardInterrupt:
-        _interrupted(ckpt, args)
+        _interrupted(ckpt, [a for a in args.argv if a != "--overwrite"])
         return 130
     ckpt.unlink(missing_ok=True)
     return 0
@@ -446,10 +449,9 @@ def _run_tuner(tuner, task, args: argparse.Namespace, ckpt: Path):
     return tuner.run(task, args.budget, seed=args.seed, checkpoint=ckpt)
 
 
-def _interrupted(ckpt: Path, args: argparse.Namespace) -> None:
-    """Say what an interrupted ``tune`` saved and the exact command that resumes it."""
+def _interrupted(ckpt: Path, resume: list[str]) -> None:
+    """Say what an interrupted run saved in ``ckpt`` and the exact command (``resume``) that resumes it."""
     if ckpt.exists():
-        resume = [a for a in args.argv if a != "--overwrite"]  # --overwrite would start over
         print(f"metahp-fast: interrupted; the rounds finished so far are saved in {ckpt}\n"
               f"resume with: metahp-fast {shlex.join(resume)}", file=sys.stderr)
     else:
@@ -600,6 +602,9 @@ def meta_train(args: argparse.Namespace) -> int:
     try:
         g, _ = run(dataclasses.replace(DEFAULT_CONFIG, seed=args.seed), args.tasks, args.meta_steps,
                    checkpoint=ckpt, progress=not args.no_progress, plot=args.plot)
+    except KeyboardInterrupt:
+        _interrupted(ckpt, args.argv)
+        return 130
     except (ValueError, ImportError) as e:
         raise _usage(e) from None
     g.save(out)
@@ -607,7 +612,8 @@ def meta_train(args: argparse.Namespace) -> int:
     last = g.history[-min(10, len(g.history)):]
     print(f"meta-objective (val loss at g's u / prior loss, mean of the last {len(last)} meta-steps): "
           f"{sum(h['objective'] for h in last) / len(last):.4f}")
-    print(f"saved the meta-learner to {out}; use it with: metahp-fast suggest --meta-model {out} --data ..., or metahp-fast tune --meta-model {out} ...")
+    print(f"saved the meta-learner to {out}; use it with: metahp-fast suggest --meta-model {out} --data ..., or "
+          f"metahp-fast tune --meta-model {out} ...")
     return 0
 
 
@@ -616,7 +622,7 @@ def suggest(args: argparse.Namespace, learner=None) -> int:
     from .meta import MetaLearner
     from .tasks import load_task
 
-    if getattr(args, "k", 1) > 1:
+    if args.k > 1:
         raise UsageError(f"--k: a portfolio of {args.k} suggestions is not shipped yet (the meta-learner predicts "
                          "one set of hyperparameters); use --k 1")
     with warnings.catch_warnings(record=True) as caught:

@@ -282,3 +282,20 @@ def test_suggest_prints_the_meta_learners_hyperparameters_and_refuses_portfolios
     assert f"use 'metahp-fast suggest --data iris --meta-model {tmp_path / 'g.pt'}'" in captured.err
     assert cli.main(["predict", "--data", "iris", "--proba"]) == 2
     assert "--proba: needs --model, a model file (best.pt) from tune or train" in capsys.readouterr().err
+
+
+def test_an_interrupted_meta_train_says_what_was_saved_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    import metahp_fast.meta.train as meta_train_module
+    out = tmp_path / "g.pt"
+
+    def killed(config, tasks, steps, checkpoint, **kw):  # stands in for a run stopped by Ctrl-C after a save
+        checkpoint.write_bytes(b"saved")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(meta_train_module, "meta_train", killed)
+    argv = ["meta-train", "--tasks", "2", "--meta-steps", "3", "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        f"metahp-fast: interrupted; the rounds finished so far are saved in {tmp_path / 'g.pt.checkpoint'}",
+        f"resume with: metahp-fast {shlex.join(argv)}"]
