@@ -543,3 +543,27 @@ def test_tune_activation_option_trains_that_network_and_notes_the_warm_start(tmp
     assert json.loads((out / "report.json").read_text())["activation"] == "gelu"
     saved = torch.load(out / "best.pt", weights_only=False)
     assert saved["activation"] == "gelu" and isinstance(saved["model"][1], torch.nn.GELU)
+
+
+def test_python_writes_the_same_report_as_the_command_line(tmp_path, capsys):
+    """TuneResult.save_report is what tune writes: the same report.json from Python (test scores included), the
+    command line adding only its own fields (the --data argument and the warm start's description)."""
+    from metahp_fast.tuners import RandomSearch
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", "iris", "--method", "random", "--budget", "3", "--no-meta", "--out", str(out),
+                     *SMALL]) == 0
+    printed = capsys.readouterr().out
+    result = RandomSearch(hidden=[16], steps=30).run(load_task("iris", seed=0), 3, seed=0)
+    result.save_report(tmp_path / "py.json")
+    from_cli = json.loads((out / "report.json").read_text())
+    from_py = json.loads((tmp_path / "py.json").read_text())
+
+    def timeless(d):  # wall-clock differs between runs
+        if isinstance(d, dict):
+            return {k: timeless(v) for k, v in d.items() if k != "seconds"}
+        return [timeless(v) for v in d] if isinstance(d, list) else d
+    extra = {"data": "iris", "warm_start": "off (--no-meta)", "meta_prediction": None, "zero_shot_trial": None}
+    assert {k: from_cli[k] for k in extra} == extra
+    assert timeless({k: v for k, v in from_cli.items() if k not in extra}) == timeless(from_py)
+    assert set(from_py["test"]) == {"loss", "accuracy"} and from_py["init_hparams"] is None
+    assert f"test: loss {from_py['test']['loss']:.4f}" in printed and result.leaderboard(5) in printed
