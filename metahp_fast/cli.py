@@ -382,6 +382,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def tune(args: argparse.Namespace) -> int:
+    """One tuner in this process, holding --out's lock: checks, the task, the run (:func:`_tune_in`). A study on
+    shared storage (``--storage``/``--study``/``--workers``) is another path and would branch off first."""
     from .tuners.lock import LockedError, OutputLock
 
     space, tuner = _tuner(args)  # every option is checked before the data loads and --out is created
@@ -424,7 +426,7 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
              if args.folds > 1 else "")
           + (" (resuming from checkpoint.pt)" if ckpt.exists() else ""))
     try:
-        result = _run_tuner(tuner, task, args, ckpt)
+        result = tuner.run(task, args.budget, seed=args.seed, checkpoint=ckpt)
     except KeyboardInterrupt:
         _interrupted(ckpt, [a for a in args.argv if a != "--overwrite"])  # --overwrite would start over
         return 130
@@ -441,12 +443,6 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
         return 130
     ckpt.unlink(missing_ok=True)
     return 0
-
-
-def _run_tuner(tuner, task, args: argparse.Namespace, ckpt: Path):
-    """Run ``tuner`` on ``task`` for ``--budget``, resumable from ``ckpt`` (the one place a distributed run, with
-    ``--storage``/``--study``/``--workers``, would branch off)."""
-    return tuner.run(task, args.budget, seed=args.seed, checkpoint=ckpt)
 
 
 def _interrupted(ckpt: Path, resume: list[str]) -> None:
@@ -745,9 +741,12 @@ def _predictions_csv(values: Any, classes: Optional[list[str]]) -> str:
     elif isinstance(values, np.ndarray) and values.ndim == 2:
         w.writerow([f"prediction_{i}" for i in range(values.shape[1])])
         w.writerows([[f"{v:.6g}" for v in row] for row in values])
-    else:
+    elif isinstance(values, np.ndarray):  # one regression output
         w.writerow(["prediction"])
-        w.writerows([[v if isinstance(v, str) else f"{float(v):.6g}"] for v in values])
+        w.writerows([[f"{float(v):.6g}"] for v in values])
+    else:  # class labels as the model names them
+        w.writerow(["prediction"])
+        w.writerows([[v] for v in values])
     return buf.getvalue()
 
 
