@@ -392,7 +392,7 @@ def tune(args: argparse.Namespace) -> int:
     out, created = _out_dir(args.out)
     try:
         with OutputLock(out, "metahp-fast " + shlex.join(args.argv)) as lock:
-            _refuse_earlier(out, TUNE_OUTPUTS, args.overwrite or (out / "checkpoint.pt").exists())
+            _refuse_earlier(out, TUNE_OUTPUTS, args.overwrite or (out / "checkpoint.pt").exists(), args.out)
             _print_task(task, args, caught)
             if lock.note:
                 print(f"note: {lock.note}")
@@ -433,8 +433,9 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
     except RuntimeError as e:
         print(f"metahp-fast: {e}", file=sys.stderr)
         return 1
-    except ValueError as e:
-        raise _usage(e) from None
+    except ValueError as e:  # e.g. a checkpoint.pt of another run
+        raise UsageError(f"{e} (or add --overwrite to start over)" if str(ckpt) in str(e) else str(_usage(e))) \
+            from None
     _print_result(result, args)
     try:
         _write_outputs(result, out, args, meta_note, prediction is not None)
@@ -783,7 +784,7 @@ def _check_dir(path: str, outputs: tuple[str, ...], overwrite: bool) -> Path:
     """An output directory for ``outputs``, created if needed; fails before any work if it cannot be written or
     already holds one of ``outputs`` and ``overwrite`` is off: nothing an earlier run saved is lost unasked."""
     out = _as_dir(path)
-    _refuse_earlier(out, outputs, overwrite)
+    _refuse_earlier(out, outputs, overwrite, path)
     _writable_dir(out, f"--out {path!r}")
     return out
 
@@ -795,11 +796,11 @@ def _as_dir(path: str) -> Path:
     return out
 
 
-def _refuse_earlier(out: Path, outputs: tuple[str, ...], overwrite: bool) -> None:
-    """A usage error if ``out`` holds one of ``outputs`` and ``overwrite`` is off."""
+def _refuse_earlier(out: Path, outputs: tuple[str, ...], overwrite: bool, path: str) -> None:
+    """A usage error if ``out`` (``--out path``) holds one of ``outputs`` and ``overwrite`` is off."""
     earlier = [n for n in outputs if (out / n).exists()]
     if earlier and not overwrite:
-        raise UsageError(f"--out {str(out)!r} already holds {', '.join(earlier)} from an earlier run; give another "
+        raise UsageError(f"--out {path!r} already holds {', '.join(earlier)} from an earlier run; give another "
                          "--out, or add --overwrite to replace them")
 
 

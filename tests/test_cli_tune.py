@@ -141,7 +141,8 @@ def test_an_interrupted_overwrite_run_resumes_without_overwrite_and_overwrite_cl
     heal()
     capsys.readouterr()
     assert cli.main(base + ["--budget", "4"]) == 2  # resuming it as budget 4: another run, refused
-    assert "belongs to a different run (differs in ['budget'])" in capsys.readouterr().err
+    assert ("belongs to a different run (differs in ['budget']); use another path or delete it (or add --overwrite "
+            "to start over)") in capsys.readouterr().err
     assert cli.main(base + ["--budget", "4", "--overwrite"]) == 0
     printed = capsys.readouterr().out
     assert f"note: removed the checkpoint.pt an interrupted run left in {out} (--overwrite starts over)" in printed
