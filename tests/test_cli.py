@@ -139,8 +139,10 @@ def test_out_never_replaces_the_data_file(tmp_path, capsys):
 
 
 def test_help_and_version(capsys):
+    from metahp_fast.cli_args import PARSERS
+    assert list(cli.COMMANDS) == list(PARSERS)  # every command has its arguments and its function
     assert cli.main(["--help"]) == 0
-    assert "train" in capsys.readouterr().out
+    assert all(name in capsys.readouterr().out for name in cli.COMMANDS)
     assert cli.main(["train", "--help"]) == 0
     assert "--batch-size" in capsys.readouterr().out
     assert cli.main(["--version"]) == 0
