@@ -37,6 +37,7 @@ FOLDS_HINT_ROWS = 150
 TUNE_OUTPUTS = ("report.json", "best.pt", "learning_curves.png", "hparams.png")
 QUALITY_OUTPUTS = ("quality.md", "quality.json", "quality.png")
 
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 nothing usable trained, 2 bad arguments, 130
     interrupted)."""

@@ -142,7 +142,8 @@ def test_help_and_version(capsys):
     from metahp_fast.cli_args import PARSERS
     assert list(cli.COMMANDS) == list(PARSERS)  # every command has its arguments and its function
     assert cli.main(["--help"]) == 0
-    assert all(name in capsys.readouterr().out for name in cli.COMMANDS)
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in cli.COMMANDS)
     assert cli.main(["train", "--help"]) == 0
     assert "--batch-size" in capsys.readouterr().out
     assert cli.main(["--version"]) == 0
