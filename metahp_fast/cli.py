@@ -395,11 +395,13 @@ def predict(args: argparse.Namespace) -> int:
         raise UsageError("--data: give the rows to predict for: a .csv file (columns by name, as in training) or a "
                          ".npz file with an array 'x'")
     out = _check_out(args.out, "predictions.csv", args.overwrite, data=args.data) if args.out else None
+    if args.proba and model.class_names is None:
+        raise UsageError("--proba: class probabilities need a classification model; this one is a regression")
     try:
         rows = _rows(args.data)
         labels = model.predict_proba(rows) if args.proba else model.predict(rows)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        raise usage(e, data="--data", predict_proba="--proba") from None
+    except (ValueError, TypeError, FileNotFoundError) as e:  # the rows do not fit the model
+        raise UsageError(f"--data: {e}") from None
     text = _predictions_csv(labels, model.class_names if args.proba else None)
     if out is None:
         sys.stdout.write(text)

@@ -244,15 +244,18 @@ def test_predict_with_a_regression_model_and_its_bad_input(tmp_path, capsys):
     assert lines[0] == "prediction" and [float(v) for v in lines[1:]] == pytest.approx(
         load_model(model).predict(x[:4]).tolist(), rel=1e-5)
     for argv, said in [
-        (["--proba"], "--proba: predict_proba needs a classification model"),
+        (["--proba"], "--proba: class probabilities need a classification model; this one is a regression"),
         (["--steps", "10"], "--steps: applies to suggesting hyperparameters (metahp-fast suggest), not to "
                             "predicting with a model"),
     ]:
         assert cli.main(["predict", "--model", str(model), "--data", str(tmp_path / "new.npz"), *argv]) == 2
         err = capsys.readouterr().err
         assert said in err and err.count("\n") == 1
-    for data, said in [(None, "--data: give the rows to predict for"), ("iris", "reads new rows from a .csv or .npz"),
-                       (str(tmp_path / "none.npz"), "no such data file")]:
+    (tmp_path / "wrong.csv").write_text("a,b\n1,2\n")
+    for data, said in [(None, "--data: give the rows to predict for"),
+                       ("iris", "--data: predict reads new rows from a .csv or .npz file"),
+                       (str(tmp_path / "none.npz"), "--data: no such data file"),
+                       (str(tmp_path / "wrong.csv"), "--data: ")]:
         assert cli.main(["predict", "--model", str(model)] + (["--data", data] if data else [])) == 2
         assert said in capsys.readouterr().err
     assert cli.main(["predict", "--model", str(tmp_path / "nothing.pt"), "--data", "x.csv"]) == 2
