@@ -133,7 +133,8 @@ class TuneResult:
 
     def _task(self) -> Task:
         if self.data is None:
-            raise ValueError("this result does not carry its task (it was built by hand); use "
+            raise ValueError("this result does not carry its task (it was built by hand), which its test metrics, "
+                             "report and model file need; save the model with "
                              "metahp_fast.model_file.save_model(path, result.best_model, task)")
         return self.data
 
