@@ -80,7 +80,8 @@ def test_train_activation_option_builds_and_saves_that_network(tmp_path, capsys)
 def test_leaderboard_puts_diverged_candidates_at_the_bottom():
     val = {"loss": torch.tensor([0.5, float("inf"), 0.2, 0.9]), "accuracy": torch.tensor([0.8, float("nan"), 0.9, 0.6])}
     usable = torch.tensor([True, False, True, True])
-    text = cli._leaderboard(val, usable, {"lr": torch.tensor([0.1, 1e6, 0.01, 0.3])}, top=5)
+    from metahp_fast.tuners.result import leaderboard
+    text = leaderboard(val, usable, {"lr": torch.tensor([0.1, 1e6, 0.01, 0.3])}, top=5)
     rows = [line.split() for line in text.splitlines()[2:]]
     assert [r[1] for r in rows] == ["2", "0", "3", "1"]
     assert rows[-1][0] == "-" and "diverged" in rows[-1]
@@ -139,8 +140,11 @@ def test_out_never_replaces_the_data_file(tmp_path, capsys):
 
 
 def test_help_and_version(capsys):
+    from metahp_fast.cli_args import PARSERS
+    assert list(cli.COMMANDS) == list(PARSERS)  # every command has its arguments and its function
     assert cli.main(["--help"]) == 0
-    assert "train" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in cli.COMMANDS)
     assert cli.main(["train", "--help"]) == 0
     assert "--batch-size" in capsys.readouterr().out
     assert cli.main(["--version"]) == 0
@@ -151,10 +155,12 @@ def test_csv_with_string_labels(tmp_path, capsys):
                                         f"{['ant', 'bee', 'cow'][i % 3]}" for i in range(60)] + [",red,ant"]
     (tmp_path / "animals.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "m.pt"
-    with pytest.warns(UserWarning, match="dropped 1 of 61 rows"):
-        rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3",
-                       "--steps", "5", "--no-progress", "--out", str(out)])
+    rc = cli.main(["train", "--data", str(tmp_path / "animals.csv"), "--target", "species", "--size", "3",
+                   "--steps", "5", "--no-progress", "--out", str(out)])
     assert rc == 0
+    printed = capsys.readouterr().out
+    assert "note: " in printed and "dropped 1 of 61 rows" in printed  # reading the file's notes, printed
+    assert not printed.startswith("target:")  # --target named it
     saved = read_model_file(out)
     assert saved["class_names"] == ["ant", "bee", "cow"] and saved["layers"] == [3, 128, 3]
     assert saved["task"] == "animals"
@@ -178,3 +184,125 @@ def test_evaluate_and_meta_train_keep_an_earlier_runs_results(tmp_path, capsys, 
     assert cli.main(argv + ["--out", str(out)]) == 2
     assert said in capsys.readouterr().err
     assert all(p.read_text() == "earlier" for p in tmp_path.iterdir())
+
+
+def _pets_csv(path, n=60, target=True):
+    rows = ["size,color,weight" + (",label" if target else "")]
+    for i in range(n):
+        rows.append(f"{i % 7},{['red', 'green', 'blue'][i % 3]},{i * 0.5}" + (f",{'cat' if i % 2 else 'dog'}"
+                                                                               if target else ""))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_predict_with_a_saved_model_prints_labels_or_writes_class_probabilities(tmp_path, capsys):
+    """predict --model best.pt --data rows.csv: one label per row on stdout (CSV), or with --proba one
+    probability column per class, named by the class; --out writes the same CSV to a file."""
+    import csv
+
+    import numpy as np
+
+    from metahp_fast import load_model
+    model = tmp_path / "best.pt"
+    assert cli.main(["train", "--data", str(_pets_csv(tmp_path / "pets.csv")), "--size", "3", "--steps", "20",
+                     "--no-progress", "--out", str(model)]) == 0
+    new = _pets_csv(tmp_path / "new.csv", n=9, target=False)  # new rows have no label column
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", str(model), "--data", str(new)]) == 0
+    captured = capsys.readouterr()
+    rows = list(csv.reader(captured.out.splitlines()))
+    saved = load_model(model)
+    assert rows[0] == ["prediction"] and [r[0] for r in rows[1:]] == saved.predict(str(new))
+    assert len(rows) == 10 and set(r[0] for r in rows[1:]) <= {"cat", "dog"} and captured.err == ""
+    out = tmp_path / "preds.csv"
+    assert cli.main(["predict", "--model", str(model), "--data", str(new), "--proba", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote 9 probability rows to {out}\n"
+    probs = list(csv.reader(out.read_text().splitlines()))
+    assert probs[0] == ["cat", "dog"]
+    p = np.array([[float(v) for v in r] for r in probs[1:]])
+    np.testing.assert_allclose(p, saved.predict_proba(str(new)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p.sum(1), 1, rtol=1e-5)
+    assert cli.main(["predict", "--model", str(model), "--data", str(new), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err  # --out is not replaced unasked
+    assert cli.main(["predict", "--model", str(model), "--data", str(new), "--out", str(out), "--overwrite"]) == 0
+    assert list(csv.reader(out.read_text().splitlines()))[0] == ["prediction"]
+
+
+def test_predict_with_a_regression_model_and_its_bad_input(tmp_path, capsys):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    np.savez(tmp_path / "reg.npz", x=x, y=x @ np.array([1.0, -2.0, 0.5]))
+    model = tmp_path / "reg.pt"
+    assert cli.main(["train", "--data", str(tmp_path / "reg.npz"), "--size", "2", "--steps", "10", "--no-progress",
+                     "--out", str(model)]) == 0
+    np.savez(tmp_path / "new.npz", x=x[:4])
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", str(model), "--data", str(tmp_path / "new.npz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    from metahp_fast import load_model
+    assert lines[0] == "prediction" and [float(v) for v in lines[1:]] == pytest.approx(
+        load_model(model).predict(x[:4]).tolist(), rel=1e-5)
+    for argv, said in [
+        (["--proba"], "--proba: class probabilities need a classification model; this one is a regression"),
+        (["--steps", "10"], "--steps: applies to suggesting hyperparameters (metahp-fast suggest), not to "
+                            "predicting with a model"),
+    ]:
+        assert cli.main(["predict", "--model", str(model), "--data", str(tmp_path / "new.npz"), *argv]) == 2
+        err = capsys.readouterr().err
+        assert said in err and err.count("\n") == 1
+    (tmp_path / "wrong.csv").write_text("a,b\n1,2\n")
+    for data, said in [(None, "--data: give the rows to predict for"),
+                       ("iris", "--data: predict reads new rows from a .csv or .npz file"),
+                       (str(tmp_path / "none.npz"), "--data: no such data file"),
+                       (str(tmp_path / "wrong.csv"), "--data: ")]:
+        assert cli.main(["predict", "--model", str(model)] + (["--data", data] if data else [])) == 2
+        assert said in capsys.readouterr().err
+    assert cli.main(["predict", "--model", str(tmp_path / "nothing.pt"), "--data", "x.csv"]) == 2
+    assert "--model: no meta-learner file or model file at" in capsys.readouterr().err
+
+
+def test_suggest_prints_the_meta_learners_hyperparameters_and_refuses_portfolios_for_now(tmp_path, capsys):
+    import json
+    assert cli.main(["suggest", "--data", "iris", "--steps", "100"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["hparams"]) == {"lr", "momentum", "weight_decay"} and out["steps"] == 100
+    assert cli.main(["suggest", "--data", "iris", "--steps", "100", "--k", "1"]) == 0
+    assert json.loads(capsys.readouterr().out) == out
+    assert cli.main(["suggest", "--data", "iris", "--k", "3"]) == 2
+    assert ("--k: a portfolio of 3 suggestions is not shipped yet (the meta-learner predicts one set of "
+            "hyperparameters); use --k 1") in capsys.readouterr().err
+    assert cli.main(["suggest", "--data", "iris", "--k", "0"]) == 2
+    assert "argument --k: expected a positive integer" in capsys.readouterr().err
+    # the earlier form, predict for hyperparameters, still answers the same for one release, with a note
+    assert cli.main(["predict", "--data", "iris", "--steps", "100"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == out
+    assert ("note: 'metahp-fast predict without --model' suggesting hyperparameters is deprecated and will be "
+            "removed in the next release; use 'metahp-fast suggest --data iris'") in captured.err
+    from metahp_fast.meta import MetaLearner
+    MetaLearner.pretrained().save(tmp_path / "g.pt")
+    assert cli.main(["predict", "--data", "iris", "--steps", "100", "--model", str(tmp_path / "g.pt")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == out
+    assert f"use 'metahp-fast suggest --data iris --meta-model {tmp_path / 'g.pt'}'" in captured.err
+    assert cli.main(["predict", "--data", "iris", "--proba"]) == 2
+    assert "--proba: needs --model, a model file (best.pt) from tune or train" in capsys.readouterr().err
+
+
+def test_an_interrupted_meta_train_says_what_was_saved_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    import shlex
+
+    import metahp_fast.meta.train as meta_train_module
+    out = tmp_path / "g.pt"
+
+    def killed(config, tasks, steps, checkpoint, **kw):  # stands in for a run stopped by Ctrl-C after a save
+        checkpoint.write_bytes(b"saved")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(meta_train_module, "meta_train", killed)
+    argv = ["meta-train", "--tasks", "2", "--meta-steps", "3", "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        f"metahp-fast: interrupted; the rounds finished so far are saved in {tmp_path / 'g.pt.checkpoint'}",
+        f"resume with: metahp-fast {shlex.join(argv)}"]

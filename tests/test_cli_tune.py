@@ -1,5 +1,9 @@
 """The tune and evaluate commands: report.json, best.pt, plots, CSV quirks, resuming, one-line errors."""
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -85,14 +89,165 @@ def test_tune_resumes_a_killed_run_from_the_checkpoint(tmp_path, monkeypatch, ca
     monkeypatch.setattr(RandomSearch, "_advance", dying)
     assert cli.main(argv) == 130
     assert (out / "checkpoint.pt").exists() and not (out / "report.json").exists()
+    assert not (out / "run.lock").exists()  # the lock goes with the run
+    # Ctrl-C says what was saved and the exact command that resumes (the one run, as typed)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"metahp-fast: interrupted; the rounds finished so far are saved in {out / 'checkpoint.pt'}",
+                   f"resume with: metahp-fast {shlex.join(argv)}"]
     monkeypatch.setattr(RandomSearch, "_advance", advance)
-    assert cli.main(argv) == 0
+    assert cli.main(shlex.split(err[1].removeprefix("resume with: metahp-fast "))) == 0
     assert "resuming from checkpoint.pt" in capsys.readouterr().out
     resumed = json.loads((out / "report.json").read_text())
     assert not (out / "checkpoint.pt").exists()
     assert cli.main(base + ["--out", str(tmp_path / "fresh")]) == 0
     fresh = json.loads((tmp_path / "fresh" / "report.json").read_text())
     assert resumed["best_hparams"] == fresh["best_hparams"] and resumed["test"] == fresh["test"]
+
+
+def _dying_after(monkeypatch, rounds):
+    """Make random search raise KeyboardInterrupt (Ctrl-C) when it starts round ``rounds`` + 1."""
+    from metahp_fast.tuners import RandomSearch
+    advance, calls = RandomSearch._advance, []
+
+    def dying(self, run):
+        if len(calls) == rounds:
+            raise KeyboardInterrupt
+        calls.append(1)
+        advance(self, run)
+    monkeypatch.setattr(RandomSearch, "_advance", dying)
+    return lambda: monkeypatch.setattr(RandomSearch, "_advance", advance)
+
+
+def test_an_interrupted_overwrite_run_resumes_without_overwrite_and_overwrite_clears_a_stale_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    """A run started with --overwrite over an earlier run's results resumes by the printed command (without
+    --overwrite, which would start over) and then replaces them; --overwrite discards a checkpoint an interrupted
+    run left, even one of another run, which would otherwise be refused."""
+    out = tmp_path / "o"
+    base = ["tune", "--data", "iris", "--method", "random", *SMALL, "--out", str(out)]
+    assert cli.main(base + ["--budget", "2"]) == 0  # an earlier run's results
+    capsys.readouterr()
+    heal = _dying_after(monkeypatch, 2)
+    assert cli.main(base + ["--budget", "3", "--overwrite"]) == 130
+    resume = capsys.readouterr().err.splitlines()[-1]
+    assert resume == f"resume with: metahp-fast {shlex.join(base + ['--budget', '3'])}"
+    heal()
+    assert cli.main(shlex.split(resume.removeprefix("resume with: metahp-fast "))) == 0
+    printed = capsys.readouterr().out
+    assert "resuming from checkpoint.pt" in printed and "(replacing the previous run's report.json, best.pt)" in printed
+    assert json.loads((out / "report.json").read_text())["budget"] == 3
+    # a stale checkpoint of another run (budget 3) in --out
+    _dying_after(monkeypatch, 2)
+    assert cli.main(base + ["--budget", "3", "--overwrite"]) == 130
+    heal()
+    capsys.readouterr()
+    assert cli.main(base + ["--budget", "4"]) == 2  # resuming it as budget 4: another run, refused
+    assert ("belongs to a different run (differs in ['budget']); use another path or delete it (or add --overwrite "
+            "to start over)") in capsys.readouterr().err
+    assert cli.main(base + ["--budget", "4", "--overwrite"]) == 0
+    printed = capsys.readouterr().out
+    assert f"note: removed the checkpoint.pt an interrupted run left in {out} (--overwrite starts over)" in printed
+    assert "resuming" not in printed and not (out / "checkpoint.pt").exists()
+    assert json.loads((out / "report.json").read_text())["budget"] == 4
+
+
+def test_an_interrupt_before_the_first_checkpoint_leaves_no_empty_directory(tmp_path, monkeypatch, capsys):
+    _dying_after(monkeypatch, 0)
+    out = tmp_path / "new" / "run"
+    argv = ["tune", "--data", "iris", "--method", "random", "--budget", "2", *SMALL, "--out", str(out)]
+    assert cli.main(argv) == 130
+    assert (capsys.readouterr().err ==
+            "metahp-fast: interrupted before the first round finished; nothing was saved\n")
+    assert not (tmp_path / "new").exists()  # both directories the run created are gone
+    (tmp_path / "mine").mkdir()  # a directory the user made stays
+    assert cli.main(argv[:-1] + [str(tmp_path / "mine")]) == 130
+    assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
+
+
+def test_tune_names_the_target_column_it_picked_in_its_first_line(tmp_path, capsys):
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b,label,weight\n" + "".join(f"{i % 7},{i % 3},{i % 2},{i * 0.1:.1f}\n" for i in range(60)))
+    out = tmp_path / "o"
+    argv = ["tune", "--data", str(path), "--method", "random", "--budget", "2", *SMALL]
+    assert cli.main(argv + ["--out", str(out)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"target: column 'weight', the last of {path} (--target NAME picks another)"
+    assert cli.main(argv + ["--target", "label", "--out", str(tmp_path / "p")]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("Task('rows'")  # named: nothing to say
+
+
+def _live_pid():
+    """A process that stays alive for the test (its pid holds a lock)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_holds_the_lock(tmp_path, monkeypatch, capsys):
+    """Two runs at once with the same --out: the second is refused with the first's pid and start time, and
+    nothing in --out changes; the lock is there for the whole run and goes when it ends."""
+    from metahp_fast.tuners import RandomSearch
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    other = _live_pid()
+    try:
+        lock = {"pid": other.pid, "host": __import__("socket").gethostname(), "started": "2026-01-02 03:04:05 UTC",
+                "command": "metahp-fast tune --data wine", "token": "t"}
+        (out / "run.lock").write_text(json.dumps(lock))
+        argv = ["tune", "--data", "iris", "--method", "random", "--budget", "2", *SMALL, "--out", str(out)]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == (f"metahp-fast: error: --out {str(out)!r}: {out} is in use by another run (pid {other.pid}, "
+                       "started 2026-01-02 03:04:05 UTC: metahp-fast tune --data wine); give another --out, or wait "
+                       "for it to finish\n")
+        assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "run.lock"]
+        assert json.loads((out / "run.lock").read_text()) == lock
+    finally:
+        other.kill()
+        other.wait()
+    # its pid is gone now: the lock is stale and taken over, with a note; during the run the lock is this run's
+    seen = []
+    advance = RandomSearch._advance
+
+    def watching(self, run):
+        seen.append(json.loads((out / "run.lock").read_text()))
+        advance(self, run)
+    monkeypatch.setattr(RandomSearch, "_advance", watching)
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (f"note: took over the lock {out / 'run.lock'} left by a run that is no longer running (pid {other.pid} on "
+            f"{lock['host']}, started 2026-01-02 03:04:05 UTC)") in printed
+    assert seen and all(s["pid"] == os.getpid() and s["command"] == "metahp-fast " + shlex.join(argv) for s in seen)
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "keep.txt", "report.json"]
+
+
+def test_a_lock_from_another_host_or_a_live_second_process_is_never_taken(tmp_path, capsys):
+    from metahp_fast.tuners.lock import LockedError, OutputLock
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": "then"}))
+    with pytest.raises(LockedError, match=r"pid 1 on host elsewhere \(if that run is over, delete .*run.lock\)"):
+        OutputLock(out).acquire()
+    (out / "run.lock").unlink()
+    # a real second process holds the lock; this one is refused, then takes it once that process released it
+    code = ("import sys, time; from metahp_fast.tuners.lock import OutputLock\n"
+            "with OutputLock(sys.argv[1], 'other'):\n    print('held', flush=True); sys.stdin.readline()\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline() == "held\n"
+        with pytest.raises(LockedError, match=f"pid {p.pid}, started .*: other\\)"):
+            OutputLock(out).acquire()
+    finally:
+        p.communicate("\n", timeout=60)
+    assert not (out / "run.lock").exists()
+    with OutputLock(out) as lock:
+        assert lock.note is None and (out / "run.lock").exists()
+    assert not (out / "run.lock").exists()
+
+
+def test_the_quick_starts_output_is_ignored_by_git():
+    lines = (__import__("pathlib").Path(__file__).parents[1] / ".gitignore").read_text().splitlines()
+    assert "tune-out/" in lines
 
 
 @pytest.mark.parametrize("argv, match", [
@@ -200,7 +355,7 @@ def test_a_mistyped_command_is_named_with_a_suggestion(capsys):
     assert cli.main(["tnue", "--data", "iris"]) == 2
     assert "unknown command 'tnue'; did you mean 'tune'?" in capsys.readouterr().err
     assert cli.main(["frobnicate"]) == 2
-    assert "the commands are train, tune, evaluate, meta-train, predict" in capsys.readouterr().err
+    assert "the commands are train, tune, evaluate, meta-train, suggest, predict" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -244,34 +399,42 @@ def test_tune_warm_starts_from_a_meta_learner_file(tmp_path, capsys):
     assert not (tmp_path / "never").exists()  # refused before --out was created
 
 
-def test_predict_says_what_a_wrong_model_file_is_and_notes_regression(tmp_path, capsys):
+def test_suggest_and_predict_say_what_a_wrong_model_file_is_and_note_regression(tmp_path, capsys):
     import numpy as np
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     assert cli.main(["predict", "--data", "iris", "--model", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
-    assert "--model: " in err and "is not a meta-learner file" in err and "Traceback" not in err
+    assert (f"--model: {str(tmp_path / 'x.csv')!r} is neither a model file (best.pt from tune or train) nor a "
+            "meta-learner file") in err and "Traceback" not in err and err.count("\n") == 1
+    assert cli.main(["suggest", "--data", "iris", "--meta-model", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--meta-model: " in err and "is not a meta-learner file" in err and "Traceback" not in err
     rng = np.random.default_rng(0)
     x = rng.normal(size=(90, 3)).astype(np.float32)
     np.savez(tmp_path / "reg.npz", x=x, y=(x @ np.ones(3)).astype(np.float32))
-    assert cli.main(["predict", "--data", str(tmp_path / "reg.npz")]) == 0
-    captured = capsys.readouterr()
-    assert "lr" in json.loads(captured.out)["hparams"]
-    assert "note: reg: a regression task, but this meta-learner was meta-trained on classification" in captured.err
+    for argv in (["suggest"], ["predict"]):  # predict without --model: the deprecated form, the same answer
+        assert cli.main([*argv, "--data", str(tmp_path / "reg.npz")]) == 0
+        captured = capsys.readouterr()
+        assert "lr" in json.loads(captured.out)["hparams"]
+        assert "note: reg: a regression task, but this meta-learner was meta-trained on classification" in captured.err
+        assert ("deprecated" in captured.err) == (argv == ["predict"])
 
 
-def test_predict_reads_a_file_as_tune_does(tmp_path, capsys):
-    """predict takes tune's --kind and --missing, so it sees the same data (its note once suggested a
-    --missing flag that it then rejected)."""
+def test_suggest_reads_a_file_as_tune_does(tmp_path, capsys):
+    """suggest takes tune's --kind and --missing, so it sees the same data (its note once suggested a
+    --missing flag that it then rejected); so does the deprecated predict without --model."""
     rows = "".join(f"{i % 5},{'' if i % 4 == 0 else i % 3},{i % 2}\n" for i in range(80))
     (tmp_path / "gaps.csv").write_text("a,b,label\n" + rows)
     path = str(tmp_path / "gaps.csv")
-    assert cli.main(["predict", "--data", path]) == 0
+    assert cli.main(["suggest", "--data", path]) == 0
     captured = capsys.readouterr()
     assert "dropped 20 of 80 rows with missing values" in captured.err and "(--missing fill)" in captured.err
+    assert cli.main(["suggest", "--data", path, "--missing", "fill"]) == 0
+    assert "filled missing cells (per column: b 20)" in capsys.readouterr().err
+    assert cli.main(["suggest", "--data", path, "--kind", "regression"]) == 0
+    assert "a regression task" in capsys.readouterr().err
     assert cli.main(["predict", "--data", path, "--missing", "fill"]) == 0
     assert "filled missing cells (per column: b 20)" in capsys.readouterr().err
-    assert cli.main(["predict", "--data", path, "--kind", "regression"]) == 0
-    assert "a regression task" in capsys.readouterr().err
 
 
 def test_kind_makes_whole_number_targets_a_regression(tmp_path, capsys):
@@ -297,7 +460,8 @@ def test_diverged_candidates_are_counted_and_the_report_is_strict_json(tmp_path,
               {"id": 2, "steps": 30, "val_loss": float("nan"), "hparams": {"lr": 2.0}},
               {"id": 3, "steps": 10, "val_loss": 0.9, "hparams": {"lr": 0.01}}]
     result = SimpleNamespace(trials=trials, config={"steps": 30}, best_hparams={"lr": 0.1})
-    board = cli._tune_leaderboard(result, top=5)
+    from metahp_fast.tuners import TuneResult
+    board = TuneResult.leaderboard(result, top=5)
     assert board.startswith("leaderboard of the 1 candidates trained the full 30 steps (4 trained in all, "
                             "2 diverged)")
     from metahp_fast.files import json_safe
@@ -349,11 +513,12 @@ def test_a_pick_at_the_end_of_a_log_range_gets_a_note():
     from metahp_fast import SearchSpace
     space = SearchSpace.default("sgd")
     lo, hi = space["lr"].low, space["lr"].high
-    notes = cli._at_the_edge({"lr": hi, "momentum": 0.0, "weight_decay": space["weight_decay"].high ** 0.5
+    from metahp_fast.tuners.result import edge_notes
+    notes = edge_notes({"lr": hi, "momentum": 0.0, "weight_decay": space["weight_decay"].high ** 0.5
                               * space["weight_decay"].low ** 0.5}, space)
     assert len(notes) == 1 and notes[0].startswith(f"the pick's lr={hi:.3g} is at the upper end of the search space")
-    assert "lower end" in cli._at_the_edge({"lr": lo * 1.01}, space)[0]
-    assert cli._at_the_edge({"lr": (lo * hi) ** 0.5}, space) == []
+    assert "lower end" in edge_notes({"lr": lo * 1.01}, space)[0]
+    assert edge_notes({"lr": (lo * hi) ** 0.5}, space) == []
 
 
 def test_space_option_sets_the_ranges_the_tuner_draws_from(tmp_path, capsys):
@@ -380,3 +545,27 @@ def test_tune_activation_option_trains_that_network_and_notes_the_warm_start(tmp
     assert json.loads((out / "report.json").read_text())["activation"] == "gelu"
     saved = read_model_file(out / "best.pt")
     assert saved["activation"] == "gelu" and isinstance(saved["model"][1], torch.nn.GELU)
+
+
+def test_python_writes_the_same_report_as_the_command_line(tmp_path, capsys):
+    """TuneResult.save_report is what tune writes: the same report.json from Python (test scores included), the
+    command line adding only its own fields (the --data argument and the warm start's description)."""
+    from metahp_fast.tuners import RandomSearch
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", "iris", "--method", "random", "--budget", "3", "--no-meta", "--out", str(out),
+                     *SMALL]) == 0
+    printed = capsys.readouterr().out
+    result = RandomSearch(hidden=[16], steps=30).run(load_task("iris", seed=0), 3, seed=0)
+    result.save_report(tmp_path / "py.json")
+    from_cli = json.loads((out / "report.json").read_text())
+    from_py = json.loads((tmp_path / "py.json").read_text())
+
+    def timeless(d):  # wall-clock differs between runs
+        if isinstance(d, dict):
+            return {k: timeless(v) for k, v in d.items() if k != "seconds"}
+        return [timeless(v) for v in d] if isinstance(d, list) else d
+    extra = {"data": "iris", "warm_start": "off (--no-meta)", "meta_prediction": None, "zero_shot_trial": None}
+    assert {k: from_cli[k] for k in extra} == extra
+    assert timeless({k: v for k, v in from_cli.items() if k not in extra}) == timeless(from_py)
+    assert set(from_py["test"]) == {"loss", "accuracy"} and from_py["init_hparams"] is None
+    assert f"test: loss {from_py['test']['loss']:.4f}" in printed and result.leaderboard(5) in printed

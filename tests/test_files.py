@@ -228,3 +228,23 @@ def test_load_file_says_what_a_wrong_file_is(tmp_path):
     torch.save({"header": {"method": "tpe"}, "state": {}}, tmp_path / "tune.ckpt")
     with pytest.raises(ValueError, match="tuning checkpoint written by an earlier .* delete it and rerun"):
         load_file(tmp_path / "tune.ckpt", "tuner-checkpoint")
+
+
+def test_upgrade_command_converts_an_old_model_file_only_with_trust(tmp_path, capsys):
+    """`metahp-fast upgrade FILE --trust`: refused without --trust (nothing changed), converted with it."""
+    from metahp_fast import cli
+    from metahp_fast.model_file import load_model
+    old = tmp_path / "best.pt"
+    task = _toy_task()
+    _old_model_file(old, nn.Sequential(nn.Linear(task.n_features, 5), nn.ReLU(), nn.Linear(5, task.n_outputs)),
+                    task, layers=[task.n_features, 5, task.n_outputs])
+    before = old.read_bytes()
+    assert cli.main(["upgrade", str(old)]) == 2
+    assert "--trust" in capsys.readouterr().err and old.read_bytes() == before
+    assert cli.main(["upgrade", str(old), "--trust"]) == 0
+    assert "the original is kept as" in capsys.readouterr().out
+    assert (tmp_path / "best.pt.bak").read_bytes() == before
+    torch.load(old, weights_only=True)
+    load_model(old)
+    assert cli.main(["upgrade", str(old)]) == 0 and "already in the current format" in capsys.readouterr().out
+    assert cli.main(["upgrade", str(tmp_path / "nope.pt")]) == 2

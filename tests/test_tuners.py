@@ -289,7 +289,7 @@ def test_a_checkpoint_of_another_run_is_refused(task, tmp_path):
 def test_a_checkpoint_made_on_other_data_of_the_same_shape_is_refused(tmp_path):
     """The task's fingerprint covers its rows and labels: other data of the same shape, the same features with
     flipped labels or with swapped columns all refuse the checkpoint (they once resumed and returned the first
-    run's result); a checkpoint from before the digest still resumes on its own task."""
+    run's result); the checkpoint still resumes on its own data."""
     import numpy as np
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6))
@@ -299,11 +299,45 @@ def test_a_checkpoint_made_on_other_data_of_the_same_shape_is_refused(tmp_path):
     for other in ((rng.normal(size=(200, 6)) * 50 + 7, y), (x, 1 - y), (x[:, ::-1].copy(), y)):
         with pytest.raises(ValueError, match=r"different run \(differs in \['task'\]\)"):
             RandomSearch(**SMALL).run(other, 4, seed=0, checkpoint=ckpt)
-    saved = torch.load(ckpt, weights_only=False)
-    del saved["header"]["task"]["digest"]
-    torch.save(saved, ckpt)
-    again = RandomSearch(**SMALL).run((x, y), 4, seed=0, checkpoint=ckpt)
-    assert again.best_val == first.best_val
+    again = RandomSearch(**SMALL).run((x, y), 4, seed=0, checkpoint=ckpt)  # its own data still resumes
+    assert again.best_val == first.best_val and again.trials == first.trials
+
+
+@pytest.mark.parametrize("name, budget, kw", [("sh", 6, {}), ("pbt", 4, {}), ("es", 7, {"n_pairs": 3}),
+                                              ("tpe", 2, {}), ("hyperband", 6, {}), ("random", 4, {"folds": 2})])
+def test_a_checkpoint_is_a_safe_file_of_plain_values(task, tmp_path, name, budget, kw):
+    """Every tuner's checkpoint loads with torch.load(weights_only=True): tensors and JSON-compatible values only
+    (populations as state dicts, the dtype as a string), so resuming one can never run code."""
+    from metahp_fast.files import load_file
+    from metahp_fast.tuners.checkpoint import CHECKPOINT_VERSION
+    ckpt = tmp_path / "c.pt"
+    _make(name, **kw).run(task, budget, seed=0, checkpoint=ckpt)
+    raw = torch.load(ckpt, weights_only=True)
+    assert raw["kind"] == "tuner-checkpoint" and raw["header"]["version"] == CHECKPOINT_VERSION == 2
+    assert raw["header"]["config"]["dtype"] == "float32" and raw["header"]["method"] == name
+
+    def plain(v):
+        if isinstance(v, dict):
+            return all(isinstance(k, (str, int)) and plain(x) for k, x in v.items())
+        if isinstance(v, (list, tuple)):
+            return all(plain(x) for x in v)
+        return isinstance(v, (torch.Tensor, str, int, float, bool, type(None)))
+    assert plain(raw)
+    state = load_file(ckpt, "tuner-checkpoint")["state"]
+    assert state["done"] is True and state["best"]["pop"]["params"][0].dtype == torch.float32
+
+
+def test_an_old_or_pickled_checkpoint_is_refused_with_what_to_do(task, tmp_path):
+    """Checkpoints from before safe files (version 1, a plain torch.save) are refused, not read through shims;
+    one holding pickled objects is refused without being unpickled."""
+    ckpt = tmp_path / "old.pt"
+    torch.save({"header": {"version": 1, "method": "random"}, "state": {"done": False, "round": 0}}, ckpt)
+    with pytest.raises(ValueError, match=r"earlier metahp_fast \(checkpoint version 1; this one resumes version 2\); "
+                                         r"delete it to start over"):
+        RandomSearch(**SMALL).run(task, 2, seed=0, checkpoint=ckpt)
+    torch.save({"header": {"version": 1}, "state": {"model": torch.nn.Linear(2, 2)}}, ckpt)
+    with pytest.raises(ValueError, match="holds pickled Python objects, which could run code"):
+        RandomSearch(**SMALL).run(task, 2, seed=0, checkpoint=ckpt)
 
 
 def test_a_checkpoint_made_with_the_space_in_another_order_is_refused(task, tmp_path):

@@ -7,16 +7,14 @@ candidate): a tuner never spends more than ``budget * steps`` candidate-steps.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional, Sequence, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..backends import resolve_name
 from ..population import Population
@@ -25,12 +23,12 @@ from ..tasks import Task
 from ..training import (TaskLike, TrainConfig, as_task, check_space, fit, make_population, population_from_state,
                         prepare_task)
 from ..objectives import OBJECTIVES, check_objective, objective_values
-from ..files import atomic_save
 from ..seeds import derive_seed
 from ..validation import check_device
+from .checkpoint import CHECKPOINT_VERSION, Best, NoState, RunState, TunerState, fingerprint, read_checkpoint, \
+    write_checkpoint
 from .cross_validation import FoldedPopulation, check_folds, fold_tasks, mean_metrics
-
-CHECKPOINT_VERSION = 1
+from .result import TuneResult
 
 
 def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_size: int) -> Tensor:
@@ -42,66 +40,11 @@ def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_siz
     return space.to_unconstrained(space.clip(values))[0]
 
 
-@dataclass
-class TuneResult:
-    """What a tuner found: the best candidate (by the validation objective) among those trained to the full
-    ``steps``, as hyperparameters and as a plain model, with everything that was measured on the way. With
-    ``folds``, ``best_val`` and the trials' validation metrics are means over the cuts, and ``best_model`` is
-    the pick trained on the task's own train split. On a regression task the model predicts standardized
-    targets, as it was trained: ``metahp_fast.model_file.in_target_units(model, task)`` answers in the
-    target's units."""
-
-    method: str
-    task: str
-    seed: int
-    budget: float
-    objective: str
-    best_hparams: dict[str, float]
-    best_model: nn.Sequential
-    best_val: dict[str, float]
-    best_id: int
-    history: list[dict[str, Any]]
-    trials: list[dict[str, Any]]
-    curves: dict[int, list[list[float]]]
-    cost_steps: int
-    seconds: float
-    config: dict[str, Any] = field(default_factory=dict)
-    data: Optional[Task] = field(default=None, repr=False, compare=False)  # the task tuned on (CPU)
-
-    def save(self, path: Union[str, os.PathLike], **info: Any) -> None:
-        """Write the best model with the preprocessing its task's data needs (the best.pt ``metahp-fast tune``
-        writes, through this method), its hyperparameters, architecture and training rule, and ``info`` (e.g.
-        test metrics): ``metahp_fast.load_model(path).predict(new_rows)`` then takes raw data."""
-        from ..model_file import save_model
-        if self.data is None:
-            raise ValueError("this result does not carry its task (it was built by hand); use "
-                             "metahp_fast.model_file.save_model(path, result.best_model, task)")
-        c = self.config
-        save_model(path, self.best_model, self.data, hparams=self.best_hparams, method=self.method,
-                   task=self.task, seed=self.seed, val=self.best_val, steps=c.get("steps"),
-                   optimizer=c.get("optimizer"), activation=c.get("activation"), loss=self.data.loss,
-                   layers=self.data.layers(c["hidden"]) if "hidden" in c else None, **info)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything but the model, JSON-ready."""
-        return {"method": self.method, "task": self.task, "seed": self.seed, "budget": self.budget,
-                "objective": self.objective, "best_hparams": self.best_hparams, "best_val": self.best_val,
-                "best_id": self.best_id,
-                "cost_steps": self.cost_steps, "seconds": self.seconds, "config": self.config,
-                "history": self.history, "trials": self.trials,
-                "curves": {str(k): v for k, v in self.curves.items()}}
-
-    def __repr__(self) -> str:  # the trials and curves stay out: thousands of numbers
-        hp = ", ".join(f"{k}={v:.3g}" for k, v in self.best_hparams.items())
-        val = ", ".join(f"{k}={v:.4g}" for k, v in self.best_val.items())
-        return (f"TuneResult({self.method} on {self.task!r}, seed {self.seed}: best candidate {self.best_id} "
-                f"({hp}), val {val}; {len(self.trials)} trials, {self.cost_steps} candidate-steps, "
-                f"{self.seconds:.1f} s)")
-
-
 class Tuner:
-    """Base of the tuners. Subclasses set ``name`` and implement ``_start`` (set up ``run.state``) and
-    ``_advance`` (one round; set ``run.state["done"]`` at the end); ``settings`` lists their own options.
+    """Base of the tuners. Subclasses set ``name`` and ``State`` (the dataclass of their own part of a run's
+    state, :class:`~metahp_fast.tuners.checkpoint.TunerState`) and implement ``_start`` (returns the first
+    ``State``; may set ``run.state.pop`` and ``ids``) and ``_advance`` (one round; sets ``run.state.done`` at
+    the end); ``settings`` lists their own options.
 
     Args:
         space: the :class:`SearchSpace` (default: the optimizer's default space).
@@ -125,6 +68,7 @@ class Tuner:
         progress: show a progress bar over the budget."""
 
     name: ClassVar[str] = "tuner"
+    State: ClassVar[type[TunerState]] = NoState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, optimizer: Optional[str] = None,
                  hidden: Sequence[int] = (128,), steps: int = 300, batch_size: int = 128, activation: str = "relu",
@@ -206,7 +150,7 @@ class Tuner:
             return self.init
         return meta_center(self.meta, self.space, task, self.config.steps, self.config.batch_size)
 
-    def _start(self, run: "TuningRun") -> None:
+    def _start(self, run: "TuningRun") -> TunerState:
         raise NotImplementedError
 
     def _advance(self, run: "TuningRun") -> None:
@@ -214,7 +158,8 @@ class Tuner:
 
 
 class TuningRun:
-    """One run of a tuner: the task, the budget, the resumable ``state`` and the helpers rounds use."""
+    """One run of a tuner: the task, the budget, the resumable ``state`` (a
+    :class:`~metahp_fast.tuners.checkpoint.RunState`; ``own`` is its tuner's part) and the helpers rounds use."""
 
     def __init__(self, tuner: Tuner, task: Task, budget: float, seed: int,
                  checkpoint: Union[str, os.PathLike, None], init: Optional[Tensor] = None):
@@ -229,57 +174,41 @@ class TuningRun:
         self.cache: dict[str, Any] = {}  # per-process objects rounds may keep (never saved)
         self.header = {"version": CHECKPOINT_VERSION, "method": tuner.name, "settings": tuner.settings(),
                        "config": self.config.to_dict(), "space": self.space.to_dict(),
-                       "order": list(self.space.names), "objective": tuner.objective,
+                       "order": list(self.space.names), "objective": tuner.objective, "folds": tuner.folds,
                        "init": None if init is None else init.tolist(), "seed": seed, "budget": budget,
-                       "task": _fingerprint(task)}
-        if tuner.folds > 1:  # left out otherwise, so checkpoints from before the option still resume
-            self.header["folds"] = tuner.folds
-        self.state: dict[str, Any] = {}
+                       "task": fingerprint(task)}
         if self.checkpoint is not None and self.checkpoint.exists():
-            self._resume()
+            self.state = read_checkpoint(self.checkpoint, self.header, tuner.State)
         else:
-            self.state = {"done": False, "round": 0, "cost": 0, "seconds": 0.0, "next_id": 0, "history": [],
-                          "trials": {}, "curves": {}, "best": None}
-            tuner._start(self)
+            self.state = RunState(own=NoState())
+            self.state.own = tuner._start(self)
 
-    def _resume(self) -> None:
-        try:
-            saved = torch.load(self.checkpoint, weights_only=False)
-        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-            raise ValueError(f"checkpoint {str(self.checkpoint)!r} cannot be read ({e}); delete it to start over")
-        old = saved.get("header", {}) if isinstance(saved, dict) else {}
-        if isinstance(old, dict) and isinstance(old.get("task"), dict) and "digest" not in old["task"]:
-            self.header["task"].pop("digest")  # a checkpoint from before the digest: checked as it was then
-        if isinstance(old, dict) and "order" not in old:
-            self.header.pop("order")  # nor the space's order (a dict compares without it)
-        if not isinstance(saved, dict) or saved.get("header") != self.header:
-            diff = sorted(k for k in self.header if old.get(k) != self.header[k])
-            raise ValueError(f"checkpoint {str(self.checkpoint)!r} belongs to a different run (differs in {diff}); "
-                             f"use another path or delete it")
-        self.state = saved["state"]
+    @property
+    def own(self) -> Any:
+        """The tuner's own part of the state (its ``State`` dataclass)."""
+        return self.state.own
 
     def execute(self) -> TuneResult:
         """Advance round by round until the tuner is done, saving after each round; then build the result."""
         bar = _bar(self.max_cost, self.tuner.progress, self.tuner.name)
+        state = self.state
         if bar is not None:
-            bar.update(self.state["cost"])
-        while not self.state["done"]:
-            t0, cost0 = time.perf_counter(), self.state["cost"]
+            bar.update(state.cost)
+        while not state.done:
+            t0, cost0 = time.perf_counter(), state.cost
             self._note: dict[str, Any] = {}
             self.tuner._advance(self)
-            self.state["seconds"] += time.perf_counter() - t0
-            self.state["round"] += 1
-            best = self.state["best"]
-            self.state["history"].append({"round": self.state["round"], "cost": self.state["cost"],
-                                          "seconds": self.state["seconds"],
-                                          "best_objective": None if best is None else best["objective"],
-                                          **self._note})
+            state.seconds += time.perf_counter() - t0
+            state.round += 1
+            best = state.best
+            state.history.append({"round": state.round, "cost": state.cost, "seconds": state.seconds,
+                                  "best_objective": None if best is None else best.objective, **self._note})
             if self.checkpoint is not None:
-                atomic_save({"header": self.header, "state": self.state}, self.checkpoint)
+                write_checkpoint(self.checkpoint, self.header, state)
             if bar is not None:
-                bar.update(self.state["cost"] - cost0)
+                bar.update(state.cost - cost0)
                 if best is not None:
-                    bar.set_postfix({f"best_val_{self.tuner.objective}": f"{best['objective']:.4f}"})
+                    bar.set_postfix({f"best_val_{self.tuner.objective}": f"{best.objective:.4f}"})
         if bar is not None:
             bar.close()
         return self._result()
@@ -295,8 +224,8 @@ class TuningRun:
 
     def new_ids(self, n: int) -> list[int]:
         """``n`` fresh candidate ids."""
-        start = self.state["next_id"]
-        self.state["next_id"] = start + n
+        start = self.state.next_id
+        self.state.next_id = start + n
         return list(range(start, start + n))
 
     def clamp_u(self, u: Tensor) -> Tensor:
@@ -333,9 +262,9 @@ class TuningRun:
         pops = [make_population(self.task, self.space, u, self.config, self.seed) for _ in self.cuts]
         return pops[0] if len(pops) == 1 else FoldedPopulation(pops)
 
-    def load(self, key: str = "pop") -> Union[Population, FoldedPopulation]:
-        """The population saved in ``state[key]``."""
-        state = self.state[key]
+    def load(self, state: Optional[dict[str, Any]] = None) -> Union[Population, FoldedPopulation]:
+        """The population saved as ``state`` (a ``state_dict()``; default: the live one, ``run.state.pop``)."""
+        state = self.state.pop if state is None else state
         if "folds" in state:
             return FoldedPopulation([population_from_state(s, self.config) for s in state["folds"]])
         return population_from_state(state, self.config)
@@ -347,9 +276,9 @@ class TuningRun:
         tensors; with folds, their mean over the cuts)."""
         pops = pop.pops if isinstance(pop, FoldedPopulation) else [pop]
         hists = [fit(p, cut, steps, self.config, self.seed_for(key)) for p, cut in zip(pops, self.cuts)]
-        self.state["cost"] += len(pops) * pop.size * steps
+        self.state.cost += len(pops) * pop.size * steps
         h = mean_metrics([{k: v for k, v in hh.items() if k.startswith("val_")} for hh in hists])
-        curves = self.state["curves"]
+        curves = self.state.curves
         loss = h["val_loss"]
         for j, i in enumerate(ids):
             curves.setdefault(i, []).extend([s, float(v)] for s, v in zip(hists[0]["eval_step"], loss[:, j]))
@@ -374,45 +303,34 @@ class TuningRun:
                    "val_loss": float(metrics["loss"][j]), "objective": float(obj[j]), **extra}
             if "accuracy" in metrics:
                 rec["val_accuracy"] = float(metrics["accuracy"][j])
-            self.state["trials"][i] = rec
+            self.state.trials[i] = rec
         if not final:
             return
         j = int(torch.argmin(obj))
-        best = self.state["best"]
-        if math.isfinite(float(obj[j])) and (best is None or float(obj[j]) < best["objective"]):
-            self.state["best"] = {"id": ids[j], "objective": float(obj[j]),
-                                  "hparams": {k: float(v[j]) for k, v in hp.items()},
-                                  "val": {k: float(v[j]) for k, v in metrics.items()},
-                                  "pop": (pop.first if isinstance(pop, FoldedPopulation) else pop)
-                                  .select([j]).state_dict()}
+        best = self.state.best
+        if math.isfinite(float(obj[j])) and (best is None or float(obj[j]) < best.objective):
+            self.state.best = Best(id=int(ids[j]), objective=float(obj[j]),
+                                   hparams={k: float(v[j]) for k, v in hp.items()},
+                                   val={k: float(v[j]) for k, v in metrics.items()},
+                                   pop=(pop.first if isinstance(pop, FoldedPopulation) else pop)
+                                   .select([j]).state_dict())
 
     def _result(self) -> TuneResult:
-        best = self.state["best"]
+        state, best = self.state, self.state.best
         if best is None:
             raise RuntimeError(f"{self.tuner.name}: every candidate diverged or none was trained to the full "
                                f"{self.config.steps} steps; try a smaller learning-rate range")
-        model = population_from_state(best["pop"], self.config).to_module(0).cpu().eval()
+        model = population_from_state(best.pop, self.config).to_module(0).cpu().eval()
+        init = None if self.init is None else {
+            k: float(v) for k, v in self.space.from_unconstrained(self.init, include_fixed=False).items()}
         return TuneResult(method=self.tuner.name, task=self.task.name, seed=self.seed, budget=self.budget,
-                          objective=self.tuner.objective, best_hparams=dict(best["hparams"]), best_model=model,
-                          best_val=dict(best["val"]), best_id=int(best["id"]), history=list(self.state["history"]),
-                          trials=[self.state["trials"][k] for k in sorted(self.state["trials"])],
-                          curves=dict(self.state["curves"]), cost_steps=int(self.state["cost"]),
-                          seconds=float(self.state["seconds"]),
+                          objective=self.tuner.objective, best_hparams=dict(best.hparams), best_model=model,
+                          best_val=dict(best.val), best_id=best.id, history=list(state.history),
+                          trials=[state.trials[k] for k in sorted(state.trials)], curves=dict(state.curves),
+                          cost_steps=int(state.cost), seconds=float(state.seconds),
                           config={**self.config.to_dict(), **self.tuner.settings(), "folds": self.tuner.folds,
                                   "space": self.space.to_dict()},
-                          data=self.task.to("cpu"))
-
-
-def _fingerprint(task: Task) -> dict[str, Any]:
-    """Enough of a task to tell whether a checkpoint was made on it: its sizes and a digest of its train and
-    validation rows, labels and standardization. The sum of its standardized features, ~0 for every dataset,
-    stays only so that checkpoints made before the digest still compare."""
-    digest = hashlib.blake2b(digest_size=16)
-    for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.mean, task.std):
-        digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return {"name": task.name, "rows": [len(task.x_train), len(task.x_val), len(task.x_test)],
-            "features": task.n_features, "outputs": task.n_outputs,
-            "sum": round(float(task.x_train.double().sum()), 3), "digest": digest.hexdigest()}
+                          data=self.task.to("cpu"), init_hparams=init)
 
 
 def _check_init(init: Any, space: SearchSpace) -> Tensor:
@@ -449,4 +367,4 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="cand-step", unit_scale=True, leave=False)
 
 
-__all__ = ["TuneResult", "Tuner", "TuningRun", "CHECKPOINT_VERSION"]
+__all__ = ["TuneResult", "Tuner", "TuningRun", "CHECKPOINT_VERSION", "RunState", "TunerState"]

@@ -2,6 +2,7 @@
 population of ``2 * n_pairs + 1`` candidates (the pairs and the current center) trained the full ``steps``."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -12,6 +13,19 @@ from ..search_space import SearchSpace
 from ..training import make_population
 from ..objectives import baseline_objective
 from .base import Tuner, TuningRun, _positive
+from .checkpoint import TunerState
+
+
+@dataclass
+class ESState(TunerState):
+    """The search's center ``u`` (d,), Adam's moments ``m`` and ``v`` on it, the loss cap and the number of
+    iterations the budget buys."""
+
+    center: Tensor
+    m: Tensor
+    v: Tensor
+    cap: float
+    iterations: int
 
 
 class ESGradient(Tuner):
@@ -21,6 +35,7 @@ class ESGradient(Tuner):
     model's and the label prior's, so diverged or exploding candidates count as "learned nothing"."""
 
     name = "es"
+    State = ESState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, n_pairs: int = 3, sigma: float = 0.5,
                  lr: float = 1.0, betas: tuple[float, float] = (0.5, 0.9), **kwargs: Any):
@@ -40,7 +55,7 @@ class ESGradient(Tuner):
         n = 2 * self.n_pairs + 1
         self.require_trainings(budget, n, f"for ES with n_pairs={self.n_pairs}: one iteration trains {n} candidates")
 
-    def _start(self, run: TuningRun) -> None:
+    def _start(self, run: TuningRun) -> ESState:
         iterations = int(run.plan_budget // (2 * self.n_pairs + 1))  # >= 1: run() checked the budget
         center = run.init.clone() if run.init is not None else run.space.center()
         d = center.numel()
@@ -48,8 +63,8 @@ class ESGradient(Tuner):
         first = make_population(run.task, run.space, center.unsqueeze(0), run.config, run.seed)
         untrained = run.objective(first.evaluate(run.task.x_val, run.task.y_val))
         cap = max(baseline_objective(run.task, self.objective), float(untrained[0]))
-        run.state.update(center=center, m=torch.zeros(d, dtype=torch.float64), cap=cap,
-                         v=torch.zeros(d, dtype=torch.float64), iterations=iterations)
+        return ESState(center=center, m=torch.zeros(d, dtype=torch.float64), v=torch.zeros(d, dtype=torch.float64),
+                       cap=cap, iterations=iterations)
 
     def _evaluate(self, run: TuningRun, u: Tensor) -> Tensor:
         """Train and score the rows of ``u``, each clamped into the space's ranges first: a pair whose side
@@ -57,20 +72,22 @@ class ESGradient(Tuner):
         difference still points the right way."""
         pop = run.population(run.clamp_u(u))
         ids = run.new_ids(pop.size)
-        metrics = run.train(pop, ids, run.config.steps, key=run.state["round"])
-        run.observe(pop, ids, metrics, final=True, iteration=run.state["round"])
+        metrics = run.train(pop, ids, run.config.steps, key=run.state.round)
+        run.observe(pop, ids, metrics, final=True, iteration=run.state.round)
         return run.objective(metrics)
 
     def _advance(self, run: TuningRun) -> None:
-        it, center = run.state["round"], run.state["center"]
+        it, own = run.state.round, run.own
+        center = own.center
         est = es_hypergradient(lambda u: self._evaluate(run, u), center, self.sigma, self.n_pairs,
                                seed=run.seed_for(it, 2), extra=center.unsqueeze(0),
-                               cap=run.state["cap"])
+                               cap=own.cap)
         b1, b2 = self.betas
         t = it + 1
-        m = b1 * run.state["m"] + (1 - b1) * est.grad
-        v = b2 * run.state["v"] + (1 - b2) * est.grad ** 2
+        m = b1 * own.m + (1 - b1) * est.grad
+        v = b2 * own.v + (1 - b2) * est.grad ** 2
         step = self.lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + 1e-12)
         new_center = run.clamp_u(center - step)
         run.note(center=center.tolist(), center_objective=float(est.extra_losses[0]), grad=est.grad.tolist())
-        run.state.update(center=new_center, m=m, v=v, done=t >= run.state["iterations"])
+        own.center, own.m, own.v = new_center, m, v
+        run.state.done = t >= own.iterations

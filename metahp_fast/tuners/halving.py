@@ -2,12 +2,14 @@
 candidates go on (``Population.select``), so later, longer rungs train fewer candidates."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
 from ..search_space import SearchSpace
 from .base import Tuner, TuningRun
+from .checkpoint import TunerState
 
 
 def rung_plan(budget: float, steps: int, eta: int, rungs: int) -> list[tuple[int, int]]:
@@ -38,26 +40,44 @@ def _check_int(name: str, v: Any, low: int) -> int:
     return v
 
 
-def _start_bracket(run: TuningRun, plan: list[tuple[int, int]], key: int) -> None:
-    """Put a fresh bracket (its first rung's candidates) into ``run.state``."""
+@dataclass
+class HalvingState(TunerState):
+    """Where a run of successive halving (or Hyperband) is: its brackets' rung plans ``[(candidates,
+    cumulative steps)]``, the current bracket and its current rung (the live candidates are ``run.state.pop``)."""
+
+    brackets: list[list[list[int]]]
+    bracket: int = 0
+    rung: int = 0
+
+
+def _start_bracket(run: TuningRun, plan: list[list[int]], key: int) -> None:
+    """Put a fresh bracket's first rung of candidates into ``run.state``."""
     n0 = plan[0][0]
-    run.state.update(plan=plan, rung=0, pop=run.population(run.initial_u(n0, key)).state_dict(), ids=run.new_ids(n0))
+    run.state.pop, run.state.ids = run.population(run.initial_u(n0, key)).state_dict(), run.new_ids(n0)
+    run.own.rung = 0
 
 
 def _advance_rung(run: TuningRun) -> bool:
     """Train the current rung, record it, keep the best for the next rung; True when the bracket is done."""
-    plan, r = run.state["plan"], run.state["rung"]
-    pop, ids = run.load(), run.state["ids"]
-    metrics = run.train(pop, ids, plan[r][1] - pop.steps_done, key=run.state["round"])
+    own = run.own
+    plan, r = own.brackets[own.bracket], own.rung
+    pop, ids = run.load(), run.state.ids
+    metrics = run.train(pop, ids, plan[r][1] - pop.steps_done, key=run.state.round)
     last = r == len(plan) - 1
     run.observe(pop, ids, metrics, final=last, rung=r)
     run.note(rung=r, population=pop.size, steps=pop.steps_done)
     if last:
-        run.state.update(pop=None, ids=None)
+        run.state.pop, run.state.ids = None, None
         return True
     keep = torch.argsort(run.objective(metrics), stable=True)[:plan[r + 1][0]]
-    run.state.update(pop=pop.select(keep).state_dict(), ids=[ids[int(i)] for i in keep], rung=r + 1)
+    run.state.pop, run.state.ids = pop.select(keep).state_dict(), [ids[int(i)] for i in keep]
+    own.rung = r + 1
     return False
+
+
+def _plain(plans: list[list[tuple[int, int]]]) -> list[list[list[int]]]:
+    """Rung plans as nested lists of ints (as a checkpoint holds them)."""
+    return [[[int(n), int(t)] for n, t in plan] for plan in plans]
 
 
 class SuccessiveHalving(Tuner):
@@ -65,6 +85,7 @@ class SuccessiveHalving(Tuner):
     many candidates as the budget allows; the pick is the best of the last rung (full ``steps``)."""
 
     name = "sh"
+    State = HalvingState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, eta: int = 3, rungs: int = 3, **kwargs: Any):
         super().__init__(space, **kwargs)
@@ -87,11 +108,20 @@ class SuccessiveHalving(Tuner):
         """The brackets' rung plans for ``budget`` (one bracket; Hyperband has one per rung count)."""
         return [rung_plan(budget, self.config.steps, self.eta, self.rungs)]
 
-    def _start(self, run: TuningRun) -> None:
-        _start_bracket(run, self._plans(run.plan_budget)[0], key=0)
+    def _start(self, run: TuningRun) -> HalvingState:
+        state = HalvingState(brackets=_plain(self._plans(run.plan_budget)))
+        run.state.own = state
+        _start_bracket(run, state.brackets[0], key=0)
+        return state
 
     def _advance(self, run: TuningRun) -> None:
-        run.state["done"] = _advance_rung(run)
+        if _advance_rung(run):  # the last bracket's last rung (successive halving has one bracket)
+            b = run.own.bracket + 1
+            run.own.bracket = b
+            if b == len(run.own.brackets):
+                run.state.done = True
+            else:
+                _start_bracket(run, run.own.brackets[b], key=b)
 
 
 class Hyperband(SuccessiveHalving):
@@ -114,18 +144,6 @@ class Hyperband(SuccessiveHalving):
         share = budget / self.rungs
         return [rung_plan(share, self.config.steps, self.eta, s) for s in range(self.rungs, 0, -1)]
 
-    def _start(self, run: TuningRun) -> None:
-        plans = self._plans(run.plan_budget)
-        run.state.update(brackets=plans, bracket=0)
-        _start_bracket(run, plans[0], key=0)
-
     def _advance(self, run: TuningRun) -> None:
-        run.note(bracket=run.state["bracket"])
-        if not _advance_rung(run):
-            return
-        b = run.state["bracket"] + 1
-        run.state["bracket"] = b
-        if b == len(run.state["brackets"]):
-            run.state["done"] = True
-        else:
-            _start_bracket(run, run.state["brackets"][b], key=b)
+        run.note(bracket=run.own.bracket)
+        super()._advance(run)

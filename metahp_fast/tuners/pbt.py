@@ -2,6 +2,7 @@
 state of the best (exploit) and perturb the hyperparameters they inherit in ``u`` (explore)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
@@ -10,6 +11,7 @@ from torch import Tensor
 from ..population import Population
 from ..search_space import SearchSpace, hparams_from_u
 from .base import Tuner, TuningRun, _positive
+from .checkpoint import TunerState
 from .cross_validation import FoldedPopulation
 
 
@@ -31,12 +33,20 @@ def copy_candidates(pop: Union[Population, FoldedPopulation], src: Tensor, dst: 
             t.index_copy_(0, dst, t.index_select(0, src))
 
 
+@dataclass
+class PBTState(TunerState):
+    """Every live candidate's ``u`` (K, d), rows in the order of ``run.state.pop`` and ``ids``."""
+
+    u: Tensor
+
+
 class PBT(Tuner):
     """Population based training of ``size`` candidates (default ``int(budget)``) for the full ``steps`` in
     ``rounds`` intervals. After each interval but the last, the worst ``fraction`` copy a random one of the
     best ``fraction`` and perturb its ``u`` by Gaussian noise of standard deviation ``perturb``."""
 
     name = "pbt"
+    State = PBTState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, size: Optional[int] = None, rounds: int = 10,
                  fraction: float = 0.25, perturb: float = 0.25, **kwargs: Any):
@@ -61,14 +71,15 @@ class PBT(Tuner):
             raise ValueError(f"PBT trains {k} candidates for the full steps: budget must be >= "
                              f"{max(k, 2) * self.folds}; got {budget}{self.budget_note()}")
 
-    def _start(self, run: TuningRun) -> None:
+    def _start(self, run: TuningRun) -> PBTState:
         k = self.size or int(run.plan_budget)
         u = run.initial_u(k, 0)
-        run.state.update(pop=run.population(u).state_dict(), ids=run.new_ids(k), u=u)
+        run.state.pop, run.state.ids = run.population(u).state_dict(), run.new_ids(k)
+        return PBTState(u=u)
 
     def _advance(self, run: TuningRun) -> None:
-        pop, ids, u = run.load(), list(run.state["ids"]), run.state["u"]
-        r, steps = run.state["round"], run.config.steps
+        pop, ids, u = run.load(), list(run.state.ids), run.own.u
+        r, steps = run.state.round, run.config.steps
         end = min(steps, round((r + 1) * steps / self.rounds)) if r + 1 < self.rounds else steps
         metrics = run.train(pop, ids, max(1, end - pop.steps_done), key=r)
         done = pop.steps_done >= steps
@@ -86,9 +97,9 @@ class PBT(Tuner):
             u[bottom] = run.reflect_u(u[src] + self.perturb * torch.randn(q, u.shape[1], generator=gen,
                                                                         dtype=u.dtype))
             pop.hparams = {k: v.to(pop.dtype) for k, v in hparams_from_u(run.space, u).items()}
-            curves = run.state["curves"]
+            curves = run.state.curves
             for b, s, i in zip(bottom.tolist(), src.tolist(), run.new_ids(q)):
                 curves[i] = [curves[ids[s]][-1]]  # the child's curve starts where its parent's is
                 ids[b] = i
             run.note(exploited=q)
-        run.state.update(pop=pop.state_dict(), ids=ids, u=u, done=done)
+        run.state.pop, run.state.ids, run.state.done, run.own.u = pop.state_dict(), ids, done, u

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .base import Tuner, TuningRun
+from .checkpoint import NoState
 
 
 class RandomSearch(Tuner):
@@ -13,15 +14,16 @@ class RandomSearch(Tuner):
         super().check_budget(budget)
         self.require_trainings(budget, 1, "for random search: it trains whole candidates, each the full steps")
 
-    def _start(self, run: TuningRun) -> None:
+    def _start(self, run: TuningRun) -> NoState:
         n = int(run.plan_budget)  # >= 1: run() checked the budget
-        run.state.update(pop=run.population(run.initial_u(n, 0)).state_dict(), ids=run.new_ids(n))
+        run.state.pop, run.state.ids = run.population(run.initial_u(n, 0)).state_dict(), run.new_ids(n)
+        return NoState()
 
     def _advance(self, run: TuningRun) -> None:
-        pop, ids = run.load(), run.state["ids"]
+        pop, ids = run.load(), run.state.ids
         steps = min(run.config.every, run.config.steps - pop.steps_done)
-        metrics = run.train(pop, ids, steps, key=run.state["round"])
+        metrics = run.train(pop, ids, steps, key=run.state.round)
         done = pop.steps_done >= run.config.steps
         run.observe(pop, ids, metrics, final=done)
-        run.state.update(pop=pop.state_dict(), done=done)
+        run.state.pop, run.state.done = pop.state_dict(), done
         run.note(population=pop.size, steps=pop.steps_done)

@@ -4,12 +4,14 @@ Needs the optional ``optuna`` package (``pip install optuna``)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
 
 from ..search_space import Fixed, IntUniform, LogUniform, SearchSpace
 from .base import Tuner, TuningRun
+from .checkpoint import TunerState
 
 
 def optuna_available() -> bool:
@@ -42,12 +44,21 @@ def _distributions(optuna, space: SearchSpace) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class TPEState(TunerState):
+    """The number of trials to run and those told to Optuna so far, ``[params, objective]`` (None: failed)."""
+
+    n_trials: int
+    told: list[list[Any]] = field(default_factory=list)
+
+
 class TPE(Tuner):
     """``int(budget)`` sequential trials proposed by Optuna's TPE sampler (the first ``n_startup`` at random,
     or the first at ``init`` when given), each one candidate trained the full ``steps``; diverged trials are
     reported to Optuna as failed."""
 
     name = "tpe"
+    State = TPEState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, n_startup: int = 10, **kwargs: Any):
         super().__init__(space, **kwargs)
@@ -63,8 +74,8 @@ class TPE(Tuner):
         super().check_budget(budget)
         self.require_trainings(budget, 1, "for TPE: every trial trains one candidate the full steps")
 
-    def _start(self, run: TuningRun) -> None:
-        run.state.update(n_trials=int(run.plan_budget), told=[])  # >= 1: run() checked the budget
+    def _start(self, run: TuningRun) -> TPEState:
+        return TPEState(n_trials=int(run.plan_budget))  # >= 1: run() checked the budget
 
     def _study(self, run: TuningRun):
         """The Optuna study of this run, rebuilt from the trials told so far after a resume."""
@@ -72,11 +83,11 @@ class TPE(Tuner):
             optuna = _optuna()
             study = optuna.create_study(direction="minimize")
             dists = _distributions(optuna, run.space)
-            for params, value in run.state["told"]:
+            for params, value in run.own.told:
                 state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value,
                                                           state=state))
-            if not run.state["told"] and run.init is not None:
+            if not run.own.told and run.init is not None:
                 init = run.space.from_unconstrained(run.init, round_ints=True, include_fixed=False)
                 study.enqueue_trial({k: float(v) for k, v in init.items()})
             run.cache.update(study=study, dists=dists)
@@ -85,7 +96,7 @@ class TPE(Tuner):
     def _advance(self, run: TuningRun) -> None:
         optuna = _optuna()
         study, dists = self._study(run)
-        n = len(run.state["told"])
+        n = len(run.own.told)
         study.sampler = optuna.samplers.TPESampler(seed=run.seed_for(n, 3), n_startup_trials=self.n_startup)
         trial = study.ask(dists)
         values = {k: torch.tensor([float(v)], dtype=torch.float64) for k, v in trial.params.items()}
@@ -99,8 +110,8 @@ class TPE(Tuner):
         value = float(run.objective(metrics)[0])
         if math.isfinite(value):
             study.tell(trial, value)
-            run.state["told"].append((dict(trial.params), value))
+            run.own.told.append([dict(trial.params), value])
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            run.state["told"].append((dict(trial.params), None))
-        run.state["done"] = len(run.state["told"]) >= run.state["n_trials"]
+            run.own.told.append([dict(trial.params), None])
+        run.state.done = len(run.own.told) >= run.own.n_trials
