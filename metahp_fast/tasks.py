@@ -647,7 +647,8 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
         ys = [((y64[p] - y_mean) / y_std).float() for p in parts]
         y_mean, y_std = y_mean.float(), y_std.float()
     if min(len(parts[1]), len(parts[2]) or SMALL_SPLIT) < SMALL_SPLIT:  # test_fraction=0: no test split
-        warnings.warn(f"{name}: only {len(parts[1])} validation and {len(parts[2])} test rows: choices made and "
+        test = f" and {len(parts[2])} test" if len(parts[2]) else ""
+        warnings.warn(f"{name}: only {len(parts[1])} validation{test} rows: choices made and "
                       "scores measured on them are mostly noise", stacklevel=3)
     meta.update(n_rows=len(x), n_train=len(parts[0]), n_val=len(parts[1]), n_test=len(parts[2]),
                 val_fraction=val_fraction, test_fraction=test_fraction)
