@@ -115,7 +115,8 @@ class _TunedMLP(BaseEstimator):
         opt = self.optimizer or (self.space.optimizer if self.space is not None and self.space.optimizer else "sgd")
         x = torch.cat([task.x_train, task.x_val]).to(self.device)
         y = torch.cat([task.y_train, task.y_val]).to(self.device)
-        pop = Population(task.layers(tuple(self.hidden)), 1, opt, {k: [v] for k, v in hparams.items()},
+        hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else (self.hidden,)
+        pop = Population(task.layers(hidden), 1, opt, {k: [v] for k, v in hparams.items()},
                          activation=self.activation, loss=task.loss, seed=seed, device=self.device,
                          backend=self.backend)
         pop.fit(x, y, steps=self.steps, batch_size=self.batch_size, seed=seed + 1, progress=False)
@@ -200,12 +201,15 @@ class TunedMLPClassifier(ClassifierMixin, _TunedMLP):
         folds: score candidates over this many cuts of the rows (steadier on small data, ``folds`` times the cost).
         tuner_params: the tuner's own options (e.g. ``{"eta": 3}`` for successive halving).
         device, backend: where the population trains (``"cuda"`` with the ``triton`` backend on a GPU).
+        refit: after tuning, train one network with the chosen hyperparameters on all of ``fit``'s rows (the
+            validation rows too), as ``GridSearchCV(refit=True)`` does; False keeps the tuner's own model. (For
+            ``"pbt"``, whose candidates change hyperparameters while training, the refit holds the final ones.)
         random_state: an int for reproducible fits; None or a RandomState draws the seed.
         verbose: show a progress bar.
 
     Fitted attributes: ``classes_``, ``n_features_in_`` (``feature_names_in_`` for a DataFrame), ``model_`` (the
-    best candidate, a ``torch.nn.Sequential`` on standardized encoded features), ``best_params_``,
-    ``best_score_`` (its validation score, higher is better: minus the cross-entropy, or the accuracy with
+    network predict uses, a ``torch.nn.Sequential`` on standardized encoded features), ``best_params_``,
+    ``best_score_`` (the chosen candidate's validation score, higher is better: minus the cross-entropy, or the accuracy with
     ``objective="error"``), ``tune_result_`` (the tuner's :class:`~metahp_fast.tuners.TuneResult`: trials,
     curves, cost), ``encoding_``, ``x_mean_``, ``x_scale_`` (how raw columns become the model's inputs) and
     ``seed_`` (the seed the tuner ran with)."""

@@ -106,6 +106,19 @@ def test_same_random_state_same_model_and_pickles():
     assert a.tune_result_.data is None and a.tune_result_.method == "random" and a.seed_ == b.seed_
 
 
+def test_refit_trains_the_chosen_hyperparameters_on_all_rows():
+    import torch
+    X, y = frame(seed=3)
+    kept = TunedMLPClassifier(**SMALL, refit=False).fit(X, y)
+    assert all(torch.equal(a.double(), b) for a, b in zip(kept.tune_result_.best_model.state_dict().values(),
+                                                          kept.model_.state_dict().values()))
+    refit = TunedMLPClassifier(**SMALL, optimizer="adamw").fit(X, y)
+    assert {"lr", "beta1", "beta2", "weight_decay"} <= set(refit.best_params_)
+    assert not all(torch.equal(a.double(), b) for a, b in zip(refit.tune_result_.best_model.state_dict().values(),
+                                                              refit.model_.state_dict().values()))
+    assert refit.score(X, y) > 0.7
+
+
 def test_the_regressor_predicts_in_the_targets_units():
     """Targets are standardized for training, so y and 1000 * y + 5 train the same network: the predictions
     differ by the same affine map."""
