@@ -108,8 +108,8 @@ def main(argv=None) -> None:
 
     tuned = dict(method=args.method, budget=args.budget, steps=args.steps, random_state=args.seed)
     lines = ["# TunedMLPClassifier on real tables with string and missing columns, in cross_val_score", "",
-             f"Command: `python benchmarks/sklearn_table.py {' '.join(sys.argv[1:] if argv is None else argv)}`"
-             .rstrip() + f" (torch {torch.__version__}, {args.threads} thread(s), CPU).", "",
+             f"Command: `{' '.join(['python benchmarks/sklearn_table.py', *(sys.argv[1:] if argv is None else argv)])}`"
+             f" (torch {torch.__version__}, {args.threads} thread(s), CPU).", "",
              f"{args.folds}-fold stratified CV (shuffled, seed {args.seed}); mean +- std over folds. Tuned: "
              f"`TunedMLPClassifier({', '.join(f'{k}={v!r}' for k, v in tuned.items())})`; baseline: "
              "`MLPClassifier()` (its defaults, random_state fixed). \"sklearn prep\" = the same "
@@ -120,7 +120,8 @@ def main(argv=None) -> None:
         X, y = TABLES[name]()
         gaps = {c: int(n) for c, n in X.isna().sum().items() if n}
         strings = [c for c in X.columns if X[c].dtype.kind not in "biuf"]
-        lines += [f"## {name}: {len(X)} rows, {X.shape[1]} columns, classes {dict(zip(*np.unique(y, return_counts=True)))}",
+        counts = {str(k): int(v) for k, v in zip(*np.unique(y, return_counts=True))}
+        lines += [f"## {name}: {len(X)} rows, {X.shape[1]} columns, classes {counts}",
                   "", f"String columns: {strings}; missing cells per column: {gaps or 'none'}.", "",
                   "| model | pipeline | log loss | accuracy | wall time (s) |", "|---|---|---|---|---|"]
         runs = [("MLPClassifier()", "sklearn prep", make_pipeline(preprocessing(X),

@@ -37,8 +37,6 @@ MIN_ROWS = 3
 class _TunedMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, encoding, tuning, outputs."""
 
-    _kind = "auto"
-
     def __init__(self, method: str = "sh", budget: float = 64, steps: int = 300, batch_size: int = 128,
                  hidden: Sequence[int] = (128,), activation: str = "relu", optimizer: Optional[str] = None,
                  space: Optional[SearchSpace] = None, objective: str = "loss", val_fraction: float = 0.2,
@@ -209,10 +207,10 @@ class TunedMLPClassifier(ClassifierMixin, _TunedMLP):
 
     Fitted attributes: ``classes_``, ``n_features_in_`` (``feature_names_in_`` for a DataFrame), ``model_`` (the
     network predict uses, a ``torch.nn.Sequential`` on standardized encoded features), ``best_params_``,
-    ``best_score_`` (the chosen candidate's validation score, higher is better: minus the cross-entropy, or the accuracy with
-    ``objective="error"``), ``tune_result_`` (the tuner's :class:`~metahp_fast.tuners.TuneResult`: trials,
-    curves, cost), ``encoding_``, ``x_mean_``, ``x_scale_`` (how raw columns become the model's inputs) and
-    ``seed_`` (the seed the tuner ran with)."""
+    ``best_score_`` (the chosen candidate's validation score, higher is better: minus the cross-entropy, or the
+    accuracy with ``objective="error"``), ``tune_result_`` (the tuner's :class:`~metahp_fast.tuners.TuneResult`:
+    trials, curves, cost; without the training rows), ``encoding_``, ``x_mean_``, ``x_scale_`` (how raw columns
+    become the model's inputs) and ``seed_`` (the seed the tuner ran with)."""
 
     def fit(self, X: Any, y: Any) -> "TunedMLPClassifier":
         """Tune on ``X`` (rows, columns: numbers, strings or categories, NaN/None where missing; an array or a
