@@ -367,6 +367,28 @@ def _series_column(name: str, s: Any, keep_bool: bool = False) -> _Column:
     return _Column(name, text, na | np.array([v.lower() in MISSING for v in text], dtype=bool))
 
 
+def from_table(names: Sequence[str], columns: Sequence["Column"], y: Any, *, categorical: Sequence[str] = (),
+               name: str = "table", seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2,
+               kind: str = "auto", source: str = "table") -> Task:
+    """A task from raw named columns (a data frame's), encoded as a CSV's with ``missing="fill"``: see
+    :func:`encode_columns` (numbers, or one-hot categories with a ``"(missing)"`` one), then missing numbers
+    filled with the training split's median; ``meta["columns"]`` holds the encoding, with every numeric
+    column's fill value, for :func:`apply_columns` to use on new rows. ``test_fraction`` may be 0 (no test
+    split: the caller tests on data of its own)."""
+    if len(names) != len(columns) or not names:
+        raise ValueError(f"names and columns must name and hold the same number (>= 1) of columns; got "
+                         f"{len(names)} names and {len(columns)} columns")
+    if len(set(names)) != len(names):
+        raise ValueError(f"names must be distinct; {sorted({n for n in names if list(names).count(n) > 1})} "
+                         "appear more than once")
+    x, meta = encode_columns(names, columns, categorical=categorical, source=source)
+    y = _to_numpy("y", y)
+    if y.dtype.kind not in "biufUS":
+        raise TypeError(f"y must hold numbers or strings; got dtype {y.dtype}")
+    return _build(name, x, y, None, source=source, seed=seed, val_fraction=val_fraction,
+                  test_fraction=test_fraction, kind=kind, extra_meta=meta, fill=True)
+
+
 def _to_numpy(name: str, a: Any) -> np.ndarray:
     if isinstance(a, Tensor):
         return a.detach().cpu().numpy()
@@ -513,6 +535,109 @@ def _encode_table(where: str, columns: list[_Column], t: int,
     return np.concatenate(cols, axis=1), y, meta
 
 
+Column = Union[np.ndarray, Sequence[Optional[str]]]
+
+
+def _is_missing(v: Optional[str]) -> bool:
+    return v is None or v.lower() in MISSING
+
+
+def encode_columns(names: Sequence[str], columns: Sequence[Column], *, categorical: Sequence[str] = (),
+                   source: str = "table") -> tuple[np.ndarray, dict[str, Any]]:
+    """Raw named columns as float64 features, as a CSV's are encoded: a column is numeric if it is a float array
+    (NaN: missing) or its present cells all read as finite numbers, otherwise categorical (also every column in
+    ``categorical``), one-hot encoded over its sorted categories, a missing cell (None or a :data:`MISSING`
+    string) being the category :data:`MISSING_CATEGORY`. Missing numbers stay NaN for :func:`_build`'s ``fill``.
+    Returns (x, meta with ``feature_names``, ``categorical_columns`` and ``columns``, the encoding that
+    :func:`apply_columns` and :func:`metahp_fast.model_file.encode_rows` apply to new rows)."""
+    cols, feature_names, cat_names, meta_cols = [], [], [], []
+    width = 0
+    for h, values in zip(names, columns):
+        num = None
+        numeric_array = isinstance(values, np.ndarray) and values.dtype.kind in "biuf"
+        if numeric_array and h not in categorical:
+            num = values.astype(np.float64)  # type: ignore[union-attr]
+        elif h not in categorical:
+            present = [v for v in values if not _is_missing(v)]
+            num = _floats(present) if present else None  # type: ignore[arg-type]
+            if num is not None and len(present) < len(values):  # fill: NaN where a number is missing
+                num = np.array([np.nan if _is_missing(v) else float(v) for v in values])  # type: ignore[arg-type]
+        if num is not None:
+            meta_cols.append({"name": h, "categories": None, "index": width})
+            cols.append(num[:, None])
+            feature_names.append(h)
+            width += 1
+            continue
+        if numeric_array:  # a number column named categorical
+            values = [None if v != v else _label_name(v) for v in values]
+        values = [MISSING_CATEGORY if _is_missing(v) else v for v in values]
+        cats = sorted(set(values))
+        _warn_odd_category(source, h, values, cats)
+        where = {c: i for i, c in enumerate(cats)}
+        onehot = np.zeros((len(values), len(cats)))
+        onehot[np.arange(len(values)), [where[v] for v in values]] = 1.0
+        cols.append(onehot)
+        feature_names += [f"{h}={c}" for c in cats]
+        cat_names.append(h)
+        meta_cols.append({"name": h, "categories": cats})
+        width += len(cats)
+    x = np.concatenate(cols, axis=1) if cols else np.zeros((0, 0))
+    return x, {"feature_names": feature_names, "categorical_columns": cat_names, "columns": meta_cols}
+
+
+def apply_columns(columns: Sequence[dict[str, Any]], values: Sequence[Column], *,
+                  unknown: str = "error") -> np.ndarray:
+    """New rows' raw columns (``values[i]`` for ``columns[i]``, as :func:`encode_columns` takes them) as the
+    float64 features a task with these ``columns`` was encoded into: missing numbers become the column's
+    ``fill`` (recorded by ``missing="fill"``), missing categories :data:`MISSING_CATEGORY` if training had it.
+    A category not seen in training, or a missing one without a fill, raises a ValueError naming the column
+    (``unknown="error"``) or encodes as all zeros (``unknown="ignore"``, as scikit-learn's OneHotEncoder)."""
+    if unknown not in ("error", "ignore"):
+        raise ValueError(f"unknown must be 'error' or 'ignore'; got {unknown!r}")
+    if len(values) != len(columns):
+        raise ValueError(f"values must hold {len(columns)} columns ({[c['name'] for c in columns]}); "
+                         f"got {len(values)}")
+    n = len(values[0]) if len(values) else 0
+    out = np.zeros((n, sum(len(c["categories"] or [None]) for c in columns)))
+    j = 0
+    for col, v in zip(columns, values):
+        name, cats = col["name"], col["categories"]
+        if cats is None:
+            if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+                num = v.astype(np.float64)
+            else:
+                try:
+                    num = np.array([np.nan if _is_missing(c) else float(c) for c in v], dtype=np.float64)
+                except ValueError:
+                    bad = next(c for c in v if not _is_missing(c) and _floats([c]) is None)  # type: ignore[list-item]
+                    raise ValueError(f"column {name!r}: {bad!r} is not a number") from None
+            if np.isinf(num).any():
+                raise ValueError(f"column {name!r}: holds infinite values")
+            gaps = np.isnan(num)
+            if gaps.any():
+                if "fill" not in col:
+                    raise ValueError(f"column {name!r}: missing values, but the model was trained without them "
+                                     "(train with missing='fill' to fill them)")
+                num = np.where(gaps, col["fill"], num)
+            out[:, j] = num
+            j += 1
+            continue
+        if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+            v = [None if c != c else _label_name(c) for c in v]
+        where = {c: i for i, c in enumerate(cats)}
+        for i, c in enumerate(v):
+            c = MISSING_CATEGORY if _is_missing(c) else c
+            k = where.get(c)
+            if k is not None:
+                out[i, j + k] = 1.0
+            elif unknown == "error":
+                what = ("a missing value, and the model was trained without them" if c == MISSING_CATEGORY
+                        else f"{c!r} is not one of the categories the model was trained on {cats}")
+                raise ValueError(f"row {i}, column {name!r}: {what}")
+        j += len(cats)
+    return out
+
+
 def _typed_labels(values: list[str]) -> np.ndarray:
     """Text targets as int64 when every one is an integer, else float64 when every one is a finite number, else
     the strings: a model then predicts labels of the type they were written in."""
@@ -561,8 +686,8 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int; got {seed!r}")
     for arg, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not (isinstance(frac, (int, float)) and 0 < frac < 1):
-            raise ValueError(f"{arg} must be in (0, 1); got {frac!r}")
+        if not (isinstance(frac, (int, float)) and (0 <= frac < 1 if arg == "test_fraction" else 0 < frac < 1)):
+            raise ValueError(f"{arg} must be in {'[0' if arg == 'test_fraction' else '(0'}, 1); got {frac!r}")
     if val_fraction + test_fraction >= 1:
         raise ValueError(f"val_fraction + test_fraction must be < 1; got {val_fraction} + {test_fraction}")
     x = np.asarray(x)
@@ -629,7 +754,7 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
     else:
         parts = _split(strata, seed, val_fraction, test_fraction, name)
     tr = parts[0]
-    if fill and np.isnan(x).any():  # each missing number: its column's median over the training rows
+    if fill:  # each missing number (now, or in rows a model meets later): its column's median over the train rows
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a column with no number in the training rows
             med = np.nanmedian(x[tr.numpy()], axis=0)
@@ -653,8 +778,9 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
         y_std = torch.where(y_std > 0, y_std, torch.ones_like(y_std))
         ys = [((y64[p] - y_mean) / y_std).float() for p in parts]
         y_mean, y_std = y_mean.float(), y_std.float()
-    if min(len(parts[1]), len(parts[2])) < SMALL_SPLIT:
-        warnings.warn(f"{name}: only {len(parts[1])} validation and {len(parts[2])} test rows: choices made and "
+    if min(len(parts[1]), len(parts[2]) or SMALL_SPLIT) < SMALL_SPLIT:  # test_fraction=0: no test split
+        test = f" and {len(parts[2])} test" if len(parts[2]) else ""
+        warnings.warn(f"{name}: only {len(parts[1])} validation{test} rows: choices made and "
                       "scores measured on them are mostly noise", stacklevel=3)
     meta.update(n_rows=len(x), n_train=len(parts[0]), n_val=len(parts[1]), n_test=len(parts[2]),
                 val_fraction=val_fraction, test_fraction=test_fraction)
@@ -713,5 +839,5 @@ def _allocate(ideal: np.ndarray, total: int, cap: np.ndarray, rng: np.random.Gen
     return take
 
 
-__all__ = ["Task", "BUILTINS", "GENERATED", "FAMILIES", "load_task", "from_arrays", "teacher_data",
-           "gaussian_mixture_data"]
+__all__ = ["Task", "BUILTINS", "GENERATED", "FAMILIES", "load_task", "from_arrays", "from_table", "encode_columns",
+           "apply_columns", "teacher_data", "gaussian_mixture_data"]
