@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -145,6 +146,65 @@ def loss_only(out: Tensor, y: Tensor, loss: str) -> Tensor:
     return (out - y).pow(2).mean(dim=(1, 2))
 
 
+# ---------------------------------------------------------------- per-candidate hidden widths
+def check_widths(widths: Any, layers: Sequence[int], size: int, activation: str) -> Tensor:
+    """Per-candidate hidden widths as a (K, hidden layers) int64 CPU tensor: ``None`` (every layer full), a
+    (K,) sequence (one hidden layer, or the same width for every hidden layer) or a (K, hidden layers) one,
+    each width from 1 to its layer's size in ``layers``."""
+    hidden = list(layers[1:-1])
+    if widths is None:
+        return torch.tensor([hidden] * size, dtype=torch.int64).reshape(size, len(hidden))
+    w = torch.as_tensor(np.asarray(widths) if not isinstance(widths, Tensor) else widths.cpu())
+    if w.dtype.is_floating_point or w.dtype == torch.bool or w.dtype.is_complex:
+        raise TypeError(f"widths must be whole numbers; got dtype {w.dtype}")
+    if not hidden:
+        raise ValueError("widths needs at least one hidden layer in layers")
+    w = w.long()
+    if w.dim() == 1 and w.shape[0] == size:
+        w = w.unsqueeze(1).expand(size, len(hidden))
+    if w.shape != (size, len(hidden)):
+        raise ValueError(f"widths must have shape ({size},) or ({size}, {len(hidden)}) (candidates, hidden "
+                         f"layers); got {tuple(w.shape)}")
+    cap = torch.tensor(hidden)
+    if bool((w < 1).any()) or bool((w > cap).any()):
+        raise ValueError(f"widths must lie between 1 and each hidden layer's size {hidden}; got {w.tolist()}")
+    if activation == "sigmoid" and bool((w < cap).any()):
+        raise ValueError("widths below a layer's size need an activation with f(0) = 0 (relu, tanh, gelu): "
+                         "a masked sigmoid unit would output 0.5")
+    return w.contiguous()
+
+
+def apply_widths(params: list[Tensor], widths: Tensor, rescale: bool) -> None:
+    """Zero, in place, every weight into and out of the hidden units beyond each candidate's width. For relu,
+    tanh and gelu (f(0) = 0) such a unit outputs 0, gets zero gradients and stays exactly zero under SGD and
+    AdamW, so the candidate trains exactly as a narrower model. With ``rescale``, the layer after a narrowed
+    one is rescaled from a draw for its full fan-in to one for the candidate's (nn.Linear's 1/sqrt(fan_in))."""
+    with torch.no_grad():
+        for layer in range(widths.shape[1]):
+            w_in, b_in, w_out, b_out = params[2 * layer:2 * layer + 4]
+            full = w_in.shape[2]
+            k = widths[:, layer].to(w_in.device)
+            mask = (torch.arange(full, device=w_in.device) < k[:, None]).to(w_in.dtype)  # (K, h)
+            w_in.mul_(mask[:, None, :])
+            b_in.mul_(mask)
+            w_out.mul_(mask[:, :, None])
+            if rescale:
+                factor = torch.sqrt(full / k.to(torch.float64)).to(w_in.dtype)
+                w_out.mul_(factor[:, None, None])
+                b_out.mul_(factor[:, None])
+
+
+def candidate_params(params: list[Tensor], widths: Tensor, k: int) -> tuple[tuple[int, ...], list[Tensor]]:
+    """Candidate k's hidden layer sizes and its parameters cut to its widths, each with a leading axis of 1."""
+    w = [int(v) for v in widths[k]]
+    out = []
+    for i in range(len(params) // 2):
+        rows = slice(None) if i == 0 else slice(0, w[i - 1])
+        cols = slice(0, w[i]) if i < len(w) else slice(None)
+        out += [params[2 * i][k:k + 1, rows, cols], params[2 * i + 1][k:k + 1, cols]]
+    return tuple(w), out
+
+
 # ---------------------------------------------------------------- one candidate as an nn.Sequential
 def sequential(spec: ModelSpec, params: list[Tensor], k: int, copy: bool = True) -> nn.Sequential:
     """Candidate k of the stacked ``params`` as an ``nn.Sequential`` of ``Linear`` layers and ``spec``'s
@@ -193,17 +253,23 @@ def parse_sequential(m: Any, k: int) -> tuple[tuple[int, ...], str]:
     return layers, kinds[type(acts[0])] if acts else "relu"
 
 
-def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...], str, list[Tensor]]:
-    """``(layers, activation, params)`` of a list of ``nn.Sequential`` MLPs of one architecture, dtype and
-    device, their weights stacked in the population's layout [W0 (K, in, out), b0 (K, out), ...]; the
-    inverse of :func:`sequential`."""
+def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...], str, list[Tensor], Tensor]:
+    """``(layers, activation, params, widths)`` of a list of ``nn.Sequential`` MLPs of one depth, activation,
+    dtype and device, their weights stacked in the population's layout [W0 (K, in, out), b0 (K, out), ...]:
+    hidden layers of different widths are zero-padded to the widest (``widths`` (K, hidden layers) records
+    each one's); the inverse of :func:`sequential`."""
     if isinstance(modules, nn.Module) or not isinstance(modules, Sequence) or len(modules) == 0:
         raise ValueError("modules must be a non-empty list of nn.Sequential MLPs")
-    layers, activation = parse_sequential(modules[0], 0)
-    for k, m in enumerate(modules[1:], 1):
-        if parse_sequential(m, k) != (layers, activation):
-            raise ValueError(f"modules[{k}] has a different architecture from modules[0] "
-                             f"({layers}, {activation})")
+    parsed = [parse_sequential(m, k) for k, m in enumerate(modules)]
+    (first_layers, activation) = parsed[0]
+    for k, (lay, act) in enumerate(parsed[1:], 1):
+        if (len(lay), lay[0], lay[-1], act) != (len(first_layers), first_layers[0], first_layers[-1], activation):
+            raise ValueError(f"modules[{k}] has a different architecture from modules[0] ({first_layers}, "
+                             f"{activation}): only hidden widths may differ")
+    widths = torch.tensor([list(lay[1:-1]) for lay, _ in parsed], dtype=torch.int64).reshape(len(modules), -1)
+    layers = (first_layers[0], *[int(v) for v in widths.max(0).values], first_layers[-1]) if widths.numel() \
+        else first_layers
+    check_widths(widths, layers, len(modules), activation)
     first = next(modules[0].parameters())
     device, dtype = first.device, first.dtype
     if any(p.dtype != dtype or p.device != device for m in modules for p in m.parameters()):
@@ -212,11 +278,15 @@ def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...]
     params = []
     with torch.no_grad():
         for i in range(len(layers) - 1):
-            params.append(torch.stack([lin[i].weight.t() for lin in linears]).contiguous())
-            params.append(torch.stack([lin[i].bias for lin in linears]).contiguous())
-    return layers, activation, params
+            w = torch.zeros((len(modules), layers[i], layers[i + 1]), dtype=dtype, device=device)
+            b = torch.zeros((len(modules), layers[i + 1]), dtype=dtype, device=device)
+            for k, lin in enumerate(linears):
+                w[k, :lin[i].in_features, :lin[i].out_features] = lin[i].weight.t()
+                b[k, :lin[i].out_features] = lin[i].bias
+            params += [w, b]
+    return layers, activation, params, widths
 
 
 __all__ = ["ACTIVATIONS", "LOSSES", "ACTIVATION_MODULES", "ModelSpec", "Scratch", "activate",
            "activation_backward", "bmm", "forward", "loss_and_grad", "loss_only", "sequential", "sequential_view",
-           "parse_sequential", "stack_sequentials"]
+           "parse_sequential", "stack_sequentials", "check_widths", "apply_widths", "candidate_params"]

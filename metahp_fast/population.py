@@ -16,13 +16,14 @@ from torch import Tensor, nn
 from .backends import get_backend, resolve_name
 from .backends.base import PRECISIONS, PopulationState
 from .batches import Batches
-from .model import ModelSpec, forward, loss_only, sequential, stack_sequentials
+from .model import (ModelSpec, apply_widths, candidate_params, check_widths, forward, loss_only, sequential,
+                    stack_sequentials)
 from .optimizers import STATE_NAMES, hparam_specs
 from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_int,
                          check_positive_int, check_size, check_spec)
 
 LrSchedule = Union[Callable[[int, Tensor], Union[Tensor, float]], Tensor]
-STATE_DICT_VERSION = 1
+STATE_DICT_VERSION = 2
 
 
 class HParams(dict):
@@ -119,6 +120,10 @@ class Population:
         seed: seeds the initial weights.
         init: ``"shared"`` (every candidate starts from the same draw, scaled by its ``init_scale``) or
             ``"independent"`` (one draw per candidate).
+        widths: per-candidate hidden widths, (K,) or (K, hidden layers), each up to its layer's size in
+            ``layers`` (default: all full). Units beyond a candidate's width start at zero and stay exactly zero
+            (relu, tanh, gelu), so it trains as a separate model of its width, initialized as nn.Linear would
+            (the next layer's draw scaled to its fan-in); :meth:`to_module` exports exactly that width.
         device, dtype: where and in what precision the population lives (default CPU, float32).
         backend: ``"auto"``, ``"torch"``, ``"reference"`` or ``"triton"`` (see :mod:`metahp_fast.backends`).
         precision: the triton backend's dot precision: ``"tf32"`` (its default, or ``$METAHP_TRITON_PRECISION``),
@@ -133,11 +138,12 @@ class Population:
 
     def __init__(self, layers: Sequence[int], size: int, optimizer: str = "sgd",
                  hparams: Optional[Mapping[str, Any]] = None, *, nesterov: bool = False, activation: str = "relu",
-                 loss: str = "cross_entropy", seed: int = 0, init: str = "shared",
+                 loss: str = "cross_entropy", seed: int = 0, init: str = "shared", widths: Any = None,
                  device: Union[str, torch.device, None] = None, dtype: torch.dtype = torch.float32,
                  backend: str = "auto", precision: Optional[str] = None):
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
         size = check_size(size)
+        widths = check_widths(widths, spec.layers, size, activation)
         check_choice("init", init, ("shared", "independent"))
         device = check_device(device)
         dtype = _check_dtype(dtype)
@@ -145,7 +151,8 @@ class Population:
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, size, device, dtype)
         params = _init_params(spec, size, seed, init == "independent", hp["init_scale"], device, dtype)
-        self._setup(spec, params, hp, backend, precision)
+        apply_widths(params, widths, rescale=True)
+        self._setup(spec, params, hp, backend, precision, widths)
 
     @classmethod
     def from_modules(cls, modules: Sequence[nn.Sequential], optimizer: str = "sgd",
@@ -153,19 +160,19 @@ class Population:
                      loss: str = "cross_entropy", backend: str = "auto",
                      precision: Optional[str] = None) -> "Population":
         """A population whose candidate k starts from the weights of ``modules[k]``, a ``nn.Sequential`` of
-        ``Linear`` layers with one kind of activation between them (the inverse of :meth:`to_module`); the
-        other arguments as for the constructor."""
-        layers, activation, params = stack_sequentials(modules)
+        ``Linear`` layers with one kind of activation between them (the inverse of :meth:`to_module`); modules
+        of one depth may differ in hidden widths (see ``widths``). The other arguments as for the constructor."""
+        layers, activation, params, widths = stack_sequentials(modules)
         device, dtype = params[0].device, params[0].dtype
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, len(modules), device, dtype)
         pop = cls.__new__(cls)
-        pop._setup(spec, params, hp, backend, precision)
+        pop._setup(spec, params, hp, backend, precision, widths)
         return pop
 
     def _setup(self, spec: ModelSpec, params: list[Tensor], hp: dict[str, Tensor], backend: str,
-               precision: Optional[str] = None) -> None:
+               precision: Optional[str] = None, widths: Optional[Tensor] = None) -> None:
         if precision is not None:
             check_choice("precision", precision, PRECISIONS)
         size, device, dtype = params[0].shape[0], params[0].device, params[0].dtype
@@ -179,6 +186,7 @@ class Population:
             step_count=torch.zeros(size, dtype=torch.int64, device=device),
             hparams=HParams(hp, spec.optimizer),
             alive=torch.ones(size, dtype=torch.bool, device=device))
+        self._widths = check_widths(widths, spec.layers, size, spec.activation)
         self.steps_done = 0
 
     # ---------------------------------------------------------------- properties
@@ -229,6 +237,11 @@ class Population:
         if not isinstance(values, Mapping):
             raise TypeError(f"hparams must be a dict; got {type(values).__name__}")
         self._state.hparams.update(values)
+
+    @property
+    def widths(self) -> Tensor:
+        """(K, hidden layers) int64: each candidate's hidden widths (see the ``widths`` argument)."""
+        return self._widths.clone()
 
     @property
     def params(self) -> list[Tensor]:
@@ -394,8 +407,12 @@ class Population:
         return res
 
     def to_module(self, i: int) -> nn.Sequential:
-        """Candidate i as a plain ``nn.Sequential`` (a copy), whose outputs equal the population's."""
-        return sequential(self.spec, self.params, self._check_index(i))
+        """Candidate i as a plain ``nn.Sequential`` (a copy) of its own widths, whose outputs equal the
+        population's."""
+        i = self._check_index(i)
+        hidden, params = candidate_params(self.params, self._widths, i)
+        spec = ModelSpec((self.layers[0], *hidden, self.layers[-1]), self.spec.activation)
+        return sequential(spec, params, 0)
 
     def _check_index(self, i: Any) -> int:
         """A candidate number as an int in [0, K): an int, numpy integer or 0-dim integer tensor (such as
@@ -431,7 +448,8 @@ class Population:
         s = self._state
         pop = Population.__new__(Population)
         pop._setup(s.spec, [p.index_select(0, idx) for p in s.params],
-                   {k: v.index_select(0, idx) for k, v in s.hparams.items()}, self.backend, self._precision)
+                   {k: v.index_select(0, idx) for k, v in s.hparams.items()}, self.backend, self._precision,
+                   self._widths.index_select(0, idx.cpu()))
         for name, ts in s.opt_state.items():
             for dst, src in zip(pop._state.opt_state[name], ts):
                 dst.copy_(src.index_select(0, idx))
@@ -439,6 +457,17 @@ class Population:
         pop._state.alive.copy_(s.alive.index_select(0, idx))
         pop.steps_done = self.steps_done
         return pop
+
+    def copy_candidates(self, src: Tensor, dst: Tensor) -> None:
+        """Overwrite candidates ``dst`` with the weights, optimizer state, step counts, alive flags and widths of
+        candidates ``src`` (1-D index tensors of one length, ``dst`` distinct), in place; hyperparameters are
+        left as they are (PBT's exploit step)."""
+        src, dst = src.long().to(self.device), dst.long().to(self.device)
+        s = self._state
+        with torch.no_grad():
+            for t in [*s.params, *(t for ts in s.opt_state.values() for t in ts), s.step_count, s.alive]:
+                t.index_copy_(0, dst, t.index_select(0, src))
+        self._widths.index_copy_(0, dst.cpu(), self._widths.index_select(0, src.cpu()))
 
     # ---------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
@@ -454,6 +483,7 @@ class Population:
             "step_count": s.step_count.clone(),
             "hparams": {k: v.clone() for k, v in s.hparams.items()},
             "alive": s.alive.clone(),
+            "widths": self._widths.clone(),
             "steps_done": self.steps_done,
         }
 
@@ -482,11 +512,16 @@ class Population:
             src, dst = flat(state[key]), flat(mine[key])
             if len(src) != len(dst) or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(src, dst)):
                 raise ValueError(f"state[{key!r}] does not match this population's shapes and dtypes")
+        try:
+            widths = check_widths(state.get("widths"), s.spec.layers, self.size, s.spec.activation)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"state['widths'] does not fit this population: {e}") from None
         live = flat([s.params, s.opt_state, s.step_count, dict(s.hparams), s.alive])
         src_all = [t for key in keys for t in flat(state[key])]
         with torch.no_grad():
             for dst, src in zip(live, src_all):
                 dst.copy_(src)
+        self._widths = widths
         self.steps_done = int(state["steps_done"])
 
     def __getstate__(self) -> dict[str, Any]:

@@ -93,10 +93,15 @@ def test_candidate_indices_take_numpy_ints_and_0_dim_integer_tensors():
 
 
 def test_from_modules_rejects_mixed_architectures():
+    """Only hidden widths may differ (tests/test_widths.py): depth, activation, inputs and outputs may not."""
     a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
-    b = torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.ReLU(), torch.nn.Linear(9, 2))
-    with pytest.raises(ValueError, match="modules\\[1\\]"):
-        Population.from_modules([a, b])
+    for b in (torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.Tanh(), torch.nn.Linear(9, 2)),
+              torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)),
+              torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)),
+              torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8), torch.nn.ReLU(),
+                                  torch.nn.Linear(8, 2))):
+        with pytest.raises(ValueError, match="modules\\[1\\]"):
+            Population.from_modules([a, b])
     with pytest.raises(ValueError, match="modules"):
         Population.from_modules([])
     with pytest.raises(ValueError, match="modules\\[0\\]"):

@@ -26,11 +26,8 @@ def copy_candidates(pop: Union[Population, FoldedPopulation], src: Tensor, dst: 
     if len(set(dst.tolist())) != len(dst) or (torch.cat([src, dst]) >= pop.size).any() or \
             (torch.cat([src, dst]) < 0).any():
         raise ValueError(f"dst must be distinct indices and all indices in [0, {pop.size})")
-    src, dst = src.to(pop.device), dst.to(pop.device)
     for p in pop.pops if isinstance(pop, FoldedPopulation) else [pop]:
-        tensors = [*p.params, *(t for ts in p.optimizer_state.values() for t in ts), p.step_count, p.alive]
-        for t in tensors:
-            t.index_copy_(0, dst, t.index_select(0, src))
+        p.copy_candidates(src, dst)
 
 
 @dataclass
