@@ -292,7 +292,7 @@ class Population:
 
     def fit(self, x: Any, y: Any, steps: int, batch_size: int = 128, seed: int = 0,
             lr_schedule: Optional[LrSchedule] = None, progress: bool = True, x_val: Any = None,
-            y_val: Any = None, eval_every: Optional[int] = None) -> dict[str, Any]:
+            y_val: Any = None, eval_every: Optional[int] = None, keep_best: Optional[str] = None) -> dict[str, Any]:
         """Train for ``steps`` steps on shuffled minibatches of (x, y) (epochs without replacement, seeded),
         all candidates seeing the same batches.
 
@@ -300,20 +300,34 @@ class Population:
         or a tensor of shape (steps,) (multipliers) or (steps, K) (learning rates). With validation data, the
         population is evaluated every ``eval_every`` steps (default: 10 times) and at the end.
 
+        ``keep_best`` (``"loss"`` or ``"accuracy"``, with validation data): per-candidate early stopping. Each
+        candidate's weights at its best evaluation so far are kept on the device (no host sync), and at the end
+        every candidate gets its best weights back (the optimizer state stays the last step's), so the training
+        length is chosen per candidate, not guessed.
+
         Returns a history: ``"loss"`` (steps, K) minibatch losses, and with validation data ``"eval_step"``,
-        ``"val_loss"`` and (cross-entropy) ``"val_accuracy"``, each (evaluations, K)."""
+        ``"val_loss"`` and (cross-entropy) ``"val_accuracy"``, each (evaluations, K); with ``keep_best`` also
+        ``"best_step"`` (K,) (the step count of the weights kept; 0, with the initial weights, if no evaluation
+        was finite) and ``"best_val"`` (K,), the kept weights' validation loss or accuracy (nan for 0)."""
         x, y = check_batch(x, y, self.spec, self.device, self.dtype)
         has_val = x_val is not None or y_val is not None
         if has_val:
             x_val, y_val = check_batch(x_val, y_val, self.spec, self.device, self.dtype, names=("x_val", "y_val"))
         steps = check_positive_int("steps", steps)
         batch_size = check_positive_int("batch_size", batch_size)
+        if keep_best is not None:
+            check_choice("keep_best", keep_best, ("loss", "accuracy"))
+            if not has_val:
+                raise ValueError("keep_best needs validation data: pass x_val and y_val")
+            if keep_best == "accuracy" and self.spec.loss != "cross_entropy":
+                raise ValueError("keep_best='accuracy' needs a classification (cross-entropy) population")
         schedule = self._check_schedule(lr_schedule, steps)
         eval_every = max(1, steps // 10) if eval_every is None else check_positive_int("eval_every", eval_every)
         batches = Batches(x.shape[0], batch_size, seed, self.device)
         span_cap = self._backend.steps_per_launch(self.spec, batches.batch_size)
         base_lr = self.hparams["lr"].clone()
         hist: dict[str, Any] = {"loss": [], "eval_step": [], "val_loss": [], "val_accuracy": []}
+        best = _BestWeights(self, keep_best) if keep_best is not None else None
         bar = _progress(steps, progress, f"training {self.size} candidates")
         t = 0
         while t < steps:
@@ -337,6 +351,8 @@ class Population:
                 hist["val_loss"].append(m["loss"])
                 if "accuracy" in m:
                     hist["val_accuracy"].append(m["accuracy"])
+                if best is not None:
+                    best.update(m, self.steps_done)
                 if bar is not None:
                     best = int(torch.argmin(m["loss"]))
                     bar.set_postfix(best_val_loss=f"{m['loss'][best].item():.4f}", alive=int(self.alive.sum()))
@@ -345,6 +361,8 @@ class Population:
         if bar is not None:
             bar.close()
         out: dict[str, Any] = {"loss": torch.cat(hist["loss"]).cpu()}
+        if best is not None:
+            out["best_step"], out["best_val"] = best.restore()
         if has_val:
             out["eval_step"] = hist["eval_step"]
             out["val_loss"] = torch.stack(hist["val_loss"]).cpu()
@@ -544,6 +562,35 @@ class Population:
         pop = Population.__new__(Population)
         pop.__setstate__(self.__getstate__())
         return pop
+
+
+class _BestWeights:
+    """Each candidate's parameters at its best validation evaluation so far, kept on the device: updated with
+    ``torch.where`` on the stacked tensors (no host sync), restored at the end of :meth:`Population.fit`."""
+
+    def __init__(self, pop: Population, metric: str):
+        self.pop, self.metric = pop, metric
+        self.params = [p.detach().clone() for p in pop.params]
+        self.value = torch.full((pop.size,), math.inf, dtype=torch.float64, device=pop.device)
+        self.step = torch.zeros(pop.size, dtype=torch.int64, device=pop.device)
+
+    def update(self, metrics: dict[str, Tensor], step: int) -> None:
+        v = metrics[self.metric].double()
+        v = torch.nan_to_num(-v if self.metric == "accuracy" else v, nan=math.inf)
+        better = v < self.value
+        self.value = torch.where(better, v, self.value)
+        self.step = torch.where(better, torch.full_like(self.step, step), self.step)
+        with torch.no_grad():
+            for kept, p in zip(self.params, self.pop.params):
+                kept.copy_(torch.where(better.view((-1,) + (1,) * (p.dim() - 1)), p, kept))
+
+    def restore(self) -> tuple[Tensor, Tensor]:
+        """Put the kept weights back; returns (best_step, best value) per candidate, on the CPU."""
+        with torch.no_grad():
+            for kept, p in zip(self.params, self.pop.params):
+                p.copy_(kept)
+        value = -self.value if self.metric == "accuracy" else self.value
+        return self.step.cpu(), value.masked_fill(self.step == 0, math.nan).cpu()
 
 
 def _check_dtype(dtype: Any) -> torch.dtype:
