@@ -113,12 +113,17 @@ def forward(params: list[Tensor], x: Tensor, activation: str = "relu", keep: boo
     raise AssertionError("unreachable")
 
 
-def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = None) -> tuple[Tensor, Tensor]:
+def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = None,
+                  options: Optional[dict[str, Tensor]] = None) -> tuple[Tensor, Tensor]:
     """Per-candidate mean loss (K,) and its gradient with respect to ``out`` (K, B, C), the gradient in
     ``ws``'s buffer when a workspace is given.
 
     Cross-entropy takes integer labels (B,); MSE takes targets (B, C) and averages over all B*C entries, as
-    ``F.cross_entropy`` and ``F.mse_loss`` do."""
+    ``F.cross_entropy`` and ``F.mse_loss`` do. ``options`` (see :data:`TRAIN_OPTIONS`) per candidate:
+    ``label_smoothing`` (K,) as ``F.cross_entropy(label_smoothing=...)``; ``batch_size`` (K,) ints, candidate k's
+    loss being the mean over the first ``batch_size[k]`` rows of the shared batch only."""
+    if options:
+        return _loss_and_grad_options(out, y, loss, options)
     B = out.shape[1]
     g = _scratch(ws, "dout", tuple(out.shape), out)
     if loss == "cross_entropy":
@@ -136,6 +141,37 @@ def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = Non
     losses = diff.pow(2).mean(dim=(1, 2))
     scale = 2.0 / diff[0].numel()
     return losses, (diff * scale if ws is None else diff.mul_(scale))
+
+
+#: Per-candidate training options a population may carry (values (K,)), beside its hyperparameters: the
+#: fused Triton kernels do not implement them, so populations with any take the per-layer path.
+TRAIN_OPTIONS = ("label_smoothing", "batch_size")
+
+
+def _loss_and_grad_options(out: Tensor, y: Tensor, loss: str, options: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """:func:`loss_and_grad` with per-candidate label smoothing and batch sizes (rows weighted 1/b_k, or 0)."""
+    K, B, C = out.shape
+    rows = options.get("batch_size")
+    if rows is None:
+        w = torch.full((K, B), 1.0 / B, dtype=out.dtype, device=out.device)
+    else:
+        b = rows.clamp(max=B).to(out.dtype)
+        w = (torch.arange(B, device=out.device) < b[:, None]).to(out.dtype) / b[:, None]
+    if loss == "cross_entropy":
+        lse = torch.logsumexp(out, -1, keepdim=True)
+        logp = out - lse
+        eps = options.get("label_smoothing")
+        target = torch.zeros_like(out).scatter_(2, y.view(1, B, 1).expand(K, B, 1), 1.0)
+        if eps is not None:
+            e = eps.to(out.dtype).view(K, 1, 1)
+            target = target * (1 - e) + e / C
+        row_loss = -(target * logp).sum(2)
+        g = (logp.exp() - target) * w[:, :, None]
+    else:
+        diff = out - y
+        row_loss = diff.pow(2).mean(2)
+        g = diff * (2.0 / C) * w[:, :, None]
+    return (row_loss * w).sum(1), g
 
 
 def loss_only(out: Tensor, y: Tensor, loss: str) -> Tensor:
@@ -288,5 +324,5 @@ def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...]
 
 
 __all__ = ["ACTIVATIONS", "LOSSES", "ACTIVATION_MODULES", "ModelSpec", "Scratch", "activate",
-           "activation_backward", "bmm", "forward", "loss_and_grad", "loss_only", "sequential", "sequential_view",
+           "activation_backward", "bmm", "forward", "loss_and_grad", "loss_only", "TRAIN_OPTIONS", "sequential", "sequential_view",
            "parse_sequential", "stack_sequentials", "check_widths", "apply_widths", "candidate_params"]

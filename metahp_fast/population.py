@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .backends import get_backend, resolve_name
 from .backends.base import PRECISIONS, PopulationState
 from .batches import Batches
-from .model import (ModelSpec, apply_widths, candidate_params, check_widths, forward, loss_only, sequential,
+from .model import (TRAIN_OPTIONS, ModelSpec, apply_widths, candidate_params, check_widths, forward, loss_only, sequential,
                     stack_sequentials)
 from .optimizers import STATE_NAMES, hparam_specs
 from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_int,
@@ -124,6 +124,11 @@ class Population:
             ``layers`` (default: all full). Units beyond a candidate's width start at zero and stay exactly zero
             (relu, tanh, gelu), so it trains as a separate model of its width, initialized as nn.Linear would
             (the next layer's draw scaled to its fan-in); :meth:`to_module` exports exactly that width.
+        label_smoothing: per-candidate label smoothing in [0, 1), a scalar or (K,), as
+            ``F.cross_entropy(label_smoothing=...)`` (cross-entropy only; reported losses include it).
+        batch_sizes: per-candidate batch sizes (K,): candidate k's loss is the mean over the first
+            ``batch_sizes[k]`` rows of each shared minibatch (``fit``'s ``batch_size`` must be at least the largest).
+            With either option the triton backend takes its per-layer path.
         device, dtype: where and in what precision the population lives (default CPU, float32).
         backend: ``"auto"``, ``"torch"``, ``"reference"`` or ``"triton"`` (see :mod:`metahp_fast.backends`).
         precision: the triton backend's dot precision: ``"tf32"`` (its default, or ``$METAHP_TRITON_PRECISION``),
@@ -139,6 +144,7 @@ class Population:
     def __init__(self, layers: Sequence[int], size: int, optimizer: str = "sgd",
                  hparams: Optional[Mapping[str, Any]] = None, *, nesterov: bool = False, activation: str = "relu",
                  loss: str = "cross_entropy", seed: int = 0, init: str = "shared", widths: Any = None,
+                 label_smoothing: Any = None, batch_sizes: Any = None,
                  device: Union[str, torch.device, None] = None, dtype: torch.dtype = torch.float32,
                  backend: str = "auto", precision: Optional[str] = None):
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
@@ -150,9 +156,10 @@ class Population:
         seed = check_int("seed", seed)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, size, device, dtype)
+        options = _check_options(label_smoothing, batch_sizes, spec, size, device, dtype)
         params = _init_params(spec, size, seed, init == "independent", hp["init_scale"], device, dtype)
         apply_widths(params, widths, rescale=True)
-        self._setup(spec, params, hp, backend, precision, widths)
+        self._setup(spec, params, hp, backend, precision, widths, options)
 
     @classmethod
     def from_modules(cls, modules: Sequence[nn.Sequential], optimizer: str = "sgd",
@@ -172,7 +179,8 @@ class Population:
         return pop
 
     def _setup(self, spec: ModelSpec, params: list[Tensor], hp: dict[str, Tensor], backend: str,
-               precision: Optional[str] = None, widths: Optional[Tensor] = None) -> None:
+               precision: Optional[str] = None, widths: Optional[Tensor] = None,
+               options: Optional[dict[str, Tensor]] = None) -> None:
         if precision is not None:
             check_choice("precision", precision, PRECISIONS)
         size, device, dtype = params[0].shape[0], params[0].device, params[0].dtype
@@ -185,7 +193,7 @@ class Population:
             opt_state={name: [torch.zeros_like(p) for p in params] for name in STATE_NAMES[spec.optimizer]},
             step_count=torch.zeros(size, dtype=torch.int64, device=device),
             hparams=HParams(hp, spec.optimizer),
-            alive=torch.ones(size, dtype=torch.bool, device=device))
+            alive=torch.ones(size, dtype=torch.bool, device=device), options=dict(options or {}))
         self._widths = check_widths(widths, spec.layers, size, spec.activation)
         self.steps_done = 0
 
@@ -237,6 +245,12 @@ class Population:
         if not isinstance(values, Mapping):
             raise TypeError(f"hparams must be a dict; got {type(values).__name__}")
         self._state.hparams.update(values)
+
+    @property
+    def options(self) -> dict[str, Tensor]:
+        """The per-candidate training options this population was built with (``label_smoothing``,
+        ``batch_size``), name -> (K,) copies."""
+        return {k: v.clone() for k, v in self._state.options.items()}
 
     @property
     def widths(self) -> Tensor:
@@ -315,6 +329,9 @@ class Population:
             x_val, y_val = check_batch(x_val, y_val, self.spec, self.device, self.dtype, names=("x_val", "y_val"))
         steps = check_positive_int("steps", steps)
         batch_size = check_positive_int("batch_size", batch_size)
+        if "batch_size" in self._state.options and batch_size < int(self._state.options["batch_size"].max()):
+            raise ValueError(f"batch_size ({batch_size}) must be at least the largest of the candidates' "
+                             f"batch_sizes ({int(self._state.options['batch_size'].max())}): each minibatch is shared")
         if keep_best is not None:
             check_choice("keep_best", keep_best, ("loss", "accuracy"))
             if not has_val:
@@ -467,7 +484,7 @@ class Population:
         pop = Population.__new__(Population)
         pop._setup(s.spec, [p.index_select(0, idx) for p in s.params],
                    {k: v.index_select(0, idx) for k, v in s.hparams.items()}, self.backend, self._precision,
-                   self._widths.index_select(0, idx.cpu()))
+                   self._widths.index_select(0, idx.cpu()), {k: v.index_select(0, idx) for k, v in s.options.items()})
         for name, ts in s.opt_state.items():
             for dst, src in zip(pop._state.opt_state[name], ts):
                 dst.copy_(src.index_select(0, idx))
@@ -483,7 +500,8 @@ class Population:
         src, dst = src.long().to(self.device), dst.long().to(self.device)
         s = self._state
         with torch.no_grad():
-            for t in [*s.params, *(t for ts in s.opt_state.values() for t in ts), s.step_count, s.alive]:
+            for t in [*s.params, *(t for ts in s.opt_state.values() for t in ts), s.step_count, s.alive,
+                      *s.options.values()]:
                 t.index_copy_(0, dst, t.index_select(0, src))
         self._widths.index_copy_(0, dst.cpu(), self._widths.index_select(0, src.cpu()))
 
@@ -502,6 +520,7 @@ class Population:
             "hparams": {k: v.clone() for k, v in s.hparams.items()},
             "alive": s.alive.clone(),
             "widths": self._widths.clone(),
+            "options": {k: v.clone() for k, v in s.options.items()},
             "steps_done": self.steps_done,
         }
 
@@ -525,7 +544,10 @@ class Population:
             if isinstance(d, (list, tuple)):
                 return [t for v in d for t in flat(v)]
             return []
-        keys = ("params", "optimizer_state", "step_count", "hparams", "alive")
+        keys = ("params", "optimizer_state", "step_count", "hparams", "alive", "options")
+        if not isinstance(state.get("options"), Mapping) or sorted(state["options"]) != sorted(s.options):
+            raise ValueError(f"state has options {sorted(state.get('options') or {})}; this population has "
+                             f"{sorted(s.options)}")
         for key in keys:
             src, dst = flat(state[key]), flat(mine[key])
             if len(src) != len(dst) or any(a.shape != b.shape or a.dtype != b.dtype for a, b in zip(src, dst)):
@@ -534,7 +556,7 @@ class Population:
             widths = check_widths(state.get("widths"), s.spec.layers, self.size, s.spec.activation)
         except (ValueError, TypeError) as e:
             raise ValueError(f"state['widths'] does not fit this population: {e}") from None
-        live = flat([s.params, s.opt_state, s.step_count, dict(s.hparams), s.alive])
+        live = flat([s.params, s.opt_state, s.step_count, dict(s.hparams), s.alive, s.options])
         src_all = [t for key in keys for t in flat(state[key])]
         with torch.no_grad():
             for dst, src in zip(live, src_all):
@@ -551,17 +573,42 @@ class Population:
         sd = state["state_dict"]  # fresh tensors (unpickled, or a state_dict() copy): used as they are
         spec = ModelSpec(**{**sd["spec"], "layers": tuple(sd["spec"]["layers"])})
         try:
-            self._setup(spec, sd["params"], sd["hparams"], state["backend"], state["precision"])
+            self._setup(spec, sd["params"], sd["hparams"], state["backend"], state["precision"], None, sd["options"])
         except (ValueError, TypeError, ImportError, RuntimeError) as e:  # e.g. triton, loaded onto the CPU
             warnings.warn(f"backend {state['backend']!r} cannot run this population where it was loaded ({e}); "
                           "using backend 'auto'", stacklevel=2)
-            self._setup(spec, sd["params"], sd["hparams"], "auto", state["precision"])
+            self._setup(spec, sd["params"], sd["hparams"], "auto", state["precision"], None, sd["options"])
         self.load_state_dict(sd)
 
     def __deepcopy__(self, memo):
         pop = Population.__new__(Population)
         pop.__setstate__(self.__getstate__())
         return pop
+
+
+def _check_options(label_smoothing: Any, batch_sizes: Any, spec: ModelSpec, size: int, device: torch.device,
+                   dtype: torch.dtype) -> dict[str, Tensor]:
+    """The per-candidate training options given (``None``: off) as (K,) tensors, each checked."""
+    out: dict[str, Tensor] = {}
+    if label_smoothing is not None:
+        if spec.loss != "cross_entropy":
+            raise ValueError("label_smoothing needs loss='cross_entropy'")
+        try:
+            v = torch.as_tensor(label_smoothing, dtype=dtype, device=device).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"label_smoothing must be a number or (K,) numbers; got {label_smoothing!r}") from None
+        v = v.expand(size).clone() if v.numel() == 1 else v
+        if v.shape != (size,) or not bool(((v >= 0) & (v < 1)).all()):
+            raise ValueError(f"label_smoothing must be a scalar or ({size},) values in [0, 1); got "
+                             f"{v.tolist() if v.numel() <= 8 else tuple(v.shape)}")
+        out["label_smoothing"] = v
+    if batch_sizes is not None:
+        b = torch.as_tensor(np.asarray(batch_sizes) if not isinstance(batch_sizes, Tensor) else batch_sizes)
+        if b.dtype.is_floating_point or b.dtype == torch.bool or b.shape != (size,) or bool((b < 1).any()):
+            raise ValueError(f"batch_sizes must be ({size},) positive whole numbers; got {b.tolist()}")
+        out["batch_size"] = b.long().to(device)
+    assert set(out) <= set(TRAIN_OPTIONS)
+    return out
 
 
 class _BestWeights:

@@ -33,6 +33,7 @@ class PopulationState:
     step_count: Tensor
     hparams: dict[str, Tensor]
     alive: Tensor
+    options: dict = field(default_factory=dict)  # per-candidate training options (model.TRAIN_OPTIONS), name -> (K,)
     cache: dict = field(default_factory=dict, repr=False)  # backends' private per-population objects
 
     @property

@@ -51,6 +51,8 @@ class ReferenceBackend(Backend):
             hp["lr"] = lr.tolist()
         alive = state.alive.tolist()
         steps = state.step_count.tolist()
+        smoothing = state.options["label_smoothing"].tolist() if "label_smoothing" in state.options else None
+        rows = state.options["batch_size"].tolist() if "batch_size" in state.options else None
         losses = []
         for k, (net, opt) in enumerate(bound):
             if not alive[k]:
@@ -66,8 +68,10 @@ class ReferenceBackend(Backend):
                 for p in net.parameters():
                     opt.state[p]["step"] = torch.tensor(float(steps[k]))
             opt.zero_grad()
-            out = net(x)
-            loss = F.cross_entropy(out, y) if state.spec.loss == "cross_entropy" else F.mse_loss(out, y)
+            xk, yk = (x, y) if rows is None else (x[:rows[k]], y[:rows[k]])  # candidate k's first rows
+            out = net(xk)
+            loss = (F.cross_entropy(out, yk, label_smoothing=0.0 if smoothing is None else smoothing[k])
+                    if state.spec.loss == "cross_entropy" else F.mse_loss(out, yk))
             if not torch.isfinite(loss):
                 alive[k] = False
                 losses.append(math.inf)

@@ -39,14 +39,15 @@ class Workspace:
 
 
 def gradients(params: list[Tensor], x: Tensor, y: Tensor, spec: ModelSpec,
-              alive: Optional[Tensor] = None, ws: Optional[Workspace] = None) -> tuple[Tensor, list[Tensor]]:
+              alive: Optional[Tensor] = None, ws: Optional[Workspace] = None,
+              options: Optional[dict[str, Tensor]] = None) -> tuple[Tensor, list[Tensor]]:
     """Per-candidate losses (K,) and the gradients of every parameter, same layout as ``params`` (in ``ws``'s
     buffers when a workspace is given, valid until the next call with it).
 
     Candidates not in ``alive`` (K,) bool get exactly zero gradients (their output gradient is zeroed before
     the backward pass), so a diverged candidate puts no NaN into its own optimizer state."""
     out, saved = forward(params, x, spec.activation, keep=True, ws=ws)
-    losses, g = loss_and_grad(out, y, spec.loss, ws)
+    losses, g = loss_and_grad(out, y, spec.loss, ws, options)
     if alive is not None:
         dead = ~(alive & torch.isfinite(losses)).view(-1, 1, 1)
         g = g.masked_fill(dead, 0.0) if ws is None else g.masked_fill_(dead, 0.0)
@@ -68,7 +69,8 @@ def gradients(params: list[Tensor], x: Tensor, y: Tensor, spec: ModelSpec,
 
 def functional_step(params: list[Tensor], opt_state: dict[str, list[Tensor]], step_count: Tensor,
                     hparams: dict[str, Tensor], alive: Tensor, x: Tensor, y: Tensor, spec: ModelSpec,
-                    lr: Optional[Tensor] = None, in_place: bool = False, ws: Optional[Workspace] = None):
+                    lr: Optional[Tensor] = None, in_place: bool = False, ws: Optional[Workspace] = None,
+                    options: Optional[dict[str, Tensor]] = None):
     """One step as a pure function: returns (losses, params, opt_state, step_count, alive), all new tensors
     (differentiable, for exact hypergradients); with ``in_place``, parameters and optimizer state are updated
     in place instead (the backend's hot path: fewer passes over memory) and returned, and a workspace ``ws``
@@ -78,7 +80,7 @@ def functional_step(params: list[Tensor], opt_state: dict[str, list[Tensor]], st
     coefficients that leave their parameters and state unchanged."""
     if ws is not None and not in_place:
         raise ValueError("functional_step: a workspace needs in_place=True")
-    losses, grads = gradients(params, x, y, spec, alive, ws)
+    losses, grads = gradients(params, x, y, spec, alive, ws, options)
     alive = alive & torch.isfinite(losses)
     hp = {**hparams, "lr": hparams["lr"] if lr is None else lr}
     step_count = step_count + alive.to(step_count.dtype)
@@ -113,7 +115,7 @@ class TorchBackend(Backend):
             ws = state.cache["torch_workspace"] = Workspace()
         losses, _, _, step_count, alive = functional_step(
             state.params, state.opt_state, state.step_count, state.hparams, state.alive, x, y, state.spec, lr,
-            in_place=True, ws=ws)
+            in_place=True, ws=ws, options=state.options)
         state.step_count.copy_(step_count)
         state.alive.copy_(alive)
         return losses

@@ -99,7 +99,7 @@ class TritonBackend(Backend):
         """``idx.shape[0]`` steps (see :meth:`Backend.steps`): in one launch of the multi-step kernel where
         :meth:`uses_multistep_kernel` and there is more than one step, else one :meth:`step` at a time."""
         spec = state.spec
-        if idx.shape[0] == 1 or not self.uses_multistep_kernel(spec, idx.shape[1]):
+        if idx.shape[0] == 1 or state.options or not self.uses_multistep_kernel(spec, idx.shape[1]):
             return super().steps(state, x, y, idx, lr_table)
         adamw = spec.optimizer == "adamw"
         hp = _kernel_hparams(state, None)
@@ -119,7 +119,7 @@ class TritonBackend(Backend):
         adamw = spec.optimizer == "adamw"
         state1 = state.opt_state[STATE_NAMES[spec.optimizer][0]]
         state2 = state.opt_state["exp_avg_sq"] if adamw else None
-        if self.uses_fused_kernel(spec, x.shape[0]):
+        if not state.options and self.uses_fused_kernel(spec, x.shape[0]):
             return fused_mlp_step(x, y, state.params, state1, state2, hp, state.step_count, state.alive,
                                   adamw=adamw, nesterov=spec.nesterov, precision=self.precision)
         return self._layerwise_step(state, x, y, hp, state1, state2)
@@ -130,7 +130,7 @@ class TritonBackend(Backend):
         update kernel, launched after the gradient for the layer below is taken from the old weights."""
         spec, params = state.spec, state.params
         out, saved = forward(params, x, spec.activation, keep=True)
-        losses, g = loss_and_grad(out, y, spec.loss)
+        losses, g = loss_and_grad(out, y, spec.loss, options=state.options)
         alive = state.alive & torch.isfinite(losses)
         state.alive.copy_(alive)
         state.step_count.add_(alive.to(state.step_count.dtype))
