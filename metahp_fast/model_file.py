@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .model import ACTIVATION_MODULES
 from .files import FORMAT_VERSION, UnsafeFileError, load_file, save_file
-from .tasks import MISSING, MISSING_CATEGORY, Task, _is_pandas, csv_rows
+from .tasks import Task, _is_pandas, _series_column, apply_columns, csv_rows
 
 PathLike = Union[str, os.PathLike]
 #: The kind of file :func:`save_model` writes (see :func:`metahp_fast.files.save_file`).
@@ -245,86 +245,39 @@ def _numbers(data: Any) -> np.ndarray:
 
 
 def encode_rows(columns: Optional[list[dict[str, Any]]], rows: Sequence[dict[str, Any]]) -> Tensor:
-    """Rows (dicts of column name -> raw value) as the float64 features a table-trained model was trained on:
-    numeric columns as numbers, categorical ones one-hot in the training categories' order."""
+    """Rows (dicts of column name -> raw value) as the float64 features a table-trained model was trained on
+    (:func:`metahp_fast.tasks.apply_columns`: numbers, categories one-hot in the training categories' order)."""
     _need_columns(columns)
     for i, row in enumerate(rows):
         for col in columns:
             if col["name"] not in row:
                 raise ValueError(f"row {i} has no column {col['name']!r}; the model needs "
                                  f"{[c['name'] for c in columns]}")
-    return _encode(columns, {c["name"]: [str(row[c["name"]]).strip() for row in rows] for c in columns}, len(rows))
+    return torch.as_tensor(apply_columns(columns, [[str(row[c["name"]]).strip() for row in rows] for c in columns]))
 
 
 def encode_frame(columns: Optional[list[dict[str, Any]]], frame: Any) -> Tensor:
     """A pandas DataFrame's rows as the float64 features a table-trained model was trained on, its columns found
     by name (others ignored), read as training read them (NaN/None and a CSV's missing spellings are missing)."""
-    from pandas.api import types as pdt
     _need_columns(columns)
     by_name = {str(c).strip(): c for c in frame.columns}
     absent = [c["name"] for c in columns if c["name"] not in by_name]
     if absent:
         raise ValueError(f"data has no column {absent[0]!r}; the model needs {[c['name'] for c in columns]}")
-    cells: dict[str, Any] = {}
+    cells = []
     for col in columns:
         s = frame[by_name[col["name"]]]
         if getattr(s, "ndim", 1) != 1:
             raise ValueError(f"data has the column {col['name']!r} more than once; the model finds its columns "
                              "by name")
-        na = np.asarray(s.isna(), dtype=bool)
-        if col["categories"] is None and pdt.is_numeric_dtype(s.dtype) and not pdt.is_bool_dtype(s.dtype):
-            cells[col["name"]] = s.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            cells[col["name"]] = ["" if m else str(v).strip() for v, m in zip(s.astype(object).to_numpy(), na)]
-    return _encode(columns, cells, len(frame))
+        cells.append(_series_column(col["name"], s))
+    return torch.as_tensor(apply_columns(columns, cells))
 
 
 def _need_columns(columns: Optional[list[dict[str, Any]]]) -> None:
     if not columns:
         raise ValueError("rows as dicts or DataFrames need the model's columns, which only a model trained on a "
                          "CSV file or a DataFrame keeps; pass the encoded features as an array instead")
-
-
-def _encode(columns: list[dict[str, Any]], cells: Mapping[str, Any], n: int) -> Tensor:
-    """Each column's cells (stripped text, or float64 numbers with NaN missing) encoded as in training."""
-    out = np.zeros((n, sum(len(c["categories"] or [None]) for c in columns)))
-    j = 0
-    for col in columns:
-        name, cats, values = col["name"], col["categories"], cells[col["name"]]
-        if isinstance(values, np.ndarray):  # numbers: NaN is a missing cell
-            missing = np.isnan(values)
-            if missing.any():
-                if "fill" not in col:
-                    _refuse_missing(int(np.flatnonzero(missing)[0]), name)
-                values = np.where(missing, col["fill"], values)
-            out[:, j] = values
-            j += 1
-            continue
-        for i, v in enumerate(values):
-            if v.lower() in MISSING:  # filled as in training (missing="fill"), or refused
-                if cats is None and "fill" in col:
-                    v = str(col["fill"])
-                elif cats is not None and MISSING_CATEGORY in cats:
-                    v = MISSING_CATEGORY
-                else:
-                    _refuse_missing(i, name)
-            if cats is None:
-                try:
-                    out[i, j] = float(v)
-                except ValueError:
-                    raise ValueError(f"row {i}, column {name!r}: {v!r} is not a number") from None
-            else:
-                if v not in cats:
-                    raise ValueError(f"row {i}, column {name!r}: {v!r} is not one of the categories the model "
-                                     f"was trained on {cats}")
-                out[i, j + cats.index(v)] = 1.0
-        j += 1 if cats is None else len(cats)
-    return torch.as_tensor(out)
-
-
-def _refuse_missing(i: int, name: str) -> None:
-    raise ValueError(f"row {i}, column {name!r}: a missing value; the model was trained without them (tune with "
-                     "--missing fill, or from_arrays(..., missing='fill'), to train one that takes them)")
 
 
 def _read_rows(path: str) -> list[dict[str, str]]:

@@ -161,7 +161,7 @@ class _TunedMLP(BaseEstimator):
         check_is_fitted(self)
         _, columns, _ = self._columns(X, reset=False)
         try:
-            x = apply_columns(self.encoding_, columns, unknown="ignore")
+            x = apply_columns(self.encoding_, columns, unknown="ignore", name_rows=False)
         except ValueError as e:
             raise ValueError(f"X: {e}") from None
         x = (x - self.x_mean_) / self.x_scale_

@@ -431,13 +431,13 @@ class _Column:
 
     @property
     def numeric(self) -> bool:
-        return self.values.dtype.kind in "iuf"
+        return self.values.dtype.kind in "biuf"
 
 
-def _text_column(name: str, cells: Sequence[str]) -> _Column:
-    """A column of stripped text cells, missing where a cell spells a missing value (:data:`MISSING`)."""
+def _text_column(name: str, cells: Sequence[Optional[str]]) -> _Column:
+    """A column of stripped text cells, missing where a cell is None or spells a missing value (:data:`MISSING`)."""
     values = np.array(list(cells), dtype=object)
-    return _Column(name, values, np.array([v.lower() in MISSING for v in values], dtype=bool))
+    return _Column(name, values, np.array([_is_missing(v) for v in values], dtype=bool))
 
 
 def _read_csv(path: str, target: Optional[str],
@@ -475,10 +475,10 @@ def _read_csv(path: str, target: Optional[str],
 
 def _encode_table(where: str, columns: list[_Column], t: int,
                   fill: bool) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Encode a table (a CSV file's or a DataFrame's columns, ``columns[t]`` the target): numeric columns as
-    numbers, the others one-hot over their sorted categories, y typed (:func:`_typed_labels`). Rows with missing
-    cells are dropped (with a warning); with ``fill`` only rows without a target are, missing numbers are NaN
-    (for :func:`_build` to fill) and missing categories the category :data:`MISSING_CATEGORY`."""
+    """Encode a table (a CSV file's or a DataFrame's columns, ``columns[t]`` the target): the features by
+    :func:`encode_columns`, y typed (:func:`_typed_labels`). Rows with missing cells are dropped (with a warning);
+    with ``fill`` only rows without a target are, missing numbers are NaN (for :func:`_build` to fill) and missing
+    categories the category :data:`MISSING_CATEGORY`."""
     header = [c.name for c in columns]
     n = len(columns[t].values)
     gaps = {c.name: int(c.missing.sum()) for c in columns}
@@ -503,137 +503,136 @@ def _encode_table(where: str, columns: list[_Column], t: int,
             raise ValueError(f"{where!r}: every row's target ({header[t]}) is empty")
         raise ValueError(f"{where!r} has no rows without missing values (empty cells per column: {where_gaps}); "
                          "fill those cells in, or use missing='fill' (--missing fill)")
-    cols, names, categorical, meta_columns = [], [], [], []
-    for j, c in enumerate(columns):
-        if j == t:
-            continue
-        values, miss = c.values[keep], c.missing[keep]
-        present = values[~miss]
-        num = None if not len(present) else present.astype(np.float64) if c.numeric else _floats(list(present))
-        if num is not None:
-            if miss.any():  # fill: NaN where a number is missing
-                num, given = np.full(len(values), np.nan), num
-                num[~miss] = given
-            meta_columns.append({"name": c.name, "categories": None, "index": sum(a.shape[1] for a in cols)})
-            cols.append(num[:, None])
-            names.append(c.name)
-        else:
-            text = [MISSING_CATEGORY if m else str(v) for v, m in zip(values, miss)]
-            cats = sorted(set(text))
-            _warn_odd_category(where, c.name, text, cats)
-            index = {v: i for i, v in enumerate(cats)}
-            onehot = np.zeros((len(text), len(cats)))
-            onehot[np.arange(len(text)), [index[v] for v in text]] = 1.0
-            cols.append(onehot)
-            names += [f"{c.name}={v}" for v in cats]
-            categorical.append(c.name)
-            meta_columns.append({"name": c.name, "categories": cats})
+    features = [_Column(c.name, c.values[keep], c.missing[keep]) for j, c in enumerate(columns) if j != t]
+    x, encoding = encode_columns([c.name for c in features], features, source=where)
     target = columns[t].values[keep]
     y = target if target.dtype.kind in "biuf" else _typed_labels([str(v) for v in target])
-    meta = {"n_rows_dropped": n - int(keep.sum()), "feature_names": names, "categorical_columns": categorical,
-            "columns": meta_columns, "target": header[t]}
-    return np.concatenate(cols, axis=1), y, meta
+    return x, y, {"n_rows_dropped": n - int(keep.sum()), **encoding, "target": header[t]}
 
 
+#: A raw column as callers give it: a numeric array (NaN: missing), or text cells (None or a :data:`MISSING` string:
+#: missing).
 Column = Union[np.ndarray, Sequence[Optional[str]]]
+#: The words of a missing cell that a model trained without missing cells refuses.
+_NO_MISSING = ("a missing value; the model was trained without them (tune with --missing fill, or "
+               "from_arrays(..., missing='fill'), to train one that takes them)")
 
 
 def _is_missing(v: Optional[str]) -> bool:
     return v is None or v.lower() in MISSING
 
 
-def encode_columns(names: Sequence[str], columns: Sequence[Column], *, categorical: Sequence[str] = (),
-                   source: str = "table") -> tuple[np.ndarray, dict[str, Any]]:
-    """Raw named columns as float64 features, as a CSV's are encoded: a column is numeric if it is a float array
-    (NaN: missing) or its present cells all read as finite numbers, otherwise categorical (also every column in
-    ``categorical``), one-hot encoded over its sorted categories, a missing cell (None or a :data:`MISSING`
-    string) being the category :data:`MISSING_CATEGORY`. Missing numbers stay NaN for :func:`_build`'s ``fill``.
-    Returns (x, meta with ``feature_names``, ``categorical_columns`` and ``columns``, the encoding that
-    :func:`apply_columns` and :func:`metahp_fast.model_file.encode_rows` apply to new rows)."""
+def _as_column(name: str, values: Union[Column, _Column]) -> _Column:
+    """``values`` as a :class:`_Column` (one already, e.g. a DataFrame's from :func:`_series_column`, as it is)."""
+    if isinstance(values, _Column):
+        return values
+    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
+        missing = np.isnan(values) if values.dtype.kind == "f" else np.zeros(len(values), dtype=bool)
+        return _Column(name, values, missing)
+    return _text_column(name, values)  # type: ignore[arg-type]
+
+
+def _category_cells(c: _Column) -> list[str]:
+    """A column's cells as the categories they are one-hot encoded as (a missing one :data:`MISSING_CATEGORY`)."""
+    return [MISSING_CATEGORY if m else _label_name(v) if c.numeric else str(v) for v, m in zip(c.values, c.missing)]
+
+
+def encode_columns(names: Sequence[str], columns: Sequence[Union[Column, _Column]], *,
+                   categorical: Sequence[str] = (), source: str = "table") -> tuple[np.ndarray, dict[str, Any]]:
+    """Raw named columns as float64 features: the one table encoding (CSV files, DataFrames, :func:`from_table`).
+    A column is numeric if it is a numeric array (NaN: missing) or its present cells all read as finite numbers,
+    otherwise categorical (also every column in ``categorical``), one-hot encoded over its sorted categories, a
+    missing cell (None or a :data:`MISSING` string) being the category :data:`MISSING_CATEGORY`. Missing numbers
+    stay NaN for :func:`_build`'s ``fill``. Returns (x, meta with ``feature_names``, ``categorical_columns`` and
+    ``columns``, the encoding that :func:`apply_columns` applies to new rows)."""
     cols, feature_names, cat_names, meta_cols = [], [], [], []
     width = 0
-    for h, values in zip(names, columns):
+    for c in (_as_column(h, v) for h, v in zip(names, columns)):
         num = None
-        numeric_array = isinstance(values, np.ndarray) and values.dtype.kind in "biuf"
-        if numeric_array and h not in categorical:
-            num = values.astype(np.float64)  # type: ignore[union-attr]
-        elif h not in categorical:
-            present = [v for v in values if not _is_missing(v)]
-            num = _floats(present) if present else None  # type: ignore[arg-type]
-            if num is not None and len(present) < len(values):  # fill: NaN where a number is missing
-                num = np.array([np.nan if _is_missing(v) else float(v) for v in values])  # type: ignore[arg-type]
+        if c.numeric and c.name not in categorical:
+            num = c.values.astype(np.float64)
+            num[c.missing] = np.nan
+        elif c.name not in categorical:
+            present = c.values[~c.missing]
+            num = _floats(list(present)) if len(present) else None
+            if num is not None and c.missing.any():  # fill: NaN where a number is missing
+                num, given = np.full(len(c.values), np.nan), num
+                num[~c.missing] = given
         if num is not None:
-            meta_cols.append({"name": h, "categories": None, "index": width})
+            meta_cols.append({"name": c.name, "categories": None, "index": width})
             cols.append(num[:, None])
-            feature_names.append(h)
+            feature_names.append(c.name)
             width += 1
             continue
-        if numeric_array:  # a number column named categorical
-            values = [None if v != v else _label_name(v) for v in values]
-        values = [MISSING_CATEGORY if _is_missing(v) else v for v in values]
+        values = _category_cells(c)
         cats = sorted(set(values))
-        _warn_odd_category(source, h, values, cats)
-        where = {c: i for i, c in enumerate(cats)}
+        _warn_odd_category(source, c.name, values, cats)
+        where = {v: i for i, v in enumerate(cats)}
         onehot = np.zeros((len(values), len(cats)))
         onehot[np.arange(len(values)), [where[v] for v in values]] = 1.0
         cols.append(onehot)
-        feature_names += [f"{h}={c}" for c in cats]
-        cat_names.append(h)
-        meta_cols.append({"name": h, "categories": cats})
+        feature_names += [f"{c.name}={v}" for v in cats]
+        cat_names.append(c.name)
+        meta_cols.append({"name": c.name, "categories": cats})
         width += len(cats)
     x = np.concatenate(cols, axis=1) if cols else np.zeros((0, 0))
     return x, {"feature_names": feature_names, "categorical_columns": cat_names, "columns": meta_cols}
 
 
-def apply_columns(columns: Sequence[dict[str, Any]], values: Sequence[Column], *,
-                  unknown: str = "error") -> np.ndarray:
+def apply_columns(columns: Sequence[dict[str, Any]], values: Sequence[Union[Column, _Column]], *,
+                  unknown: str = "error", name_rows: bool = True) -> np.ndarray:
     """New rows' raw columns (``values[i]`` for ``columns[i]``, as :func:`encode_columns` takes them) as the
-    float64 features a task with these ``columns`` was encoded into: missing numbers become the column's
-    ``fill`` (recorded by ``missing="fill"``), missing categories :data:`MISSING_CATEGORY` if training had it.
-    A category not seen in training, or a missing one without a fill, raises a ValueError naming the column
-    (``unknown="error"``) or encodes as all zeros (``unknown="ignore"``, as scikit-learn's OneHotEncoder)."""
+    float64 features a task with these ``columns`` was encoded into: the one encoding of new rows (saved models'
+    CSV rows, dicts and DataFrames, the scikit-learn estimators). Missing numbers become the column's ``fill``
+    (recorded by ``missing="fill"``), missing categories :data:`MISSING_CATEGORY` if training had it. A category
+    not seen in training, or a missing one without a fill, raises a ValueError naming the column (and the row,
+    with ``name_rows``; ``unknown="error"``) or encodes as all zeros (``unknown="ignore"``, as scikit-learn's
+    OneHotEncoder); a cell that is not a finite number in a numeric column, or missing without a fill, raises."""
     if unknown not in ("error", "ignore"):
         raise ValueError(f"unknown must be 'error' or 'ignore'; got {unknown!r}")
     if len(values) != len(columns):
         raise ValueError(f"values must hold {len(columns)} columns ({[c['name'] for c in columns]}); "
                          f"got {len(values)}")
-    n = len(values[0]) if len(values) else 0
+
+    def bad(i: int, name: str, problem: str) -> ValueError:
+        return ValueError(f"row {i}, column {name!r}: {problem}" if name_rows else f"column {name!r}: {problem}")
+
+    raw = [_as_column(col["name"], v) for col, v in zip(columns, values)]
+    n = len(raw[0].values) if raw else 0
     out = np.zeros((n, sum(len(c["categories"] or [None]) for c in columns)))
     j = 0
-    for col, v in zip(columns, values):
+    for col, c in zip(columns, raw):
         name, cats = col["name"], col["categories"]
         if cats is None:
-            if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
-                num = v.astype(np.float64)
+            if c.numeric:
+                num = c.values.astype(np.float64)
             else:
-                try:
-                    num = np.array([np.nan if _is_missing(c) else float(c) for c in v], dtype=np.float64)
-                except ValueError:
-                    bad = next(c for c in v if not _is_missing(c) and _floats([c]) is None)  # type: ignore[list-item]
-                    raise ValueError(f"column {name!r}: {bad!r} is not a number") from None
+                num = np.full(n, np.nan)
+                for i in np.flatnonzero(~c.missing):
+                    try:
+                        num[i] = float(c.values[i])
+                    except ValueError:
+                        raise bad(int(i), name, f"{c.values[i]!r} is not a number") from None
+            num[c.missing] = np.nan
             if np.isinf(num).any():
-                raise ValueError(f"column {name!r}: holds infinite values")
+                i = int(np.flatnonzero(np.isinf(num))[0])
+                raise bad(i, name, f"{str(c.values[i])!r} is not a finite number")
             gaps = np.isnan(num)
             if gaps.any():
                 if "fill" not in col:
-                    raise ValueError(f"column {name!r}: missing values, but the model was trained without them "
-                                     "(train with missing='fill' to fill them)")
+                    raise bad(int(np.flatnonzero(gaps)[0]), name, _NO_MISSING)
                 num = np.where(gaps, col["fill"], num)
             out[:, j] = num
             j += 1
             continue
-        if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
-            v = [None if c != c else _label_name(c) for c in v]
-        where = {c: i for i, c in enumerate(cats)}
-        for i, c in enumerate(v):
-            c = MISSING_CATEGORY if _is_missing(c) else c
-            k = where.get(c)
+        where = {v: k for k, v in enumerate(cats)}
+        for i, v in enumerate(_category_cells(c)):
+            k = where.get(v)
             if k is not None:
                 out[i, j + k] = 1.0
             elif unknown == "error":
-                what = ("a missing value, and the model was trained without them" if c == MISSING_CATEGORY
-                        else f"{c!r} is not one of the categories the model was trained on {cats}")
-                raise ValueError(f"row {i}, column {name!r}: {what}")
+                raise bad(i, name, _NO_MISSING if v == MISSING_CATEGORY
+                          else f"{v!r} is not one of the categories the model was trained on {cats}")
         j += len(cats)
     return out
 
@@ -659,11 +658,11 @@ def _warn_odd_category(path: str, column: str, values: list[str], cats: list[str
         examples = ", ".join(repr(v) for v in list(dict.fromkeys(bad))[:3])
         warnings.warn(f"{path}: column {column!r} holds numbers except {len(bad)} cell(s) such as {examples}, so it "
                       f"was one-hot encoded into {len(cats)} features; fix those cells to keep it numeric",
-                      stacklevel=5)
+                      stacklevel=6)
     elif len(cats) > 20 and len(cats) > 0.5 * len(values):
         warnings.warn(f"{path}: column {column!r} has {len(cats)} distinct values in {len(values)} rows (an "
                       f"identifier or free text?) and was one-hot encoded into {len(cats)} features; drop it if "
-                      "it carries no signal", stacklevel=5)
+                      "it carries no signal", stacklevel=6)
 
 
 def _floats(values: list[str]) -> Optional[np.ndarray]:
