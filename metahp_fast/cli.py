@@ -168,6 +168,12 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
     except ValueError as e:  # e.g. a checkpoint.pt of another run
         raise UsageError(f"{e} (or add --overwrite to start over)" if str(ckpt) in str(e) else str(usage(e))) \
             from None
+    if args.refit != "off":
+        result = result.refit(args.refit)
+        r = result.config.get("refit")
+        if r:
+            print(f"refit: the pick retrained on {r['rows']} train+validation rows for {r['steps']} steps "
+                  f"(its chosen length, step {r['chosen_step']}, in epochs)")
     _print_result(result, args)
     try:
         _write_outputs(result, out, args, meta_note, prediction is not None)

@@ -179,6 +179,10 @@ def _tune_parser(sub: Any) -> None:
                    help="score every candidate by its mean validation objective over FOLDS cuts of train+val "
                    "(the dataset's own split first; each candidate costs FOLDS trainings of the budget): steadier "
                    "picks on small validation splits (default 1: the validation split alone)")
+    u.add_argument("--refit", choices=("off", "best", "full"), default="off",
+                   help="retrain the pick on the train and validation rows together before saving it: for the "
+                   "length of its best validation evaluation (best) or the full steps (full), in epochs "
+                   "(default off: the model trained on the train rows)")
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
     u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
     u.add_argument("--overwrite", action="store_true",

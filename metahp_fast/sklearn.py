@@ -10,7 +10,6 @@ in ``fit`` encodes as all zeros, as in scikit-learn's ``OneHotEncoder(handle_unk
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -25,9 +24,8 @@ except ImportError as e:  # validate_data is scikit-learn 1.6's
     raise ImportError("metahp_fast.sklearn needs scikit-learn >= 1.6: pip install 'metahp-fast[sklearn]'") from e
 
 from .model_file import in_target_units
-from .population import Population
 from .search_space import SearchSpace
-from .tasks import Column, Task, apply_columns, from_table
+from .tasks import Column, apply_columns, from_table
 from .tuners import TUNERS, Tuner
 
 #: Fewest rows ``fit`` takes: one validation row and at least two training rows.
@@ -93,36 +91,18 @@ class _TunedMLP(BaseEstimator):
         task = from_table(names, columns, y, categorical=categorical, name=type(self).__name__, seed=seed,
                           val_fraction=float(self.val_fraction), test_fraction=0.0,
                           kind="classification" if categorical_target else "regression", source="X")
-        result = tuner.run(task, self.budget, seed=seed)
-        model = self._refit(task, result.best_hparams, seed) if self.refit else None
-        model = result.best_model if model is None else model
-        self.model_ = in_target_units(model, task).double().eval()  # float64: rows don't mix
+        tuned = tuner.run(task, self.budget, seed=seed)
+        result = tuned.refit("full") if self.refit else tuned  # refit: on every row of X, the same epochs
+        self.model_ = in_target_units(result.best_model, task).double().eval()  # float64: rows don't mix
         self.encoding_ = task.meta["columns"]
         self.x_mean_ = task.mean.double().numpy()
         self.x_scale_ = task.std.double().numpy()
         self.best_params_ = dict(result.best_hparams)
         self.best_score_ = (-result.best_val["loss"] if result.objective == "loss"
                             else result.best_val["accuracy"])
-        self.tune_result_ = dataclasses.replace(result, data=None)  # the training rows stay out of the estimator
+        self.tune_result_ = dataclasses.replace(tuned, data=None)  # the training rows stay out of the estimator
         self.seed_ = seed
         return self
-
-    def _refit(self, task: Task, hparams: dict[str, float], seed: int) -> Optional[torch.nn.Sequential]:
-        """One network with the chosen hyperparameters trained on the train and validation rows together (the
-        same steps, from the tuner's initial weights); None, with a warning, if it diverges."""
-        opt = self.optimizer or (self.space.optimizer if self.space is not None and self.space.optimizer else "sgd")
-        x = torch.cat([task.x_train, task.x_val]).to(self.device)
-        y = torch.cat([task.y_train, task.y_val]).to(self.device)
-        hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else (self.hidden,)
-        pop = Population(task.layers(hidden), 1, opt, {k: [v] for k, v in hparams.items()},
-                         activation=self.activation, loss=task.loss, seed=seed, device=self.device,
-                         backend=self.backend)
-        pop.fit(x, y, steps=self.steps, batch_size=self.batch_size, seed=seed + 1, progress=False)
-        if not bool(pop.alive[0]):
-            warnings.warn("refit: the chosen hyperparameters diverged on all the rows; keeping the tuner's "
-                          "model, trained on the rows without the validation split", RuntimeWarning, stacklevel=3)
-            return None
-        return pop.to_module(0).cpu().eval()
 
     def _columns(self, X: Any, reset: bool) -> tuple[list[str], list[Column], list[str]]:
         """``X``'s raw columns (float arrays, or cells as stripped strings / None), their names and the columns

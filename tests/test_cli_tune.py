@@ -569,3 +569,19 @@ def test_python_writes_the_same_report_as_the_command_line(tmp_path, capsys):
     assert timeless({k: v for k, v in from_cli.items() if k not in extra}) == timeless(from_py)
     assert set(from_py["test"]) == {"loss", "accuracy"} and from_py["init_hparams"] is None
     assert f"test: loss {from_py['test']['loss']:.4f}" in printed and result.leaderboard(5) in printed
+
+
+def test_tune_refit_saves_the_pick_retrained_on_train_and_validation_rows(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["tune", "--data", "wine", "--method", "random", "--budget", "3", "--out", str(out),
+                     "--refit", "best", *SMALL]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    r = report["config"]["refit"]
+    task = load_task("wine", seed=0)
+    assert r["length"] == "best" and r["rows"] == len(task.y_train) + len(task.y_val)
+    assert f"refit: the pick retrained on {r['rows']} train+validation rows for {r['steps']} steps" in printed
+    saved = read_model_file(out / "best.pt")
+    with torch.no_grad():  # the file holds the refit model, and the report's test metrics are its own
+        loss = nn.functional.cross_entropy(saved["model"](task.x_test), task.y_test).item()
+    assert loss == pytest.approx(report["test"]["loss"], rel=1e-5)

@@ -2,9 +2,11 @@
 same from Python and from ``metahp-fast tune``), the leaderboard and notes on the pick."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -57,6 +59,41 @@ class TuneResult:
                    task=self.task, seed=self.seed, val=self.best_val, steps=c.get("steps"),
                    optimizer=c.get("optimizer"), activation=c.get("activation"), loss=task.loss,
                    layers=task.layers(c["hidden"]) if "hidden" in c else None, **info)
+
+    def refit(self, length: str = "best") -> "TuneResult":
+        """This result with its pick retrained on the train and validation rows together, as
+        ``GridSearchCV(refit=True)`` does: the chosen hyperparameters, the run's initial weights, and the chosen
+        length: the step of the pick's best validation evaluation (``"best"``, early stopping) or the full
+        ``steps`` (``"full"``), times (train + validation rows) / train rows, so the epochs stay the same.
+        ``config["refit"]`` records it; the test metrics are those of the new model. If the retraining
+        diverges, this result is returned as it is, with a warning."""
+        from ..population import Population
+        from ..seeds import derive_seed
+        if length not in ("best", "full"):
+            raise ValueError(f"length must be 'best' or 'full'; got {length!r}")
+        task, c = self._task(), self.config
+        chosen = int(c["steps"])
+        curve = [(s, v) for s, v in self.curves.get(self.best_id, []) if v is not None and math.isfinite(v)]
+        if length == "best" and curve:
+            chosen = int(min(curve, key=lambda sv: sv[1])[0])
+        rows = len(task.y_train) + len(task.y_val)
+        steps = max(1, round(chosen * rows / len(task.y_train)))
+        dtype = getattr(torch, str(c.get("dtype", "float32")))
+        pop = Population(task.layers(c["hidden"]), 1, c["optimizer"], {k: [v] for k, v in self.best_hparams.items()},
+                         nesterov=c.get("nesterov", False), activation=c.get("activation", "relu"), loss=task.loss,
+                         seed=self.seed, dtype=dtype, device=c.get("device", "cpu"), backend=c.get("backend", "auto"),
+                         precision=c.get("precision"))
+        x = torch.cat([task.x_train, task.x_val]).to(pop.device, dtype)
+        y = torch.cat([task.y_train, task.y_val]).to(pop.device)
+        pop.fit(x, y if task.is_classification else y.to(dtype), steps=steps, batch_size=int(c["batch_size"]),
+                seed=derive_seed(self.seed, 0x5EF17), progress=False)
+        if not bool(pop.alive[0]):
+            warnings.warn("refit: the chosen hyperparameters diverged on the train and validation rows; keeping "
+                          "the model trained on the train rows", RuntimeWarning, stacklevel=2)
+            return self
+        return dataclasses.replace(self, best_model=pop.to_module(0).cpu().eval(),
+                                   config={**c, "refit": {"length": length, "steps": steps, "chosen_step": chosen,
+                                                          "rows": rows}})
 
     def test_metrics(self) -> dict[str, float]:
         """The best model's loss and accuracy (classification) or RMSE (regression, in the target's units) on
