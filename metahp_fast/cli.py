@@ -119,6 +119,11 @@ def tune(args: argparse.Namespace) -> int:
     from .tuners.lock import LockedError, OutputLock
 
     space, tuner = _tuner(args)  # every option is checked before the data loads and --out is created
+    if args.ensemble < 0:
+        raise UsageError(f"--ensemble: expected 0 (off) or a positive number of additions; got {args.ensemble}")
+    if args.ensemble and args.refit != "off":
+        raise UsageError("--ensemble and --refit: choose one (an ensemble is made of the models trained on the "
+                         "train rows)")
     learner = _meta_model(args) if args.meta_model else None
     task, caught = _load_task(args)
     out, created = _out_dir(args.out)
@@ -168,6 +173,12 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
     except ValueError as e:  # e.g. a checkpoint.pt of another run
         raise UsageError(f"{e} (or add --overwrite to start over)" if str(ckpt) in str(e) else str(usage(e))) \
             from None
+    if args.ensemble:
+        result = result.ensemble(args.ensemble)
+        e = result.config["ensemble"]
+        print(f"ensemble: {len(e['members'])} of the run's best models (weights "
+              f"{', '.join(f'{w:.2f}' for w in e['weights'])}), validation loss {e['val_loss']:.4f} against "
+              f"{e['single_val_loss']:.4f} for the best single one")
     if args.refit != "off":
         result = result.refit(args.refit)
         r = result.config.get("refit")

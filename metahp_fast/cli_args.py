@@ -183,6 +183,9 @@ def _tune_parser(sub: Any) -> None:
                    help="retrain the pick on the train and validation rows together before saving it: for the "
                    "length of its best validation evaluation (best) or the full steps (full), in epochs "
                    "(default off: the model trained on the train rows)")
+    u.add_argument("--ensemble", type=int, default=0, metavar="M",
+                   help="save an ensemble of the run's best models instead of the single pick: M greedy additions "
+                   "(with replacement) chosen on the validation split (default 0: the single pick)")
     u.add_argument("--out", default="tune-out", help="output directory (default tune-out)")
     u.add_argument("--plot", action="store_true", help="also write learning_curves.png and hparams.png")
     u.add_argument("--overwrite", action="store_true",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .ensemble import Ensemble
 from .model import ACTIVATION_MODULES
 from .files import FORMAT_VERSION, UnsafeFileError, load_file, save_file
 from .tasks import Task, _is_pandas, _series_column, apply_columns, csv_rows
@@ -57,7 +58,11 @@ def save_model(path: PathLike, model: nn.Module, task: Task, /, **info: Any) -> 
 
 
 def network_dict(model: nn.Module) -> dict[str, Any]:
-    """``model`` as plain data: its module names, its state tensors (CPU copies) and its dtype's name."""
+    """``model`` as plain data: its module names, its state tensors (CPU copies) and its dtype's name; an
+    :class:`~metahp_fast.ensemble.Ensemble` as its members' and their weights."""
+    if isinstance(model, Ensemble):
+        return {"ensemble": [network_dict(m) for m in model.members], "weights": model.weights.detach().cpu().clone(),
+                "classification": model.classification}
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential (what Population.to_module gives); got "
                         f"{type(model).__name__}")
@@ -82,8 +87,11 @@ def network_dict(model: nn.Module) -> dict[str, Any]:
             "dtype": str(params[0].dtype).removeprefix("torch.")}
 
 
-def build_network(network: Mapping[str, Any]) -> nn.Sequential:
-    """The ``nn.Sequential`` (CPU, eval mode) that :func:`network_dict` describes."""
+def build_network(network: Mapping[str, Any]) -> nn.Module:
+    """The ``nn.Sequential`` (or ``Ensemble`` of them; CPU, eval mode) that :func:`network_dict` describes."""
+    if "ensemble" in network:
+        return Ensemble([build_network(m) for m in network["ensemble"]], network["weights"].tolist(),
+                        bool(network["classification"])).eval()
     dtype = getattr(torch, str(network["dtype"]), None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype {network['dtype']!r} is not a floating torch dtype")
@@ -107,11 +115,12 @@ def in_target_units(model: nn.Module, task: Task) -> nn.Module:
     if task.y_std is None:
         return model
     model = copy.deepcopy(model)
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    with torch.no_grad():
-        std, mean = task.y_std.to(last.weight), task.y_mean.to(last.weight)
-        last.weight.mul_(std[:, None])
-        last.bias.mul_(std).add_(mean)
+    for member in (model.members if isinstance(model, Ensemble) else [model]):  # an average of scaled outputs
+        last = [m for m in member.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            std, mean = task.y_std.to(last.weight), task.y_mean.to(last.weight)
+            last.weight.mul_(std[:, None])
+            last.bias.mul_(std).add_(mean)
     return model
 
 
@@ -200,12 +209,12 @@ def read_model_file(path: PathLike) -> dict[str, Any]:
     try:
         pre, info = dict(data["preprocessing"]), dict(data["info"])
         model = build_network(data["network"])
-        first = next(m for m in model if isinstance(m, nn.Linear))
+        first = next(m for m in model.modules() if isinstance(m, nn.Linear))
         for k in ("mean", "std"):
             if not isinstance(pre[k], Tensor) or pre[k].shape != (first.in_features,):
                 raise ValueError(f"{k} does not match the model's {first.in_features} inputs")
         classes, labels = pre.get("class_names"), pre.get("labels")
-        last = [m for m in model if isinstance(m, nn.Linear)][-1]
+        last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         if classes is not None and len(classes) != last.out_features:
             raise ValueError(f"{len(classes)} class names for {last.out_features} outputs")
         if labels is not None and (classes is None or len(labels) != len(classes)):

@@ -313,7 +313,7 @@ def test_a_checkpoint_is_a_safe_file_of_plain_values(task, tmp_path, name, budge
     ckpt = tmp_path / "c.pt"
     _make(name, **kw).run(task, budget, seed=0, checkpoint=ckpt)
     raw = torch.load(ckpt, weights_only=True)
-    assert raw["kind"] == "tuner-checkpoint" and raw["header"]["version"] == CHECKPOINT_VERSION == 2
+    assert raw["kind"] == "tuner-checkpoint" and raw["header"]["version"] == CHECKPOINT_VERSION == 3
     assert raw["header"]["config"]["dtype"] == "float32" and raw["header"]["method"] == name
 
     def plain(v):
@@ -330,9 +330,11 @@ def test_a_checkpoint_is_a_safe_file_of_plain_values(task, tmp_path, name, budge
 def test_an_old_or_pickled_checkpoint_is_refused_with_what_to_do(task, tmp_path):
     """Checkpoints from before safe files (version 1, a plain torch.save) are refused, not read through shims;
     one holding pickled objects is refused without being unpickled."""
+    from metahp_fast.tuners.checkpoint import CHECKPOINT_VERSION
     ckpt = tmp_path / "old.pt"
     torch.save({"header": {"version": 1, "method": "random"}, "state": {"done": False, "round": 0}}, ckpt)
-    with pytest.raises(ValueError, match=r"earlier metahp_fast \(checkpoint version 1; this one resumes version 2\); "
+    with pytest.raises(ValueError, match=rf"earlier metahp_fast \(checkpoint version 1; this one resumes version "
+                                         rf"{CHECKPOINT_VERSION}\); "
                                          r"delete it to start over"):
         RandomSearch(**SMALL).run(task, 2, seed=0, checkpoint=ckpt)
     torch.save({"header": {"version": 1}, "state": {"model": torch.nn.Linear(2, 2)}}, ckpt)

@@ -30,6 +30,9 @@ from .checkpoint import CHECKPOINT_VERSION, Best, NoState, RunState, TunerState,
 from .cross_validation import FoldedPopulation, check_folds, fold_tasks, mean_metrics
 from .result import TuneResult
 
+#: How many of the best candidates trained the full steps a run keeps for ensembles (:meth:`TuneResult.ensemble`).
+POOL_SIZE = 16
+
 
 def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_size: int) -> Tensor:
     """A meta-learner's prediction for ``task`` at this budget as ``u`` (d,) of ``space``: carried over through
@@ -306,6 +309,11 @@ class TuningRun:
             self.state.trials[i] = rec
         if not final:
             return
+        first = pop.first if isinstance(pop, FoldedPopulation) else pop
+        finite = [j for j in range(len(ids)) if math.isfinite(float(obj[j]))]
+        pool = self.state.pool + [{"id": int(ids[j]), "objective": float(obj[j]), "pop": first.select([j]).state_dict()}
+                                  for j in sorted(finite, key=lambda j: float(obj[j]))[:POOL_SIZE]]
+        self.state.pool = sorted(pool, key=lambda e: e["objective"])[:POOL_SIZE]
         j = int(torch.argmin(obj))
         best = self.state.best
         if math.isfinite(float(obj[j])) and (best is None or float(obj[j]) < best.objective):
@@ -321,6 +329,7 @@ class TuningRun:
             raise RuntimeError(f"{self.tuner.name}: every candidate diverged or none was trained to the full "
                                f"{self.config.steps} steps; try a smaller learning-rate range")
         model = population_from_state(best.pop, self.config).to_module(0).cpu().eval()
+        pool = [population_from_state(e["pop"], self.config).to_module(0).cpu().eval() for e in state.pool]
         init = None if self.init is None else {
             k: float(v) for k, v in self.space.from_unconstrained(self.init, include_fixed=False).items()}
         return TuneResult(method=self.tuner.name, task=self.task.name, seed=self.seed, budget=self.budget,
@@ -330,7 +339,8 @@ class TuningRun:
                           cost_steps=int(state.cost), seconds=float(state.seconds),
                           config={**self.config.to_dict(), **self.tuner.settings(), "folds": self.tuner.folds,
                                   "space": self.space.to_dict()},
-                          data=self.task.to("cpu"), init_hparams=init)
+                          data=self.task.to("cpu"), init_hparams=init, pool=pool,
+                          pool_ids=[e["id"] for e in state.pool])
 
 
 def _check_init(init: Any, space: SearchSpace) -> Tensor:

@@ -21,7 +21,7 @@ from ..files import UnsafeFileError, load_file, save_file
 from ..tasks import Task
 
 #: Version of the checkpoint layout (header and state). 2: safe files, typed state; 1 was a pickle.
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 KIND = "tuner-checkpoint"
 
 
@@ -75,6 +75,7 @@ class RunState:
     best: Optional[Best] = None
     pop: Optional[dict[str, Any]] = None
     ids: Optional[list[int]] = None
+    pool: list[dict[str, Any]] = field(default_factory=list)  # the best candidates trained the full steps
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (what the checkpoint file holds)."""

@@ -45,6 +45,8 @@ class TuneResult:
     config: dict[str, Any] = field(default_factory=dict)
     data: Optional[Task] = field(default=None, repr=False, compare=False)  # the task tuned on (CPU)
     init_hparams: Optional[dict[str, float]] = None
+    pool: list[nn.Module] = field(default_factory=list, repr=False, compare=False)  # the best POOL_SIZE models
+    pool_ids: list[int] = field(default_factory=list)
     _test: Optional[dict[str, float]] = field(default=None, init=False, repr=False, compare=False)
 
     def save(self, path: Union[str, os.PathLike], **info: Any) -> None:
@@ -94,6 +96,28 @@ class TuneResult:
         return dataclasses.replace(self, best_model=pop.to_module(0).cpu().eval(),
                                    config={**c, "refit": {"length": length, "steps": steps, "chosen_step": chosen,
                                                           "rows": rows}})
+
+    def ensemble(self, size: int = 8) -> "TuneResult":
+        """This result with its model replaced by an ensemble of the run's best models (its ``pool``: the best
+        candidates trained the full steps), chosen by greedy ensemble selection on the validation split
+        (:func:`metahp_fast.ensemble.greedy_selection`, ``size`` additions with replacement): never worse there
+        than the single pick. ``config["ensemble"]`` records the members, weights and validation losses."""
+        from ..ensemble import Ensemble, ensemble_loss, greedy_selection
+        task = self._task()
+        if not self.pool:
+            raise ValueError("this result has no pool of models to ensemble (built by hand, or no candidate "
+                             "finished training)")
+        with torch.no_grad():
+            dtype = next(self.pool[0].parameters()).dtype
+            outs = torch.stack([m(task.x_val.to(dtype)) for m in self.pool]).double()
+        y = task.y_val if task.is_classification else task.y_val.double()
+        w = greedy_selection(outs, y, size, task.is_classification)
+        chosen = w.nonzero().flatten().tolist()
+        model = Ensemble([self.pool[i] for i in chosen], w[chosen].tolist(), task.is_classification).eval()
+        single = ensemble_loss(outs[:1], torch.ones(1, dtype=torch.float64), y, task.is_classification)
+        info = {"size": size, "members": [self.pool_ids[i] for i in chosen], "weights": w[chosen].tolist(),
+                "val_loss": ensemble_loss(outs, w, y, task.is_classification), "single_val_loss": single}
+        return dataclasses.replace(self, best_model=model, config={**self.config, "ensemble": info})
 
     def test_metrics(self) -> dict[str, float]:
         """The best model's loss and accuracy (classification) or RMSE (regression, in the target's units) on
