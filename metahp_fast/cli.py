@@ -126,6 +126,8 @@ def tune(args: argparse.Namespace) -> int:
                          "train rows)")
     learner = _meta_model(args) if args.meta_model else None
     task, caught = _load_task(args)
+    if args.epochs is not None:  # one full training is this many steps on this task (the tuner resolves the same)
+        args.steps = tuner.steps_for(task)
     out, created = _out_dir(args.out)
     try:
         with OutputLock(out, "metahp-fast " + shlex.join(args.argv)) as lock:
@@ -157,7 +159,9 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
         ckpt.unlink()
         print(f"note: removed the checkpoint.pt an interrupted run left in {out} (--overwrite starts over)")
     print(f"tuning with {args.method}: budget {args.budget:g} full trainings of {args.steps} steps "
-          f"({int(args.budget * args.steps)} candidate-steps), {args.optimizer}, layers "
+          + (f"({args.epochs:g} epochs of {len(task.y_train)} train rows, at most {args.max_steps}) "
+             if args.epochs is not None else "")
+          + f"({int(args.budget * args.steps)} candidate-steps), {args.optimizer}, layers "
           f"{'-'.join(map(str, task.layers(_hidden(args))))} ({args.activation})"
           + (f", every candidate scored over {args.folds} cuts of train+val (val columns: their mean)"
              if args.folds > 1 else "")
@@ -262,7 +266,8 @@ def _tuner(args: argparse.Namespace, init: Optional[Tensor] = None):
         tuner = TUNERS[args.method](space, optimizer=args.optimizer, hidden=_hidden(args), activation=args.activation,
                                     steps=args.steps, batch_size=args.batch_size, objective=args.objective,
                                     backend=args.backend, device=args.device, precision=args.precision,
-                                    folds=args.folds, progress=not args.no_progress, init=init)
+                                    folds=args.folds, progress=not args.no_progress, init=init,
+                                    epochs=args.epochs, max_steps=args.max_steps)
         tuner.check_budget(args.budget)
     except (ValueError, TypeError, ImportError) as e:
         raise usage(e, ranges="--space") from None

@@ -179,6 +179,10 @@ def _tune_parser(sub: Any) -> None:
                    help="score every candidate by its mean validation objective over FOLDS cuts of train+val "
                    "(the dataset's own split first; each candidate costs FOLDS trainings of the budget): steadier "
                    "picks on small validation splits (default 1: the validation split alone)")
+    u.add_argument("--epochs", type=float, default=None,
+                   help="size one full training to the data: this many passes over the train split in minibatches "
+                   "(replaces --steps; at most --max-steps)")
+    u.add_argument("--max-steps", type=_positive, default=5000, help="cap on the steps --epochs gives (default 5000)")
     u.add_argument("--refit", choices=("off", "best", "full"), default="off",
                    help="retrain the pick on the train and validation rows together before saving it: for the "
                    "length of its best validation evaluation (best) or the full steps (full), in epochs "

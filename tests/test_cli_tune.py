@@ -585,3 +585,14 @@ def test_tune_refit_saves_the_pick_retrained_on_train_and_validation_rows(tmp_pa
     with torch.no_grad():  # the file holds the refit model, and the report's test metrics are its own
         loss = nn.functional.cross_entropy(saved["model"](task.x_test), task.y_test).item()
     assert loss == pytest.approx(report["test"]["loss"], rel=1e-5)
+
+
+def test_tune_epochs_sizes_training_to_the_data(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["tune", "--data", "wine", "--method", "random", "--budget", "2", "--epochs", "2",
+                     "--batch-size", "32", "--hidden", "8", "--no-meta", "--no-progress", "--out", str(out)]) == 0
+    n = len(load_task("wine", seed=0).y_train)
+    steps = -(-2 * n // 32)
+    assert f"full trainings of {steps} steps (2 epochs of {n} train rows" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["steps"] == steps and report["config"]["epochs"] == 2

@@ -454,3 +454,19 @@ def test_tpe_without_optuna_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ImportError, match="pip install optuna"):
         TPE()
+
+
+def test_epochs_size_one_training_to_the_data(task):
+    """epochs: ceil(epochs * train rows / batch) steps per full training, capped; the run trains exactly that."""
+    n = len(task.y_train)
+    t = RandomSearch(steps=7, batch_size=32, epochs=3)
+    assert t.steps_for(task) == math.ceil(3 * n / 32)
+    assert RandomSearch(batch_size=32, epochs=100, max_steps=50).steps_for(task) == 50
+    assert RandomSearch(steps=7).steps_for(task) == 7
+    res = t.run(task, 2, seed=0)
+    assert res.config["steps"] == math.ceil(3 * n / 32) and res.config["epochs"] == 3
+    assert all(tr["steps"] == res.config["steps"] for tr in res.trials)
+    assert t.config.steps == 7  # the tuner itself is unchanged: it serves tasks of any size
+    for bad in (dict(epochs=0), dict(epochs=-1.0), dict(epochs=float("inf")), dict(max_steps=0)):
+        with pytest.raises(ValueError, match="epochs|max_steps"):
+            RandomSearch(**bad)

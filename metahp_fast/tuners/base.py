@@ -7,6 +7,8 @@ candidate): a tuner never spends more than ``budget * steps`` candidate-steps.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import os
 import time
@@ -54,6 +56,9 @@ class Tuner:
         optimizer: ``"sgd"`` or ``"adamw"`` (default: the space's optimizer, else sgd).
         hidden, activation, nesterov: the architecture and update rule of every candidate.
         steps: steps of one full training; batch_size: its minibatch size.
+        epochs: training sized to the data instead: one full training is ``epochs`` passes over the train
+            split (``ceil(epochs * train rows / batch_size)`` steps), at most ``max_steps``; ``steps`` is then
+            ignored.
         objective: what to minimise on the validation split: ``"loss"`` or ``"error"`` (1 - accuracy).
         init: a warm start: a center ``u`` (d,) for the initial candidates, natural values as a dict (``{"lr":
             0.05, "momentum": 0.9, ...}``, every tuned hyperparameter of the space), or a meta-learner
@@ -78,7 +83,7 @@ class Tuner:
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
                  init_mix: float = 0.5, eval_every: Optional[int] = None, folds: int = 1, backend: str = "auto",
                  device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None,
-                 progress: bool = False):
+                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = 5000):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
@@ -105,6 +110,20 @@ class Tuner:
         self.init_mix = float(init_mix)
         self.folds = check_folds(folds)
         self.progress = bool(progress)
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, (int, float))
+                                   or not 0 < epochs < math.inf):
+            raise ValueError(f"epochs must be a positive number or None; got {epochs!r}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"max_steps must be a positive int; got {max_steps!r}")
+        self.epochs, self.max_steps = epochs, max_steps
+
+    def steps_for(self, task: Task) -> int:
+        """Steps of one full training on ``task``: ``steps``, or with ``epochs`` that many passes over its train
+        split in minibatches (at least 1 step, at most ``max_steps``)."""
+        if self.epochs is None:
+            return self.config.steps
+        n = len(task.y_train)
+        return max(1, min(self.max_steps, math.ceil(self.epochs * n / min(self.config.batch_size, n))))
 
     def settings(self) -> dict[str, Any]:
         """The subclass's own options (they must match when a run resumes from a checkpoint)."""
@@ -120,7 +139,11 @@ class Tuner:
         self.check_budget(budget)
         task = prepare_task(as_task(task_or_data, seed), self.config)
         check_objective(self.objective, task)
-        return TuningRun(self, task, float(budget), seed, checkpoint, self.center_for(task)).execute()
+        tuner = self
+        if self.epochs is not None:  # this task's training length, on a copy: the tuner serves any task
+            tuner = copy.copy(self)
+            tuner.config = dataclasses.replace(self.config, steps=self.steps_for(task))
+        return TuningRun(tuner, task, float(budget), seed, checkpoint, tuner.center_for(task)).execute()
 
     def check_budget(self, budget: float) -> None:
         """A ValueError naming ``budget`` if it is not a positive number of full trainings this tuner can spend
@@ -338,6 +361,7 @@ class TuningRun:
                           trials=[state.trials[k] for k in sorted(state.trials)], curves=dict(state.curves),
                           cost_steps=int(state.cost), seconds=float(state.seconds),
                           config={**self.config.to_dict(), **self.tuner.settings(), "folds": self.tuner.folds,
+                                  "epochs": self.tuner.epochs,
                                   "space": self.space.to_dict()},
                           data=self.task.to("cpu"), init_hparams=init, pool=pool,
                           pool_ids=[e["id"] for e in state.pool])
