@@ -222,6 +222,11 @@ class Fixed(Distribution):
 _KINDS: dict[str, type[Distribution]] = {c.__name__: c for c in (LogUniform, Uniform, IntUniform, Fixed)}
 
 
+#: Hyperparameters that shape the network instead of its training: ``width``, every hidden layer's, per candidate
+#: (``Population(widths=...)``). A space may tune them beside its optimizer's.
+STRUCTURAL = ("width",)
+
+
 class SearchSpace:
     """Named hyperparameter distributions, checked against ``optimizer``'s hyperparameters when given.
 
@@ -242,11 +247,17 @@ class SearchSpace:
             if optimizer not in OPTIMIZERS:
                 raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or None; got {optimizer!r}")
             specs = hparam_specs(optimizer)
-            unknown = sorted(set(params) - set(specs))
+            unknown = sorted(set(params) - set(specs) - set(STRUCTURAL))
             if unknown:
                 raise ValueError(f"unknown hyperparameters {unknown} for optimizer={optimizer!r}; "
-                                 f"valid names are {sorted(specs)}")
+                                 f"valid names are {sorted(specs) + list(STRUCTURAL)}")
+            width = params.get("width")
+            if width is not None and not (isinstance(width, (IntUniform, Fixed)) and width.bounds()[0] >= 1
+                                          and float(width.bounds()[0]).is_integer()):
+                raise ValueError(f"width={width!r} must be an IntUniform (or Fixed whole number) of at least 1")
             for name, dist in params.items():
+                if name in STRUCTURAL:
+                    continue
                 lo, hi = dist.bounds()
                 if not bool(specs[name].valid(torch.tensor([lo, hi], dtype=torch.float64)).all()):
                     raise ValueError(f"{name}={dist!r} reaches values outside the valid range of {name} "
@@ -422,4 +433,4 @@ def u_bounds(space: SearchSpace) -> tuple[Tensor, Tensor]:
     ends = [space[n].to_u(torch.tensor(space[n].bounds(), dtype=torch.float64)) for n in space.dims]
     return torch.stack([e[0] for e in ends]), torch.stack([e[1] for e in ends])
 
-__all__ = ["check_u", "hparams_from_u", "u_bounds", "Distribution", "LogUniform", "Uniform", "IntUniform", "Fixed", "SearchSpace", "EDGE"]
+__all__ = ["STRUCTURAL", "check_u", "hparams_from_u", "u_bounds", "Distribution", "LogUniform", "Uniform", "IntUniform", "Fixed", "SearchSpace", "EDGE"]

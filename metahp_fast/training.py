@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -13,7 +13,7 @@ from torch import Tensor
 from .backends.base import PRECISIONS
 from .population import Population
 from .objectives import objective_values
-from .search_space import SearchSpace, check_u, hparams_from_u
+from .search_space import STRUCTURAL, SearchSpace, check_u, hparams_from_u
 from .tasks import Task, from_arrays, load_task
 
 TaskLike = Union[Task, str, os.PathLike, tuple]
@@ -95,12 +95,37 @@ def check_space(space: Optional[SearchSpace], optimizer: str) -> SearchSpace:
     return space
 
 
+def hidden_for(space: SearchSpace, config: TrainConfig) -> tuple[int, ...]:
+    """The population's hidden layer sizes: ``config.hidden``, widened to the top of a tuned ``width`` range."""
+    if "width" not in space.names:
+        return config.hidden
+    top = int(space["width"].bounds()[1])
+    return tuple(max(h, top) for h in config.hidden)
+
+
+def split_structural(values: dict[str, Tensor]) -> tuple[dict[str, Tensor], Optional[Tensor]]:
+    """(the population's hparams, the (K,) widths or None) from natural values name -> (K,)."""
+    hp = {k: v for k, v in values.items() if k not in STRUCTURAL}
+    return hp, (values["width"].round().long() if "width" in values else None)
+
+
 def make_population(task: Task, space: SearchSpace, u: Tensor, config: TrainConfig, seed: int) -> Population:
-    """One population, candidate k with the hyperparameters of row k of ``u``, all from the same initial weights
-    (drawn from ``seed``; scaled per candidate if ``init_scale`` is tuned)."""
-    return Population(task.layers(config.hidden), u.shape[0], config.optimizer, hparams_from_u(space, u),
+    """One population, candidate k with the hyperparameters of row k of ``u`` (its hidden width too, if the space
+    tunes ``width``), all from the same initial weights (drawn from ``seed``; scaled per candidate if
+    ``init_scale`` is tuned; cut to each width as ``nn.Linear`` would draw them)."""
+    hp, widths = split_structural(hparams_from_u(space, u))
+    return Population(task.layers(hidden_for(space, config)), u.shape[0], config.optimizer, hp,
                       nesterov=config.nesterov, activation=config.activation, loss=task.loss, seed=int(seed),
-                      device=config.device, dtype=config.dtype, backend=config.backend, precision=config.precision)
+                      widths=widths, device=config.device, dtype=config.dtype, backend=config.backend,
+                      precision=config.precision)
+
+
+def candidate_values(pop: Population, names: Sequence[str]) -> dict[str, Tensor]:
+    """Every candidate's values of the space's ``names`` (K,) float64 CPU: its hparams, and its width."""
+    out = {}
+    for k in names:
+        out[k] = (pop.widths[:, 0].double() if k == "width" else pop.hparams[k].detach().cpu().double())
+    return out
 
 
 def population_from_state(state: dict[str, Any], config: TrainConfig) -> Population:
@@ -131,5 +156,6 @@ def validation_objective(task: Task, space: SearchSpace, u: Tensor, config: Trai
     return objective_values(pop.evaluate(task.x_val, task.y_val), objective)
 
 
-__all__ = ["TaskLike", "TrainConfig", "as_task", "prepare_task", "check_space", "make_population",
+__all__ = ["TaskLike", "TrainConfig", "hidden_for", "split_structural", "candidate_values",
+           "as_task", "prepare_task", "check_space", "make_population",
            "population_from_state", "fit", "validation_objective"]

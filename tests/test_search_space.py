@@ -166,8 +166,13 @@ def test_invalid_distributions_raise_naming_the_value(make, bad):
 
 
 def test_invalid_spaces_raise():
-    with pytest.raises(ValueError, match=r"beta1.*valid names are \['init_scale', 'lr', 'momentum', 'weight_decay'\]"):
+    with pytest.raises(ValueError,
+                       match=r"beta1.*valid names are \['init_scale', 'lr', 'momentum', 'weight_decay', 'width'\]"):
         SearchSpace({"lr": LogUniform(1e-3, 1.0), "beta1": Uniform(0.5, 0.9)}, optimizer="sgd")
+    with pytest.raises(ValueError, match="width"):  # a width is a whole number of units, at least 1
+        SearchSpace({"lr": LogUniform(1e-3, 1.0), "width": Uniform(0.5, 64.0)}, optimizer="sgd")
+    with pytest.raises(ValueError, match="width"):
+        SearchSpace({"lr": LogUniform(1e-3, 1.0), "width": IntUniform(0, 64)}, optimizer="sgd")
     with pytest.raises(ValueError, match="momentum"):
         SearchSpace({"momentum": Uniform(0.0, 1.5)}, optimizer="sgd")  # momentum must stay below 1
     with pytest.raises(ValueError, match="rmsprop"):

@@ -22,8 +22,8 @@ from ..backends import resolve_name
 from ..population import Population
 from ..search_space import SearchSpace, check_u, u_bounds
 from ..tasks import Task
-from ..training import (TaskLike, TrainConfig, as_task, check_space, fit, make_population, population_from_state,
-                        prepare_task)
+from ..training import (TaskLike, TrainConfig, as_task, candidate_values, check_space, fit, make_population,
+                        population_from_state, prepare_task)
 from ..objectives import OBJECTIVES, check_objective, objective_values
 from ..seeds import derive_seed
 from ..validation import check_device
@@ -322,7 +322,7 @@ class TuningRun:
         """Record every candidate's hyperparameters and validation metrics as trials; if ``final`` (trained
         the full ``steps``), candidates may become the run's best (with folds, its model is the one trained on
         the task's own train split)."""
-        hp = {k: pop.hparams[k].detach().cpu().double() for k in self.space.names}
+        hp = candidate_values(pop, self.space.names)
         obj = self.objective(metrics)
         for j, i in enumerate(ids):
             rec = {"id": i, "steps": pop.steps_done, "hparams": {k: float(v[j]) for k, v in hp.items()},

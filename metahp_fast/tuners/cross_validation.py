@@ -93,6 +93,10 @@ class FoldedPopulation:
     def hparams(self) -> dict[str, Tensor]:
         return self.first.hparams
 
+    @property
+    def widths(self) -> Tensor:
+        return self.first.widths
+
     @hparams.setter
     def hparams(self, values: Mapping[str, Any]) -> None:
         for p in self.pops:

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from ..population import Population
-from ..search_space import SearchSpace, hparams_from_u
+from ..search_space import STRUCTURAL, SearchSpace, hparams_from_u
+from ..training import split_structural
 from .base import Tuner, TuningRun, _positive
 from .checkpoint import TunerState
 from .cross_validation import FoldedPopulation
@@ -91,9 +92,10 @@ class PBT(Tuner):
             src = top[torch.randint(0, q, (q,), generator=gen)]
             copy_candidates(pop, src, bottom)
             u = u.clone()
-            u[bottom] = run.reflect_u(u[src] + self.perturb * torch.randn(q, u.shape[1], generator=gen,
-                                                                        dtype=u.dtype))
-            pop.hparams = {k: v.to(pop.dtype) for k, v in hparams_from_u(run.space, u).items()}
+            step = self.perturb * torch.randn(q, u.shape[1], generator=gen, dtype=u.dtype)
+            step[:, [run.space.dims.index(k) for k in STRUCTURAL if k in run.space.dims]] = 0  # widths were copied
+            u[bottom] = run.reflect_u(u[src] + step)
+            pop.hparams = {k: v.to(pop.dtype) for k, v in split_structural(hparams_from_u(run.space, u))[0].items()}
             curves = run.state.curves
             for b, s, i in zip(bottom.tolist(), src.tolist(), run.new_ids(q)):
                 curves[i] = [curves[ids[s]][-1]]  # the child's curve starts where its parent's is
