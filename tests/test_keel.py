@@ -183,3 +183,23 @@ def test_realworld_benchmark_runs_resumes_and_reports(tmp_path, capsys):
     assert main(args) == 0  # everything saved: nothing runs again
     assert "fold 0" not in capsys.readouterr().out.split("# Real tables")[0]
     assert {m: run_path(tmp_path, m, "pima", 0).stat().st_mtime_ns for m in recs} == before
+
+
+def test_realworld_ranks_and_sign_test_on_known_numbers():
+    """Mean ranks (ties share), wins/losses/ties and the sign test's p on hand-made fold means."""
+    pytest.importorskip("scipy")
+    from benchmarks.realworld import comparable, mean_ranks, score, sign_test
+    ll = {"a": {"tune": 0.1, "hgb": 0.2}, "b": {"tune": 0.3, "hgb": 0.3}, "c": {"tune": 0.5, "hgb": 0.4},
+          "d": {"tune": 0.1, "hgb": 0.9}}
+    table = {d: {m: {"log_loss": v, "accuracy": 1 - v, "folds": [0, 1]} for m, v in row.items()}
+             for d, row in ll.items()}
+    table["e"] = {"tune": {"log_loss": 0.1, "accuracy": 0.9, "folds": [0]}}  # hgb missing: not comparable
+    both = comparable(table, ["tune", "hgb"])
+    assert both == ["a", "b", "c", "d"]
+    assert mean_ranks(table, ["tune", "hgb"], both, "log_loss") == {"tune": 1.375, "hgb": 1.625}
+    s = sign_test(table, "tune", "hgb", both, "log_loss")
+    assert (s["wins"], s["losses"], s["ties"]) == (2, 1, 1) and s["p"] == pytest.approx(1.0)
+    assert sign_test(table, "tune", "hgb", both, "accuracy")["wins"] == 2
+    m = score(np.array([[0.9, 0.1], [0.2, 0.8], [1.0, 0.0]]), np.array([0, 0, 1]))
+    assert m["accuracy"] == pytest.approx(1 / 3)
+    assert m["log_loss"] == pytest.approx(-(np.log(0.9) + np.log(0.2) + np.log(1e-15)) / 3)
