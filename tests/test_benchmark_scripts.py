@@ -63,7 +63,7 @@ def test_workspace_speed_measures_both_variants(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("script", ["gpu_check", "kernel_configs", "meta_headroom", "meta_train", "profile_fused",
-                                    "quality", "roofline", "selection_floor", "workspace_speed"])
+                                    "quality", "realworld", "roofline", "selection_floor", "workspace_speed"])
 def test_every_script_runs_as_a_file_and_as_a_module(script):
     """``python benchmarks/X.py --help`` and ``python -m benchmarks.X --help`` both work (roofline's relative
     imports once failed as a file)."""
