@@ -35,7 +35,7 @@ from metahp_fast.training import TrainConfig  # noqa: E402
 def keel_names(min_rows: int = 0) -> list[str]:
     """Every KEEL dataset (``keel:NAME``) with at least ``min_rows`` rows."""
     from metahp_fast.tasks import list_tasks
-    return [t["name"] for t in list_tasks() if t["name"].startswith("keel:") and t["rows"] >= min_rows]
+    return [t.name for t in list_tasks() if t.name.startswith("keel:") and t.rows >= min_rows]
 
 
 def dataset_names(spec: str, min_rows: int) -> list[str]:
