@@ -61,20 +61,33 @@ QUICK_STEPS, QUICK_BUDGET, QUICK_EPOCHS = 30, 4, 8
 
 
 # ---------------------------------------------------------------- methods
-def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, meta: bool) -> dict[str, Any]:
+def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, meta: bool, optimizer: str = "",
+               epochs: Optional[float] = None, width: Optional[tuple[int, int]] = None,
+               post: str = "") -> dict[str, Any]:
+    """One tuner as ``tune`` runs it; the candidate options (optimizer, epochs, a width range, ``post``:
+    ``refit`` or ``ensemble``) measure what the defaults could become."""
     from metahp_fast import MetaLearner, SearchSpace
+    from metahp_fast.search_space import IntUniform
     from metahp_fast.tuners import TUNERS
 
     steps = QUICK_STEPS if quick else TUNE["steps"]
-    init = MetaLearner.pretrained(TUNE["optimizer"]) if meta else None
-    tuner = TUNERS[name](SearchSpace.default(TUNE["optimizer"]), optimizer=TUNE["optimizer"], hidden=TUNE["hidden"],
-                         activation=TUNE["activation"], steps=steps, batch_size=TUNE["batch_size"],
-                         objective=TUNE["objective"], backend="auto", device="cpu", init=init)
+    opt = optimizer or TUNE["optimizer"]
+    init = MetaLearner.pretrained(opt) if meta else None
+    space = SearchSpace.default(opt)
+    if width is not None:
+        space = SearchSpace({**{k: space[k] for k in space.names}, "width": IntUniform(*width)}, optimizer=opt)
+    tuner = TUNERS[name](space, optimizer=opt, hidden=TUNE["hidden"], activation=TUNE["activation"], steps=steps,
+                         batch_size=TUNE["batch_size"], objective=TUNE["objective"], backend="auto", device="cpu",
+                         init=init, epochs=None if epochs is None else (QUICK_EPOCHS if quick else epochs))
     res = tuner.run(task, budget, seed=seed)
+    if post == "refit":
+        res = res.refit("best")
+    elif post == "ensemble":
+        res = res.ensemble(8)
     with torch.no_grad():
         p = torch.softmax(res.best_model(task.x_test).double(), dim=1).numpy()
     return {"proba": p, "info": {"best_hparams": res.best_hparams, "best_val": res.best_val,
-                                 "cost_steps": res.cost_steps, "steps": steps, "budget": budget}}
+                                 "cost_steps": res.cost_steps, "steps": res.config["steps"], "budget": budget}}
 
 
 def _tune(task: Task, seed: int, quick: bool) -> dict[str, Any]:
@@ -87,6 +100,15 @@ def _random64(task: Task, seed: int, quick: bool) -> dict[str, Any]:
 
 def _tpe64(task: Task, seed: int, quick: bool) -> dict[str, Any]:
     return _tuner_run(task, seed, quick, "tpe", QUICK_BUDGET if quick else 64, False)
+
+
+def _variant(**options: Any) -> Callable[[Task, int, bool], dict[str, Any]]:
+    """``tune`` (successive halving, budget 16) with candidate options instead of today's defaults."""
+    def run(task: Task, seed: int, quick: bool) -> dict[str, Any]:
+        return _tuner_run(task, seed, quick, TUNE["method"], QUICK_BUDGET if quick else TUNE["budget"],
+                          options.get("meta", False),
+                          **{k: v for k, v in options.items() if k != "meta"})
+    return run
 
 
 def _whole_training_part(task: Task) -> tuple[np.ndarray, np.ndarray]:
@@ -154,7 +176,9 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 
 
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
-IMPORTS = {"tune": ("metahp_fast.tuners", "metahp_fast.meta"), "random64": ("metahp_fast.tuners",),
+IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_cold", "tune_adamw", "tune_epochs",
+                                                                      "tune_refit", "tune_ens", "tune_width",
+                                                                      "tune_v2")}, "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
            "realmlp_ce": ("pytabkit",)}
@@ -169,9 +193,20 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "realmlp": (_realmlp, "pytabkit RealMLP_TD_Classifier() (RealMLP-TD)"),
     "realmlp_ce": (_realmlp_ce, "RealMLP-TD set for log loss, as its docs advise: val_metric_name='cross_entropy', "
                                 "use_ls=False (not in the default --methods)"),
+    # candidate defaults for tune, measured side by side (not in the default --methods)
+    "tune_cold": (_variant(), "tune without the meta-learner's warm start"),
+    "tune_adamw": (_variant(optimizer="adamw"), "tune, cold, AdamW in its default space"),
+    "tune_epochs": (_variant(epochs=40.0), "tune, cold, SGD, 40 epochs per training (at most 5000 steps)"),
+    "tune_refit": (_variant(post="refit"), "tune, cold, the pick refit on train+val for its best length"),
+    "tune_ens": (_variant(post="ensemble"), "tune, cold, a greedy ensemble (8 additions) of the run's best models"),
+    "tune_width": (_variant(optimizer="adamw", width=(16, 256)), "tune, cold, AdamW, width 16-256 searched"),
+    "tune_v2": (_variant(optimizer="adamw", width=(16, 256), epochs=40.0, post="ensemble"),
+                "tune, cold, AdamW, width 16-256, 40 epochs, ensemble of 8"),
 }
-#: What a run does without --methods: the issue's list (realmlp_ce is an extra, on request).
-DEFAULT_METHODS = [m for m in METHODS if m != "realmlp_ce"]
+#: Extras run on request: RealMLP-TD tuned for log loss, and the candidate defaults for tune.
+EXTRA_METHODS = ("realmlp_ce",) + tuple(m for m in METHODS if m.startswith("tune_"))
+#: What a run does without --methods: the issue's list.
+DEFAULT_METHODS = [m for m in METHODS if m not in EXTRA_METHODS]
 
 
 # ---------------------------------------------------------------- running
@@ -395,7 +430,7 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
                    f"least {MIN_ROWS} rows)")
     p.add_argument("--folds", type=int, default=3, help="folds 0..N-1 of each dataset's 10 (default 3)")
     p.add_argument("--methods", type=_names, default=list(DEFAULT_METHODS),
-                   help=f"comma list of methods (default {','.join(DEFAULT_METHODS)}; also realmlp_ce)")
+                   help=f"comma list of methods (default {','.join(DEFAULT_METHODS)}; also {','.join(EXTRA_METHODS)})")
     p.add_argument("--out", type=Path, default=OUT, help=f"output folder (default {OUT})")
     p.add_argument("--seed", type=int, default=0, help="seeds the validation split and every method (default 0)")
     p.add_argument("--threads", type=int, default=1, help="torch and BLAS/OpenMP threads (default 1)")
