@@ -17,7 +17,7 @@ from .backends import get_backend, resolve_name
 from .backends.base import PRECISIONS, ModelSpec, PopulationState, run_steps, steps_per_launch
 from .backends.reference_backend import _ACT
 from .backends.torch_backend import forward, loss_only
-from .optimizers import STATE_NAMES, hparam_specs
+from .optimizers import OPTIMIZERS, hparam_specs
 from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_size,
                          check_spec)
 
@@ -151,9 +151,10 @@ class Population:
         self._precision = precision
         if precision is not None and hasattr(self._backend, "precision"):
             self._backend.precision = precision
+        state_names = OPTIMIZERS[spec.optimizer].state_names
         self._state = PopulationState(
             spec=spec, params=params,
-            opt_state={name: [torch.zeros_like(p) for p in params] for name in STATE_NAMES[spec.optimizer]},
+            opt_state={name: [torch.zeros_like(p) for p in params] for name in state_names},
             step_count=torch.zeros(size, dtype=torch.int64, device=device),
             hparams=HParams(hp, spec.optimizer),
             alive=torch.ones(size, dtype=torch.bool, device=device))

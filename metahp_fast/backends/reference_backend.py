@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..optimizers import torch_optimizer
+from ..optimizers import get_optimizer
 from .base import ModelSpec, PopulationState
 
 _ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
@@ -49,10 +49,11 @@ class ReferenceBackend:
         if cached is not None and cached[0] == key:
             return cached[1]
         bound = []
+        optimizer = get_optimizer(state.spec.optimizer, state.spec.nesterov)
         for k in range(state.size):
             net = sequential_view(state.spec, state.params, k)
             hp = {name: float(v[k]) for name, v in state.hparams.items()}
-            opt = torch_optimizer(state.spec.optimizer, net.parameters(), hp, state.spec.nesterov)
+            opt = optimizer.torch_optimizer(net.parameters(), hp)
             for j, p in enumerate(net.parameters()):
                 views = {name: ts[j][k].t() if ts[j].dim() == 3 else ts[j][k] for name, ts in state.opt_state.items()}
                 opt.state[p].update(views)
