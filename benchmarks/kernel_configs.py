@@ -27,8 +27,9 @@ import triton  # noqa: E402
 from benchmarks.common import Case, make_batches, make_population  # noqa: E402
 from benchmarks.roofline import measure_bandwidth, step_cost  # noqa: E402
 from metahp_fast.backends.torch_backend import functional_step  # noqa: E402
-from metahp_fast.backends.triton_backend import STATE_NAMES, _kernel_hparams  # noqa: E402
+from metahp_fast.backends.triton_backend import _kernel_hparams  # noqa: E402
 from metahp_fast.kernels import fused_mlp, fused_mlp_multistep  # noqa: E402
+from metahp_fast.optimizers import OPTIMIZERS  # noqa: E402
 
 CASES = [Case("digits", 4096), Case("mnist", 1024), Case("digits", 4096, "adamw"), Case("mnist", 1024, "adamw"),
          Case("digits", 64)]
@@ -72,7 +73,7 @@ def run_case(case: Case, configs: list, bandwidth: float, device: str = "cuda", 
     s = pop._state
     x, y = make_batches(case, device, n=1)[0]
     hp = _kernel_hparams(s, None)
-    names = STATE_NAMES[case.optimizer]
+    names = OPTIMIZERS[case.optimizer].state_names
     torch.backends.cuda.matmul.allow_tf32 = False
     want = functional_step([p.clone() for p in s.params], {k: [t.clone() for t in v] for k, v in s.opt_state.items()},
                            s.step_count.clone(), s.hparams, s.alive.clone(), x, y, s.spec)[1]
@@ -120,7 +121,7 @@ def run_multistep_case(case: Case, configs: list, device: str = "cuda", steps: i
     gen = torch.Generator().manual_seed(0)
     idx = torch.stack([torch.randperm(len(x), generator=gen)[:case.batch] for _ in range(steps)]).to(device)
     hp = _kernel_hparams(s, None)
-    names = STATE_NAMES[case.optimizer]
+    names = OPTIMIZERS[case.optimizer].state_names
     torch.backends.cuda.matmul.allow_tf32 = False
     want = ([p.clone() for p in s.params], {k: [t.clone() for t in v] for k, v in s.opt_state.items()},
             s.step_count.clone(), s.alive.clone())

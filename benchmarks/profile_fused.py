@@ -13,8 +13,9 @@ if __package__ in (None, ""):
 import torch  # noqa: E402
 
 from benchmarks.common import Case, make_batches, make_population  # noqa: E402
-from metahp_fast.backends.triton_backend import STATE_NAMES, _kernel_hparams  # noqa: E402
+from metahp_fast.backends.triton_backend import _kernel_hparams  # noqa: E402
 from metahp_fast.kernels import fused_mlp  # noqa: E402
+from metahp_fast.optimizers import OPTIMIZERS  # noqa: E402
 
 
 def main() -> None:
@@ -29,7 +30,7 @@ def main() -> None:
     s = make_population(case, "triton", "cuda")._state
     x, y = make_batches(case, "cuda", n=1)[0]
     hp = _kernel_hparams(s, None)
-    st = s.opt_state[STATE_NAMES[case.optimizer][0]]
+    st = s.opt_state[OPTIMIZERS[case.optimizer].state_names[0]]
     for _ in range(a.launches):
         fused_mlp.fused_mlp_step(x, y, s.params, st, s.opt_state.get("exp_avg_sq"), hp, s.step_count, s.alive,
                                  adamw=case.optimizer == "adamw", config=fused_mlp.CONFIGS[a.config])

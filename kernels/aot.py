@@ -19,7 +19,6 @@ from typing import Any, Optional
 import triton
 
 from . import fused_mlp, fused_mlp_multistep, layer_update
-from .optim import ADAMW, SGD
 
 #: Shared memory per block on H100 (sm_90), in bytes.
 H100_SHARED_BYTES = 227 * 1024
@@ -94,7 +93,7 @@ def fused_variant(batch: int, d_in: int, hidden: int, classes: int, config: trit
                   nesterov: bool = False, precision: str = "tf32", arch: int = 90):
     """Compile the fused one-hidden-layer step for one shape, configuration and optimizer."""
     constexprs = {"BLOCK_B": fused_mlp.block(batch), "BLOCK_H": fused_mlp.block(hidden),
-                  "BLOCK_C": fused_mlp.block(classes), "OPTIMIZER": ADAMW if optimizer == "adamw" else SGD,
+                  "BLOCK_C": fused_mlp.block(classes), "ADAMW": optimizer == "adamw",
                   "NESTEROV": nesterov, "PRECISION": precision, "TMA_OK": hidden % 4 == 0}
     ints = {"B": batch, "D": d_in, "H": hidden, "C": classes, "stride_xb": d_in}
     return compile_kernel(fused_mlp.fused_mlp_step_kernel, constexprs, ints, config, arch)
@@ -104,7 +103,7 @@ def steps_variant(batch: int, d_in: int, hidden: int, classes: int, config: trit
                   optimizer: str = "sgd", nesterov: bool = False, precision: str = "tf32", arch: int = 90):
     """Compile the multi-step kernel (weights on chip across steps) for one shape and configuration."""
     constexprs = {"BLOCK_D": fused_mlp.block(d_in), "BLOCK_H": fused_mlp.block(hidden),
-                  "BLOCK_C": fused_mlp.block(classes), "OPTIMIZER": ADAMW if optimizer == "adamw" else SGD,
+                  "BLOCK_C": fused_mlp.block(classes), "ADAMW": optimizer == "adamw",
                   "NESTEROV": nesterov, "PRECISION": precision, "LR_TABLE": False}
     ints = {"S": 100, "K": 4096, "B": batch, "D": d_in, "H": hidden, "C": classes, "stride_xn": d_in}
     return compile_kernel(fused_mlp_multistep.fused_mlp_steps_kernel, constexprs, ints, config, arch)
@@ -113,7 +112,7 @@ def steps_variant(batch: int, d_in: int, hidden: int, classes: int, config: trit
 def layer_variant(batch: int, d_in: int, d_out: int, config: triton.Config, shared_input: bool,
                   optimizer: str = "sgd", nesterov: bool = False, precision: str = "tf32", arch: int = 90):
     """Compile the per-layer weight-gradient + update kernel for one layer shape and configuration."""
-    constexprs = {"BLOCK_O": layer_update.block_out(d_out), "OPTIMIZER": ADAMW if optimizer == "adamw" else SGD,
+    constexprs = {"BLOCK_O": layer_update.block_out(d_out), "ADAMW": optimizer == "adamw",
                   "NESTEROV": nesterov, "PRECISION": precision}
     ints = {"B": batch, "IN": d_in, "OUT": d_out, "stride_hk": 0 if shared_input else batch * d_in,
             "stride_hb": d_in, "stride_hi": 1, "stride_gk": batch * d_out, "stride_gb": d_out, "stride_go": 1}

@@ -34,7 +34,7 @@ import triton.language as tl
 from triton.runtime import _allocation
 
 from .common import PRECISIONS, block, interpreting, mm, tuning_configs
-from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update, update_tile
+from .optim import coefficients, load_state, optimizer_args, store_state, update, update_tile
 
 #: Largest BLOCK_B * BLOCK_H (padded batch x hidden) one program holds: two (B, H) fp32 arrays of that size
 #: (the activations and their gradient) are live at once, 64 KB each at 128 x 128, spread over 8 warps.
@@ -127,11 +127,11 @@ def fused_mlp_step_kernel(
     w1_ptr, b1_ptr, w2_ptr, b2_ptr,
     w1_s1_ptr, b1_s1_ptr, w2_s1_ptr, b2_s1_ptr,
     w1_s2_ptr, b1_s2_ptr, w2_s2_ptr, b2_s2_ptr,
-    lr_ptr, wd_ptr, beta1_ptr, beta2_ptr, eps_ptr,
+    lr_ptr, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr,
     step_ptr, alive_ptr, loss_ptr,
     B, D, H, C, stride_xb,
     BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
-    OPTIMIZER: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr,
+    ADAMW: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr,
     TMA: tl.constexpr, STAGES2: tl.constexpr, TMA_OK: tl.constexpr, BACKWARD2: tl.constexpr = False,
 ):
     """One training step of candidate ``k = program_id(0)``: forward, loss, backward, optimizer update.
@@ -145,9 +145,9 @@ def fused_mlp_step_kernel(
             exp_avg), laid out like the parameters; updated in place.
         w1_s2_ptr, b1_s2_ptr, w2_s2_ptr, b2_s2_ptr: AdamW's exp_avg_sq, like the parameters (SGD: any
             pointer, never read).
-        lr_ptr, wd_ptr: (K,) fp32 learning rate and weight decay.
-        beta1_ptr: (K,) fp32 momentum (SGD) or beta1 (AdamW).
-        beta2_ptr, eps_ptr: (K,) fp32 AdamW beta2 and eps (SGD: never read).
+        lr_ptr, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr: (K,) fp32 learning rate, weight decay,
+            SGD's momentum and AdamW's betas and eps (:func:`.optim.optimizer_args`; those the optimizer does not
+            take are never read).
         step_ptr: (K,) int64 updates applied so far; incremented for candidates updated.
         alive_ptr: (K,) uint8, 1 for live candidates; set to 0 where the loss is not finite.
         loss_ptr: (K,) fp32 output, the minibatch loss before the update (inf where not updated).
@@ -155,7 +155,7 @@ def fused_mlp_step_kernel(
         stride_xb: Row stride of X in elements.
         BLOCK_B, BLOCK_H, BLOCK_C: Powers of two >= 16 covering B, H, C (whole batch and layer per program).
         BLOCK_D: Input features per tile of the two passes over W1 (autotuned).
-        OPTIMIZER: 0 SGD, 1 AdamW (:data:`.optim.SGD`, :data:`.optim.ADAMW`).
+        ADAMW: AdamW if true, else SGD.
         NESTEROV: Nesterov momentum (SGD).
         PRECISION: Dot input precision, "ieee", "tf32" or "bf16".
         TMA: Pass 2 moves W1 and its state with tensor descriptors (TMA on Hopper), STAGES2 tiles in flight;
@@ -183,15 +183,15 @@ def fused_mlp_step_kernel(
 
         # everything small is loaded up front, so that its latency hides behind pass 1
         step = tl.load(step_ptr + k) + 1
-        c0, c1, c2, c3, c4, c5 = load_coefficients(k, step.to(tl.float32), lr_ptr, wd_ptr, beta1_ptr, beta2_ptr,
-                                                   eps_ptr, OPTIMIZER)
+        coef = coefficients(k, step.to(tl.float32), lr_ptr, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr,
+                            ADAMW)
         labels = tl.load(y_ptr + offs_b, mask=mask_b, other=0)
         w2_offs = offs_h[:, None] * C + offs_c[None, :]
         mask_hc = mask_h[:, None] & mask_c[None, :]
         w2, w2_s1, w2_s2 = load_state(w2_ptr + w2_k + w2_offs, w2_s1_ptr + w2_k + w2_offs,
-                                      w2_s2_ptr + w2_k + w2_offs, mask_hc, OPTIMIZER)
+                                      w2_s2_ptr + w2_k + w2_offs, mask_hc, ADAMW)
         b2, b2_s1, b2_s2 = load_state(b2_ptr + k * C + offs_c, b2_s1_ptr + k * C + offs_c,
-                                      b2_s2_ptr + k * C + offs_c, mask_c, OPTIMIZER)
+                                      b2_s2_ptr + k * C + offs_c, mask_c, ADAMW)
         b1 = tl.load(b1_ptr + k * H + offs_h, mask=mask_h, other=0.0)
 
         # pass 1: Z1 = X W1[k], tile by tile over the input features
@@ -216,15 +216,14 @@ def fused_mlp_step_kernel(
             dw2 = tl.trans(mm(tl.trans(g2), a1, tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32), PRECISION))
             da1 = mm(g2, tl.trans(w2), tl.zeros((BLOCK_B, BLOCK_H), dtype=tl.float32), PRECISION)
             dz1 = tl.where(a1 > 0.0, da1, 0.0)
-            w2, w2_s1, w2_s2 = update(w2, dw2, w2_s1, w2_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+            w2, w2_s1, w2_s2 = update(w2, dw2, w2_s1, w2_s2, coef, ADAMW, NESTEROV)
             store_state(w2_ptr + w2_k + w2_offs, w2_s1_ptr + w2_k + w2_offs, w2_s2_ptr + w2_k + w2_offs,
-                        w2, w2_s1, w2_s2, mask_hc, OPTIMIZER)
-            b2, b2_s1, b2_s2 = update(b2, tl.sum(g2, axis=0), b2_s1, b2_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER,
-                                      NESTEROV)
+                        w2, w2_s1, w2_s2, mask_hc, ADAMW)
+            b2, b2_s1, b2_s2 = update(b2, tl.sum(g2, axis=0), b2_s1, b2_s2, coef, ADAMW, NESTEROV)
             store_state(b2_ptr + k * C + offs_c, b2_s1_ptr + k * C + offs_c, b2_s2_ptr + k * C + offs_c,
-                        b2, b2_s1, b2_s2, mask_c, OPTIMIZER)
+                        b2, b2_s1, b2_s2, mask_c, ADAMW)
             update_tile(b1_ptr + k * H + offs_h, b1_s1_ptr + k * H + offs_h, b1_s2_ptr + k * H + offs_h,
-                        tl.sum(dz1, axis=0), mask_h, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                        tl.sum(dz1, axis=0), mask_h, coef, ADAMW, NESTEROV)
 
             last = ((D - 1) // BLOCK_D) * BLOCK_D  # the first feature of the last W1 tile
             if TMA and TMA_OK:
@@ -238,7 +237,7 @@ def fused_mlp_step_kernel(
                 # min(STAGES2, PIPE_BYTES // stage) written out for STAGES2 <= MAX_STAGES2, in constexpr
                 # arithmetic that every supported Triton folds at compile time
                 tl.static_assert(STAGES2 <= MAX_STAGES2, "STAGES2 must be at most MAX_STAGES2")
-                STAGE: tl.constexpr = (3 if OPTIMIZER == 1 else 2) * BLOCK_D * BLOCK_H * 4
+                STAGE: tl.constexpr = (3 if ADAMW else 2) * BLOCK_D * BLOCK_H * 4
                 DEPTH: tl.constexpr = (STAGES2 if STAGES2 * STAGE <= PIPE_BYTES else
                                        3 if 3 * STAGE <= PIPE_BYTES else 2 if 2 * STAGE <= PIPE_BYTES else 1)
                 for t in tl.range(0, D, BLOCK_D, num_stages=DEPTH):
@@ -248,12 +247,12 @@ def fused_mlp_step_kernel(
                         d0 = t
                     p = dp.load([d0, 0])
                     s1 = ds1.load([d0, 0])
-                    s2 = ds2.load([d0, 0]) if OPTIMIZER == 1 else s1
+                    s2 = ds2.load([d0, 0]) if ADAMW else s1
                     dw1 = w1_tile_gradient(x_rows, d0 + offs_d, mask_b, D, dz1, PRECISION)
-                    p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                    p, s1, s2 = update(p, dw1, s1, s2, coef, ADAMW, NESTEROV)
                     dp.store([d0, 0], p)
                     ds1.store([d0, 0], s1)
-                    if OPTIMIZER == 1:
+                    if ADAMW:
                         ds2.store([d0, 0], s2)
             else:
                 # pass 2: dW1 tile = X_tile^T dZ1, used at once to update that W1 tile; never stored. The next
@@ -265,7 +264,7 @@ def fused_mlp_step_kernel(
                 mask_t = ((d0 + offs_d)[:, None] < D) & mask_h[None, :]
                 p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + d0 * H + w1_tile,
                                                       w1_s1_ptr + w1_k + d0 * H + w1_tile,
-                                                      w1_s2_ptr + w1_k + d0 * H + w1_tile, mask_t, OPTIMIZER)
+                                                      w1_s2_ptr + w1_k + d0 * H + w1_tile, mask_t, ADAMW)
                 for _ in range(0, D, BLOCK_D):
                     p, s1, s2 = p_next, s1_next, s2_next
                     mask_p = mask_t
@@ -275,12 +274,12 @@ def fused_mlp_step_kernel(
                     if BACKWARD2:
                         mask_t = mask_t & (d_next[:, None] >= 0)
                     p_next, s1_next, s2_next = load_state(w1_ptr + w1_k + nxt, w1_s1_ptr + w1_k + nxt,
-                                                          w1_s2_ptr + w1_k + nxt, mask_t, OPTIMIZER)
+                                                          w1_s2_ptr + w1_k + nxt, mask_t, ADAMW)
                     dw1 = w1_tile_gradient(x_rows, d0 + offs_d, mask_b, D, dz1, PRECISION)
-                    p, s1, s2 = update(p, dw1, s1, s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                    p, s1, s2 = update(p, dw1, s1, s2, coef, ADAMW, NESTEROV)
                     cur = d0 * H + w1_tile
                     store_state(w1_ptr + w1_k + cur, w1_s1_ptr + w1_k + cur, w1_s2_ptr + w1_k + cur, p, s1, s2,
-                                mask_p, OPTIMIZER)
+                                mask_p, ADAMW)
                     d0 += step_d
             tl.store(step_ptr + k, step)
             tl.store(loss_ptr + k, loss)
@@ -295,7 +294,7 @@ _IN_PLACE = ["w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr", "w1_s1_ptr", "b1_s1_ptr", "
 
 _tuned_kernel = triton.autotune(
     configs=tuning_configs(CONFIGS, INTERPRETER_CONFIG),
-    key=["D", "H", "C", "BLOCK_B", "OPTIMIZER", "NESTEROV", "PRECISION", "TMA_OK"],
+    key=["D", "H", "C", "BLOCK_B", "ADAMW", "NESTEROV", "PRECISION", "TMA_OK"],
     restore_value=_IN_PLACE,
     prune_configs_by={"early_config_prune": _prune},
 )(fused_mlp_step_kernel)
@@ -369,16 +368,13 @@ def fused_mlp_step(x: torch.Tensor, y: torch.Tensor, params: list, state1: list,
     check_layout(x, y, params, state1, state2, step_count, alive)
     if state2 is None:  # SGD: the kernel never reads these, so any valid pointer will do
         state2 = [w1.new_empty(1)] * 4
-    momentum = hparams["beta1"] if adamw else hparams["momentum"]
-    beta2 = hparams["beta2"] if adamw else momentum
-    eps = hparams["eps"] if adamw else momentum
     losses = torch.empty(K, dtype=torch.float32, device=w1.device)
     tma_ok = tma_allowed(x, H, (w1, state1[0]) + ((state2[0],) if adamw else ()))
     if tma_ok and x.is_cuda:
         _ensure_allocator()
-    args = (x, y, w1, b1, w2, b2, *state1, *state2, hparams["lr"], hparams["weight_decay"], momentum, beta2, eps,
-            step_count, alive.view(torch.uint8), losses, B, D, H, C, x.stride(0))
-    constexprs = dict(BLOCK_B=block(B), BLOCK_H=block(H), BLOCK_C=block(C), OPTIMIZER=ADAMW if adamw else SGD,
+    args = (x, y, w1, b1, w2, b2, *state1, *state2, *optimizer_args(hparams, adamw), step_count,
+            alive.view(torch.uint8), losses, B, D, H, C, x.stride(0))
+    constexprs = dict(BLOCK_B=block(B), BLOCK_H=block(H), BLOCK_C=block(C), ADAMW=adamw,
                       NESTEROV=bool(nesterov), PRECISION=precision, TMA_OK=tma_ok)
     if config is None:
         _tuned_kernel[(K,)](*args, **constexprs)

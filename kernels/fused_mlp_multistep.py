@@ -30,7 +30,7 @@ import triton.language as tl
 
 from .common import PRECISIONS, block, interpreting, mm
 from .fused_mlp import check_layout, softmax_xent
-from .optim import ADAMW, SGD, load_coefficients, load_state, store_state, update
+from .optim import coefficients, load_state, optimizer_args, store_state, update
 
 #: Largest padded D x H whose W1, its state and its gradient stay in registers (64 registers per thread for
 #: each such array at 4 warps): digits 64-128-10 and anything smaller.
@@ -65,11 +65,11 @@ def fused_mlp_steps_kernel(
     w1_ptr, b1_ptr, w2_ptr, b2_ptr,
     w1_s1_ptr, b1_s1_ptr, w2_s1_ptr, b2_s1_ptr,
     w1_s2_ptr, b1_s2_ptr, w2_s2_ptr, b2_s2_ptr,
-    lr_ptr, wd_ptr, beta1_ptr, beta2_ptr, eps_ptr,
+    lr_ptr, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr,
     step_ptr, alive_ptr, loss_ptr,
     S, K, B, D, H, C, stride_xn,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr, CHUNK: tl.constexpr,
-    OPTIMIZER: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr, LR_TABLE: tl.constexpr,
+    ADAMW: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr, LR_TABLE: tl.constexpr,
 ):
     """S training steps of candidate ``k = program_id(0)``, its weights and state held in registers.
 
@@ -80,7 +80,8 @@ def fused_mlp_steps_kernel(
         w1_ptr ... b2_s2_ptr: Parameters and optimizer state as in :func:`.fused_mlp.fused_mlp_step_kernel`;
             read once, written once at the end.
         lr_ptr: (K,) fp32 learning rates, or with ``LR_TABLE`` an (S, K) table, one row per step.
-        wd_ptr, beta1_ptr, beta2_ptr, eps_ptr: (K,) fp32 hyperparameters, as in the single-step kernel.
+        wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr: (K,) fp32 hyperparameters, as in the single-step
+            kernel.
         step_ptr: (K,) int64 updates applied so far; advanced by the updates applied here.
         alive_ptr: (K,) uint8; cleared where a loss is not finite.
         loss_ptr: (S, K) fp32 output, each step's minibatch loss before its update (inf where not updated).
@@ -88,7 +89,7 @@ def fused_mlp_steps_kernel(
         stride_xn: Row stride of X in elements.
         BLOCK_D, BLOCK_H, BLOCK_C: Powers of two >= 16 covering D, H, C (whole layers per program).
         CHUNK: Batch rows per forward/backward chunk (from the configuration, see :data:`CONFIGS`).
-        OPTIMIZER, NESTEROV, PRECISION: As in the single-step kernel.
+        ADAMW, NESTEROV, PRECISION: As in the single-step kernel.
         LR_TABLE: Whether ``lr_ptr`` is an (S, K) per-step table (a schedule).
     """
     k = tl.program_id(0).to(tl.int64)
@@ -105,17 +106,17 @@ def fused_mlp_steps_kernel(
         w1_offs = k * D * H + offs_d[:, None] * H + offs_h[None, :]
         mask_dh = mask_d[:, None] & mask_h[None, :]
         w1, w1_s1, w1_s2 = load_state(w1_ptr + w1_offs, w1_s1_ptr + w1_offs, w1_s2_ptr + w1_offs, mask_dh,
-                                      OPTIMIZER)
+                                      ADAMW)
         b1_offs = k * H + offs_h
         b1, b1_s1, b1_s2 = load_state(b1_ptr + b1_offs, b1_s1_ptr + b1_offs, b1_s2_ptr + b1_offs, mask_h,
-                                      OPTIMIZER)
+                                      ADAMW)
         w2_offs = k * H * C + offs_h[:, None] * C + offs_c[None, :]
         mask_hc = mask_h[:, None] & mask_c[None, :]
         w2, w2_s1, w2_s2 = load_state(w2_ptr + w2_offs, w2_s1_ptr + w2_offs, w2_s2_ptr + w2_offs, mask_hc,
-                                      OPTIMIZER)
+                                      ADAMW)
         b2_offs = k * C + offs_c
         b2, b2_s1, b2_s2 = load_state(b2_ptr + b2_offs, b2_s1_ptr + b2_offs, b2_s2_ptr + b2_offs, mask_c,
-                                      OPTIMIZER)
+                                      ADAMW)
         step = tl.load(step_ptr + k)
         for s in range(S):
             if alive:
@@ -147,26 +148,25 @@ def fused_mlp_steps_kernel(
                 if alive:
                     step += 1
                     lr_row = lr_ptr + s * K if LR_TABLE else lr_ptr
-                    c0, c1, c2, c3, c4, c5 = load_coefficients(k, step.to(tl.float32), lr_row, wd_ptr, beta1_ptr,
-                                                               beta2_ptr, eps_ptr, OPTIMIZER)
-                    w1, w1_s1, w1_s2 = update(w1, dw1, w1_s1, w1_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
-                    b1, b1_s1, b1_s2 = update(b1, db1, b1_s1, b1_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
-                    w2, w2_s1, w2_s2 = update(w2, tl.trans(dw2t), w2_s1, w2_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER,
-                                              NESTEROV)
-                    b2, b2_s1, b2_s2 = update(b2, db2, b2_s1, b2_s2, c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                    coef = coefficients(k, step.to(tl.float32), lr_row, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr,
+                                        eps_ptr, ADAMW)
+                    w1, w1_s1, w1_s2 = update(w1, dw1, w1_s1, w1_s2, coef, ADAMW, NESTEROV)
+                    b1, b1_s1, b1_s2 = update(b1, db1, b1_s1, b1_s2, coef, ADAMW, NESTEROV)
+                    w2, w2_s1, w2_s2 = update(w2, tl.trans(dw2t), w2_s1, w2_s2, coef, ADAMW, NESTEROV)
+                    b2, b2_s1, b2_s2 = update(b2, db2, b2_s1, b2_s2, coef, ADAMW, NESTEROV)
                     tl.store(loss_ptr + s * K + k, loss)
                 else:
                     tl.store(loss_ptr + s * K + k, float("inf"))
             else:
                 tl.store(loss_ptr + s * K + k, float("inf"))
         store_state(w1_ptr + w1_offs, w1_s1_ptr + w1_offs, w1_s2_ptr + w1_offs, w1, w1_s1, w1_s2, mask_dh,
-                    OPTIMIZER)
+                    ADAMW)
         store_state(b1_ptr + b1_offs, b1_s1_ptr + b1_offs, b1_s2_ptr + b1_offs, b1, b1_s1, b1_s2, mask_h,
-                    OPTIMIZER)
+                    ADAMW)
         store_state(w2_ptr + w2_offs, w2_s1_ptr + w2_offs, w2_s2_ptr + w2_offs, w2, w2_s1, w2_s2, mask_hc,
-                    OPTIMIZER)
+                    ADAMW)
         store_state(b2_ptr + b2_offs, b2_s1_ptr + b2_offs, b2_s2_ptr + b2_offs, b2, b2_s1, b2_s2, mask_c,
-                    OPTIMIZER)
+                    ADAMW)
         tl.store(step_ptr + k, step)
         tl.store(alive_ptr + k, alive.to(tl.uint8))
     else:
@@ -216,14 +216,11 @@ def fused_mlp_steps(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, params:
     idx = idx.to(torch.int32).contiguous()
     if state2 is None:  # SGD: never read
         state2 = [w1.new_empty(1)] * 4
-    momentum = hparams["beta1"] if adamw else hparams["momentum"]
-    beta2 = hparams["beta2"] if adamw else momentum
-    eps = hparams["eps"] if adamw else momentum
     losses = torch.empty(S, K, dtype=torch.float32, device=w1.device)
     lr = hparams["lr"] if lr_table is None else lr_table.contiguous()
-    args = (x, y, idx, w1, b1, w2, b2, *state1, *state2, lr, hparams["weight_decay"], momentum, beta2, eps,
+    args = (x, y, idx, w1, b1, w2, b2, *state1, *state2, *optimizer_args({**hparams, "lr": lr}, adamw),
             step_count, alive.view(torch.uint8), losses, S, K, B, D, H, C, x.stride(0))
-    constexprs = dict(BLOCK_D=block(D), BLOCK_H=block(H), BLOCK_C=block(C), OPTIMIZER=ADAMW if adamw else SGD,
+    constexprs = dict(BLOCK_D=block(D), BLOCK_H=block(H), BLOCK_C=block(C), ADAMW=adamw,
                       NESTEROV=bool(nesterov), PRECISION=precision, LR_TABLE=lr_table is not None)
     if S == 0 or K == 0:
         return losses

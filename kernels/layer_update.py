@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .common import PRECISIONS, block, mm, tuning_configs
-from .optim import ADAMW, SGD, load_coefficients, update_tile
+from .optim import coefficients, optimizer_args, update_tile
 
 #: Autotuning configurations (BLOCK_I: input rows of W per program; BLOCK_B: batch rows per loop trip).
 #: BLOCK_O (output columns per program) is fixed by the layer's width (:func:`block_out`), so that one
@@ -42,13 +42,13 @@ def block_out(d_out: int) -> int:
 def layer_update_kernel(
     h_ptr, g_ptr,
     w_ptr, b_ptr, w_s1_ptr, b_s1_ptr, w_s2_ptr, b_s2_ptr,
-    lr_ptr, wd_ptr, beta1_ptr, beta2_ptr, eps_ptr,
+    lr_ptr, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr,
     step_ptr, alive_ptr,
     B, IN, OUT,
     stride_hk, stride_hb, stride_hi,
     stride_gk, stride_gb, stride_go,
     BLOCK_I: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_B: tl.constexpr,
-    OPTIMIZER: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr,
+    ADAMW: tl.constexpr, NESTEROV: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """Weight gradient and optimizer update of the (BLOCK_I, BLOCK_O) tile (program_id(1), program_id(2)) of
     candidate ``k = program_id(0)``'s layer; the bias slice too, by the programs with program_id(1) == 0.
@@ -61,16 +61,16 @@ def layer_update_kernel(
         w_ptr, b_ptr: The layer's weights (K, IN, OUT) and bias (K, OUT), contiguous fp32, updated in place.
         w_s1_ptr, b_s1_ptr: SGD momentum buffer or AdamW exp_avg, like w and b; updated in place.
         w_s2_ptr, b_s2_ptr: AdamW exp_avg_sq, like w and b (SGD: any pointer, never read).
-        lr_ptr, wd_ptr: (K,) fp32 learning rate and weight decay.
-        beta1_ptr: (K,) fp32 momentum (SGD) or beta1 (AdamW).
-        beta2_ptr, eps_ptr: (K,) fp32 AdamW beta2 and eps (SGD: never read).
+        lr_ptr, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr: (K,) fp32 learning rate, weight decay,
+            SGD's momentum and AdamW's betas and eps (:func:`.optim.optimizer_args`; those the optimizer does not
+            take are never read).
         step_ptr: (K,) int64 1-based number of this update (already incremented by the caller).
         alive_ptr: (K,) uint8, 0 for candidates not to update.
         B, IN, OUT: Batch size and the layer's input and output widths.
         BLOCK_I: Rows of W per program (autotuned).
         BLOCK_O: Columns of W per program (power of two >= 16).
         BLOCK_B: Batch rows per loop trip (autotuned).
-        OPTIMIZER: 0 SGD, 1 AdamW.
+        ADAMW: AdamW if true, else SGD.
         NESTEROV: Nesterov momentum (SGD).
         PRECISION: Dot input precision, "ieee", "tf32" or "bf16".
     """
@@ -98,21 +98,21 @@ def layer_update_kernel(
             db += tl.sum(g, axis=0)
 
         t = tl.load(step_ptr + k).to(tl.float32)
-        c0, c1, c2, c3, c4, c5 = load_coefficients(k, t, lr_ptr, wd_ptr, beta1_ptr, beta2_ptr, eps_ptr, OPTIMIZER)
+        coef = coefficients(k, t, lr_ptr, wd_ptr, momentum_ptr, beta1_ptr, beta2_ptr, eps_ptr, ADAMW)
         # candidate k's slices (64-bit scalar offsets), then 32-bit offsets inside them
         w_k = k * IN * OUT
         w_offs = offs_i[:, None] * OUT + offs_o[None, :]
         update_tile(w_ptr + w_k + w_offs, w_s1_ptr + w_k + w_offs, w_s2_ptr + w_k + w_offs, dw,
-                    mask_i[:, None] & mask_o[None, :], c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                    mask_i[:, None] & mask_o[None, :], coef, ADAMW, NESTEROV)
         if pid_i == 0:
             b_k = k * OUT
             update_tile(b_ptr + b_k + offs_o, b_s1_ptr + b_k + offs_o, b_s2_ptr + b_k + offs_o, db, mask_o,
-                        c0, c1, c2, c3, c4, c5, OPTIMIZER, NESTEROV)
+                        coef, ADAMW, NESTEROV)
 
 
 _tuned_kernel = triton.autotune(
     configs=tuning_configs(CONFIGS, INTERPRETER_CONFIG),
-    key=["B", "IN", "OUT", "BLOCK_O", "OPTIMIZER", "NESTEROV", "PRECISION"],
+    key=["B", "IN", "OUT", "BLOCK_O", "ADAMW", "NESTEROV", "PRECISION"],
     restore_value=["w_ptr", "b_ptr", "w_s1_ptr", "b_s1_ptr", "w_s2_ptr", "b_s2_ptr"],
 )(layer_update_kernel)
 
@@ -150,17 +150,14 @@ def update_layer(h: torch.Tensor, g: torch.Tensor, w: torch.Tensor, b: torch.Ten
             raise ValueError("weights, biases and optimizer state must be contiguous float32 tensors")
     if state2 is None:  # SGD: never read by the kernel
         state2 = [w.new_empty(1)] * 2
-    momentum = hparams["beta1"] if adamw else hparams["momentum"]
-    beta2 = hparams["beta2"] if adamw else momentum
-    eps = hparams["eps"] if adamw else momentum
     BLOCK_O = block_out(OUT)
 
     def grid(meta):
         return (K, triton.cdiv(IN, meta["BLOCK_I"]), triton.cdiv(OUT, BLOCK_O))
     _tuned_kernel[grid](
         h, g, w, b, state1[0], state1[1], state2[0], state2[1],
-        hparams["lr"], hparams["weight_decay"], momentum, beta2, eps,
+        *optimizer_args(hparams, adamw),
         step_count, alive.view(torch.uint8),
         B, IN, OUT, *h.stride(), *g.stride(),
-        BLOCK_O=BLOCK_O, OPTIMIZER=ADAMW if adamw else SGD, NESTEROV=bool(nesterov), PRECISION=precision,
+        BLOCK_O=BLOCK_O, ADAMW=adamw, NESTEROV=bool(nesterov), PRECISION=precision,
     )

@@ -18,7 +18,7 @@ from .backends.base import PRECISIONS, PopulationState
 from .batches import Batches
 from .model import (TRAIN_OPTIONS, ModelSpec, apply_widths, candidate_params, check_widths, forward, loss_only, sequential,
                     stack_sequentials)
-from .optimizers import STATE_NAMES, hparam_specs
+from .optimizers import OPTIMIZERS, hparam_specs
 from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_int,
                          check_positive_int, check_size, check_spec)
 
@@ -188,9 +188,10 @@ class Population:
         self._precision = precision
         if precision is not None:
             self._backend.precision = precision
+        state_names = OPTIMIZERS[spec.optimizer].state_names
         self._state = PopulationState(
             spec=spec, params=params,
-            opt_state={name: [torch.zeros_like(p) for p in params] for name in STATE_NAMES[spec.optimizer]},
+            opt_state={name: [torch.zeros_like(p) for p in params] for name in state_names},
             step_count=torch.zeros(size, dtype=torch.int64, device=device),
             hparams=HParams(hp, spec.optimizer),
             alive=torch.ones(size, dtype=torch.bool, device=device), options=dict(options or {}))

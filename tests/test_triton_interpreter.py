@@ -23,7 +23,7 @@ from metahp_fast.backends.torch_backend import functional_step  # noqa: E402
 from metahp_fast.backends.triton_backend import TritonBackend  # noqa: E402
 from metahp_fast.kernels import fused_fits, fused_mlp_step, fused_mlp_steps, steps_fit, update_layer  # noqa: E402
 from metahp_fast.kernels.fused_mlp import tma_allowed  # noqa: E402
-from metahp_fast.optimizers import adamw_update, sgd_update, update_coefficients  # noqa: E402
+from metahp_fast.optimizers import OPTIMIZERS, get_optimizer  # noqa: E402
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # numpy overflow in the diverging candidate
@@ -160,7 +160,7 @@ def test_hyperparameter_changes_take_effect(layers, optimizer):
 
 
 def _random_state(shapes, optimizer):
-    names = ["momentum_buffer"] if optimizer == "sgd" else ["exp_avg", "exp_avg_sq"]
+    names = list(OPTIMIZERS[optimizer].state_names)
     state = {n: [torch.rand(K, *s) * 0.1 for s in shapes] for n in names}
     if optimizer == "sgd":
         for t in state["momentum_buffer"]:
@@ -327,18 +327,14 @@ def test_layer_launcher_matches_torch(optimizer, nesterov, shared_input):
     alive = torch.tensor([True, True, True, True, False])
     hk = h.expand(K, B, IN) if shared_input else h
     grads = [hk.mT @ g, g.sum(1)]
-    coef = update_coefficients(optimizer, hp, step, alive)
+    opt = get_optimizer(optimizer, nesterov)
+    coef = opt.coefficients(hp, step, alive)
     want_p, want_s = [], {n: [] for n in names}
     for p, gr, j in zip([w, b], grads, range(2)):
-        if optimizer == "sgd":
-            p2, s2 = sgd_update(p, gr, state["momentum_buffer"][j], coef, nesterov)
-            want_p.append(p2)
-            want_s["momentum_buffer"].append(s2)
-        else:
-            p2, m2, v2 = adamw_update(p, gr, state["exp_avg"][j], state["exp_avg_sq"][j], coef)
-            want_p.append(p2)
-            want_s["exp_avg"].append(m2)
-            want_s["exp_avg_sq"].append(v2)
+        p2, s2 = opt.update(p, gr, tuple(state[n][j] for n in names), coef)
+        want_p.append(p2)
+        for n, s in zip(names, s2):
+            want_s[n].append(s)
     got_p = [w.clone(), b.clone()]
     got_s = {n: [t.clone() for t in v] for n, v in state.items()}
     update_layer(h, g, got_p[0], got_p[1], got_s[names[0]], got_s.get("exp_avg_sq"), hp, step, alive,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..model import ModelSpec, sequential_view
-from ..optimizers import torch_optimizer
+from ..optimizers import get_optimizer
 from .base import Backend, PopulationState
 
 class ReferenceBackend(Backend):
@@ -33,10 +33,11 @@ class ReferenceBackend(Backend):
         if cached is not None and cached[0] == key:
             return cached[1]
         bound = []
+        optimizer = get_optimizer(state.spec.optimizer, state.spec.nesterov)
         for k in range(state.size):
             net = sequential_view(state.spec, state.params, k)
             hp = {name: float(v[k]) for name, v in state.hparams.items()}
-            opt = torch_optimizer(state.spec.optimizer, net.parameters(), hp, state.spec.nesterov)
+            opt = optimizer.torch_optimizer(net.parameters(), hp)
             for j, p in enumerate(net.parameters()):
                 views = {name: ts[j][k].t() if ts[j].dim() == 3 else ts[j][k] for name, ts in state.opt_state.items()}
                 opt.state[p].update(views)

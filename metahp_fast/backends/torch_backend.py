@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..model import ModelSpec, activation_backward, bmm, forward, loss_and_grad
-from ..optimizers import adamw_update, sgd_update, update_coefficients
+from ..optimizers import get_optimizer
 from .base import Backend, PopulationState
 
 
@@ -84,19 +84,18 @@ def functional_step(params: list[Tensor], opt_state: dict[str, list[Tensor]], st
     alive = alive & torch.isfinite(losses)
     hp = {**hparams, "lr": hparams["lr"] if lr is None else lr}
     step_count = step_count + alive.to(step_count.dtype)
-    coef = update_coefficients(spec.optimizer, hp, step_count, alive)
-    new_p, new_s = [], {k: [] for k in opt_state}
-    if spec.optimizer == "sgd":
-        for p, g, buf in zip(params, grads, opt_state["momentum_buffer"]):
-            p2, b2 = sgd_update(p, g, buf, coef, spec.nesterov, in_place)
-            new_p.append(p2)
-            new_s["momentum_buffer"].append(b2)
-    else:
-        for p, g, m, v in zip(params, grads, opt_state["exp_avg"], opt_state["exp_avg_sq"]):
-            p2, m2, v2 = adamw_update(p, g, m, v, coef, in_place)
-            new_p.append(p2)
-            new_s["exp_avg"].append(m2)
-            new_s["exp_avg_sq"].append(v2)
+    opt = get_optimizer(spec.optimizer, spec.nesterov)
+    coef = opt.coefficients(hp, step_count, alive)
+    new_p, new_s = [], {name: [] for name in opt.state_names}
+    for i, (p, g) in enumerate(zip(params, grads)):
+        state = tuple(opt_state[name][i] for name in opt.state_names)
+        if in_place:
+            opt.update_(p, g, state, coef)
+        else:
+            p, state = opt.update(p, g, state, coef)
+        new_p.append(p)
+        for name, s in zip(opt.state_names, state):
+            new_s[name].append(s)
     losses = losses.masked_fill(~alive, math.inf)
     return losses, new_p, new_s, step_count, alive
 

@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 
 from ..kernels import PRECISIONS, fused_fits, fused_mlp_step, fused_mlp_steps, interpreting, steps_fit, update_layer
-from ..optimizers import STATE_NAMES
 from ..model import ModelSpec, activation_backward, bmm, forward, loss_and_grad
+from ..optimizers import OPTIMIZERS
 from .base import Backend, PopulationState
 
 PRECISION_ENV = "METAHP_TRITON_PRECISION"
@@ -106,7 +106,7 @@ class TritonBackend(Backend):
         lr_table = None if lr_table is None else lr_table.to(torch.float32).contiguous()
         x = x if x.stride(1) == 1 else x.contiguous()  # rows may be strided: no copy of the whole dataset
         return fused_mlp_steps(x, y.contiguous(), idx, state.params,
-                               state.opt_state[STATE_NAMES[spec.optimizer][0]],
+                               state.opt_state[OPTIMIZERS[spec.optimizer].state_names[0]],
                                state.opt_state["exp_avg_sq"] if adamw else None, hp, state.step_count,
                                state.alive, adamw=adamw, nesterov=spec.nesterov, precision=self.precision,
                                lr_table=lr_table)
@@ -117,7 +117,7 @@ class TritonBackend(Backend):
         x = x.contiguous()
         y = y.contiguous()
         adamw = spec.optimizer == "adamw"
-        state1 = state.opt_state[STATE_NAMES[spec.optimizer][0]]
+        state1 = state.opt_state[OPTIMIZERS[spec.optimizer].state_names[0]]
         state2 = state.opt_state["exp_avg_sq"] if adamw else None
         if not state.options and self.uses_fused_kernel(spec, x.shape[0]):
             return fused_mlp_step(x, y, state.params, state1, state2, hp, state.step_count, state.alive,
