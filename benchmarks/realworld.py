@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import math
 import os
 import platform
 import sys
@@ -56,7 +55,7 @@ MIN_ROWS = 500
 EPS = 1e-15
 #: What ``metahp-fast tune`` does with no options (metahp_fast/cli.py's defaults), and the quick variant.
 TUNE = dict(method="sh", budget=16.0, steps=300, batch_size=128, hidden=(128,), optimizer="sgd",
-            activation="relu", objective="loss", meta=True)
+            activation="relu", objective="loss", meta=False, refit="best")
 QUICK_STEPS, QUICK_BUDGET, QUICK_EPOCHS = 30, 4, 8
 
 
@@ -91,7 +90,8 @@ def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, met
 
 
 def _tune(task: Task, seed: int, quick: bool) -> dict[str, Any]:
-    return _tuner_run(task, seed, quick, TUNE["method"], QUICK_BUDGET if quick else TUNE["budget"], TUNE["meta"])
+    return _tuner_run(task, seed, quick, TUNE["method"], QUICK_BUDGET if quick else TUNE["budget"], TUNE["meta"],
+                      post="refit" if TUNE["refit"] != "off" else "")
 
 
 def _random64(task: Task, seed: int, quick: bool) -> dict[str, Any]:
@@ -176,15 +176,16 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 
 
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
-IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_cold", "tune_adamw", "tune_epochs",
-                                                                      "tune_refit", "tune_ens", "tune_width",
+IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_warm", "tune_cold", "tune_adamw",
+                                                                      "tune_epochs", "tune_ens", "tune_width",
                                                                       "tune_v2")}, "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
            "realmlp_ce": ("pytabkit",)}
 #: name -> (run(task, seed, quick) -> {"proba", "info"}, a line saying what it is).
 METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
-    "tune": (_tune, "metahp-fast tune's defaults: successive halving, budget 16 x 300 steps, pretrained warm start"),
+    "tune": (_tune, "metahp-fast tune's defaults: successive halving, budget 16 x 300 steps, cold start, the pick "
+                    "refit on train+val for its best length"),
     "random64": (_random64, "random search, 64 candidates x 300 steps, default space"),
     "tpe64": (_tpe64, "Optuna TPE, 64 sequential trials x 300 steps, default space"),
     "mlp": (_sklearn(_mlp), "sklearn MLPClassifier()"),
@@ -194,10 +195,10 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "realmlp_ce": (_realmlp_ce, "RealMLP-TD set for log loss, as its docs advise: val_metric_name='cross_entropy', "
                                 "use_ls=False (not in the default --methods)"),
     # candidate defaults for tune, measured side by side (not in the default --methods)
-    "tune_cold": (_variant(), "tune without the meta-learner's warm start"),
+    "tune_warm": (_variant(meta=True), "tune's earlier defaults: the pretrained meta-learner's warm start, no refit"),
+    "tune_cold": (_variant(), "tune without the meta-learner's warm start, no refit"),
     "tune_adamw": (_variant(optimizer="adamw"), "tune, cold, AdamW in its default space"),
     "tune_epochs": (_variant(epochs=40.0), "tune, cold, SGD, 40 epochs per training (at most 5000 steps)"),
-    "tune_refit": (_variant(post="refit"), "tune, cold, the pick refit on train+val for its best length"),
     "tune_ens": (_variant(post="ensemble"), "tune, cold, a greedy ensemble (8 additions) of the run's best models"),
     "tune_width": (_variant(optimizer="adamw", width=(16, 256)), "tune, cold, AdamW, width 16-256 searched"),
     "tune_v2": (_variant(optimizer="adamw", width=(16, 256), epochs=40.0, post="ensemble"),

@@ -145,7 +145,7 @@ def tune(args: argparse.Namespace) -> int:
 def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -> int:
     """The tuning run of ``tune`` in ``out`` (locked): warm start, resume or start over, tune, write."""
     init, prediction, meta_note = (_meta_init(task, args, space, learner) if args.meta else
-                                   (None, None, "off (--no-meta)"))
+                                   (None, None, "off (--meta turns it on)"))
     if init is not None:
         tuner = _tuner(args, init)[1]
     print(f"warm start: {meta_note}")
@@ -271,8 +271,9 @@ def _tuner(args: argparse.Namespace, init: Optional[Tensor] = None):
         tuner.check_budget(args.budget)
     except (ValueError, TypeError, ImportError) as e:
         raise usage(e, ranges="--space") from None
-    if args.meta_model and not args.meta:
+    if args.meta_model and args.meta is False:
         raise UsageError("--meta-model: given with --no-meta, which turns the warm start off; drop one of them")
+    args.meta = bool(args.meta_model) if args.meta is None else args.meta
     return space, tuner
 
 
