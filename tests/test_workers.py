@@ -29,7 +29,7 @@ def test_three_workers_one_killed(tmp_path, kind):
         pytest.skip("no PostgreSQL server: .ci/run starts one (.ci/postgres.sh) and sets METAHP_TEST_POSTGRES_URL")
     # small and quick, but a batch lasts long enough (~0.5 s and more) to be caught running
     cfg = WorkerConfig(storage=_storages(tmp_path)[kind], study=f"kill-{uuid.uuid4().hex[:8]}", data="digits",
-                       n_trials=36, batch_size=6, steps=200, hidden=[32], ranges={"lr": [0.01, 0.3]},
+                       n_trials=24, batch_size=6, steps=200, hidden=[32], ranges={"lr": [0.01, 0.3]},
                        pruner="sha", heartbeat_interval=1, grace_period=3, out_dir=str(tmp_path / "models"))
     reports = [str(tmp_path / f"report_{i}.json") for i in range(3)]
     procs = start_workers(cfg, 3, reports=reports, log_dir=str(tmp_path))
