@@ -14,6 +14,8 @@ The study stays an ordinary Optuna study (any storage, sampler and pruner; ``opt
 """
 from __future__ import annotations
 
+import copy
+import datetime
 import math
 import os
 import socket
@@ -213,14 +215,18 @@ class BatchedObjective:
                           dtype=c.dtype, backend=c.backend, precision=c.precision)
 
     def ask(self, study: "optuna.Study", n: int, heartbeat: _Heartbeat) -> list["optuna.Trial"]:
-        """``n`` trials from the study's sampler (enqueued ones first), each with a heartbeat from the start."""
+        """``n`` trials from the study's sampler (enqueued ones first). Each beats and names its worker before
+        its hyperparameters are drawn: a worker killed in between leaves a trial without parameters or worker,
+        which :func:`fail_stale` recognizes (without a heartbeat, Optuna would leave it RUNNING forever)."""
         trials = []
         with warnings.catch_warnings():  # heartbeats are recorded here, by the batch, not by study.optimize
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
             for _ in range(n):
-                trial = study.ask(dict(self.distributions))
+                trial = study.ask()
                 heartbeat.add(trial._trial_id)
                 trial.set_user_attr("worker", self.worker)
+                for name, d in self.distributions.items():
+                    _suggest(trial, name, d)
                 trials.append(trial)
         return trials
 
@@ -293,12 +299,41 @@ def check_study(study: Any) -> "optuna.Study":
     return study
 
 
+def _suggest(trial: "optuna.Trial", name: str, d: Any) -> Any:
+    """``trial``'s value for ``name`` from distribution ``d`` (an enqueued or retried trial's own value)."""
+    D = optuna.distributions
+    if isinstance(d, D.FloatDistribution):
+        return trial.suggest_float(name, d.low, d.high, log=d.log, step=d.step)
+    if isinstance(d, D.IntDistribution):
+        return trial.suggest_int(name, d.low, d.high, log=d.log, step=d.step)
+    return trial.suggest_categorical(name, d.choices)
+
+
 def fail_stale(study: "optuna.Study") -> None:
-    """Fail the study's trials whose worker stopped beating (its failed-trial callback retries them)."""
-    if optuna.storages._heartbeat.is_heartbeat_enabled(study._storage):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+    """Fail the study's trials whose worker stopped beating (the storage's failed-trial callback retries them),
+    and trials orphaned between their creation and first heartbeat: RUNNING for twice the grace period with
+    neither parameters nor a worker (see :meth:`BatchedObjective.ask`)."""
+    storage = study._storage
+    if not optuna.storages._heartbeat.is_heartbeat_enabled(storage):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+        interval = storage.get_heartbeat_interval()
+        grace = getattr(getattr(storage, "_backend", storage), "grace_period", None) or 2 * interval
+        now = datetime.datetime.now()
+        callback = storage.get_heartbeat_stale_trial_callback() if hasattr(
+            storage, "get_heartbeat_stale_trial_callback") else storage.get_failed_trial_callback()
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.params or "worker" in t.user_attrs or t.datetime_start is None:
+                continue
+            if (now - t.datetime_start).total_seconds() > 2 * grace:
+                try:
+                    failed = storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    failed = False
+                if failed and callback is not None:
+                    callback(study, copy.deepcopy(storage.get_trial(t._trial_id)))
 
 
 def optimize_batched(study: "optuna.Study", task: TaskLike, n_trials: int, *, batch_size: int = 64,

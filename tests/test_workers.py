@@ -125,3 +125,28 @@ def test_worker_config_checks():
         WorkerConfig(storage="sqlite:///x.db", study="s", heartbeat_interval=5, grace_period=2)
     with pytest.raises(ValueError, match="n_workers must be a positive int"):
         start_workers(WorkerConfig(storage="sqlite:///x.db", study="s"), 0)
+
+
+def test_a_trial_orphaned_before_its_first_heartbeat_is_retried(tmp_path):
+    """A worker killed between creating a trial and its first heartbeat leaves a RUNNING trial without
+    parameters; Optuna's stale check never sees it (no heartbeat), fail_stale does."""
+    import datetime
+
+    from metahp_fast.optuna import fail_stale
+    from metahp_fast.workers import make_storage
+
+    study = optuna.create_study(storage=make_storage(f"sqlite:///{tmp_path / 's.db'}", 1, 2), study_name="o")
+    old = datetime.datetime.now() - datetime.timedelta(seconds=60)
+    orphan = optuna.trial.FrozenTrial(number=0, state=optuna.trial.TrialState.RUNNING, value=None,
+                                      datetime_start=old, datetime_complete=None, params={}, distributions={},
+                                      user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=0)
+    fresh = optuna.trial.FrozenTrial(number=0, state=optuna.trial.TrialState.RUNNING, value=None,
+                                     datetime_start=datetime.datetime.now(), datetime_complete=None, params={},
+                                     distributions={}, user_attrs={}, system_attrs={}, intermediate_values={},
+                                     trial_id=0)
+    study.add_trial(orphan)
+    study.add_trial(fresh)  # just created: its worker may be about to beat
+    fail_stale(study)
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "RUNNING", "WAITING"]
+    assert study.trials[2].system_attrs["failed_trial"] == 0
