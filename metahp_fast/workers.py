@@ -374,12 +374,15 @@ def cli_tune_workers(args: Any) -> int:
                            sampler=getattr(args, "sampler", None) or "tpe",
                            pruner=getattr(args, "pruner", None) or "sha", seed=args.seed, device=args.device,
                            backend=args.backend, out_dir=str((out / "models").resolve()))
+        check_storage_url(cfg.storage)  # before anything is printed or made
+        from sqlalchemy.engine import make_url
+        shown = make_url(cfg.storage).render_as_string(hide_password=True)
         out.mkdir(parents=True, exist_ok=True)
         n = args.workers
         if cfg.device == "cuda":
             import torch
             n = n or max(1, torch.cuda.device_count())
-        print(f"study {cfg.study!r} in {cfg.storage}: {n} worker(s) here, {cfg.n_trials} trials in batches of "
+        print(f"study {cfg.study!r} in {shown}: {n} worker(s) here, {cfg.n_trials} trials in batches of "
               f"{cfg.batch_size}; the same command on another machine joins it")
         summary = run_workers(cfg, n, log_dir=str(out))
     except (ValueError, ConnectionError) as e:

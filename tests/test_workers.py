@@ -69,7 +69,8 @@ def test_three_workers_one_killed(tmp_path, kind):
     for n in running:  # the killed worker's trials: failed as stale, then run again by a survivor
         assert trials[n].state == states.FAIL
         again = retried[n]
-        assert again.params == trials[n].params
+        # the values drawn before the kill are kept (killed mid-ask, a trial may have only some of them)
+        assert trials[n].params.items() <= again.params.items() and len(again.params) == 3
         assert again.state in (states.COMPLETE, states.PRUNED)
         assert again.user_attrs["worker"] != victim
 
