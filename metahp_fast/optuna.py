@@ -173,6 +173,81 @@ class _Heartbeat:
             self.thread.join()
 
 
+class _SnapshotStorage:
+    """The study's storage as one batch sees it: reads of all trials come from a snapshot taken once per phase
+    (asking the batch, each rung's pruning pass) instead of one query per ask and per pruning decision, which
+    on an RDB storage re-reads every running trial (K of them per worker: O(K^2) rows per batch). Writes go
+    through at once; this batch's own trials are kept current in the snapshot. Other workers' updates show at
+    the next :meth:`refresh`."""
+
+    def __init__(self, storage: Any, study_id: int):
+        self._real, self._study_id = storage, study_id
+        self._trials: dict[int, Any] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._trials = {t._trial_id: t for t in self._real.get_all_trials(self._study_id, deepcopy=True)}
+
+    def _reload(self, trial_id: int) -> None:
+        self._trials[trial_id] = copy.deepcopy(self._real.get_trial(trial_id))
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list:
+        if study_id != self._study_id:
+            return self._real.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        trials = sorted((t for t in self._trials.values() if states is None or t.state in states),
+                        key=lambda t: t.number)
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def get_trial(self, trial_id: int) -> Any:
+        t = self._trials.get(trial_id)
+        return copy.deepcopy(t) if t is not None else self._real.get_trial(trial_id)
+
+    def create_new_trial(self, study_id: int, template_trial: Any = None) -> int:
+        trial_id = self._real.create_new_trial(study_id, template_trial)
+        self._reload(trial_id)
+        return trial_id
+
+    def set_trial_state_values(self, trial_id: int, state: Any, values: Any = None) -> bool:
+        changed = self._real.set_trial_state_values(trial_id, state, values)
+        if trial_id in self._trials:
+            self._reload(trial_id)
+        return changed
+
+    def set_trial_param(self, trial_id: int, name: str, internal: float, distribution: Any) -> None:
+        self._real.set_trial_param(trial_id, name, internal, distribution)
+        t = self._trials.get(trial_id)
+        if t is not None:
+            t.params = {**t.params, name: distribution.to_external_repr(internal)}
+            t.distributions = {**t.distributions, name: distribution}
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._real.set_trial_user_attr(trial_id, key, value)
+        if trial_id in self._trials:
+            self._trials[trial_id].user_attrs = {**self._trials[trial_id].user_attrs, key: value}
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self._real.set_trial_system_attr(trial_id, key, value)
+        if trial_id in self._trials:
+            self._trials[trial_id].system_attrs = {**self._trials[trial_id].system_attrs, key: value}
+
+    def __getattr__(self, name: str) -> Any:  # everything else (intermediate values included) goes straight through
+        return getattr(self._real, name)
+
+
+def _batch_view(study: "optuna.Study") -> "optuna.Study":
+    """``study`` reading through a :class:`_SnapshotStorage` (an in-memory study's reads are cheap already)."""
+    if isinstance(study._storage, optuna.storages.InMemoryStorage):
+        return study
+    view = copy.copy(study)
+    view._storage = _SnapshotStorage(study._storage, study._study_id)
+    return view
+
+
+def _refresh(study: "optuna.Study") -> None:
+    if isinstance(study._storage, _SnapshotStorage):
+        study._storage.refresh()
+
+
 class BatchedObjective:
     """How a batch of trials is trained and scored: the task, the architecture and training of every
     candidate, the rungs, the model files. :func:`optimize_batched` and the workers run it batch by batch
@@ -255,6 +330,7 @@ class BatchedObjective:
                 for i in keep:
                     self._finish(study, live[i], pop, i, values[i], heartbeat)
                 return
+            _refresh(study)  # every worker's reports so far, read once for this rung's decisions
             kept = []
             for i in keep:
                 if live[i].should_prune():
@@ -390,8 +466,9 @@ def run_one_batch(study: "optuna.Study", runner: BatchedObjective, k: int) -> li
     with _Heartbeat(study) as hb:
         trials: list[optuna.Trial] = []
         try:
-            trials = runner.ask(study, k, hb)
-            runner.run_batch(study, trials, hb)
+            view = _batch_view(study)
+            trials = runner.ask(view, k, hb)
+            runner.run_batch(view, trials, hb)
         except BaseException:
             for t in trials:
                 try:
