@@ -90,27 +90,29 @@ def summary(study, seconds: float, n: int) -> dict:
             "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL")}
 
 
-def part1(task, trials: int, steps: int, out_dir: Path) -> tuple[list[dict], optuna.Study]:
+def part1(task, trials: int, steps: int, seeds: int, out_dir: Path) -> tuple[list[dict], optuna.Study]:
     rows, keep = [], None
     warm = optuna.create_study()  # first calls (allocations, lazy imports) stay out of the timings
     warm.optimize(plain_objective(task, 10, [5]), n_trials=2)
     optimize_batched(optuna.create_study(), task, 4, batch_size=4, steps=10)
-    for pruned in (False, True):
-        for method in ("plain Optuna", "metahp_fast.optuna"):
-            study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0),
-                                        pruner=sha(steps) if pruned else optuna.pruners.NopPruner())
-            t0 = time.perf_counter()
-            if method == "plain Optuna":
-                study.optimize(plain_objective(task, steps, default_rungs(steps) if pruned else []), n_trials=trials)
-            else:
-                optimize_batched(study, task, trials, batch_size=K, steps=steps,
-                                 rungs=None if pruned else [], out_dir=out_dir / f"models_{int(pruned)}")
-            row = {"method": method, "pruner": "SHA" if pruned else "none",
-                   **summary(study, time.perf_counter() - t0, trials)}
-            print(row, flush=True)
-            rows.append(row)
-            if pruned and method != "plain Optuna":
-                keep = study
+    for seed in range(seeds):  # the seed of the sampler, the initial weights and the data order, on both sides
+        for pruned in (False, True):
+            for method in ("plain Optuna", "metahp_fast.optuna"):
+                study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed),
+                                            pruner=sha(steps) if pruned else optuna.pruners.NopPruner())
+                t0 = time.perf_counter()
+                if method == "plain Optuna":
+                    study.optimize(plain_objective(task, steps, default_rungs(steps) if pruned else [], seed),
+                                   n_trials=trials)
+                else:
+                    optimize_batched(study, task, trials, batch_size=K, steps=steps, seed=seed,
+                                     rungs=None if pruned else [], out_dir=out_dir / f"models_{seed}_{int(pruned)}")
+                row = {"method": method, "pruner": "SHA" if pruned else "none", "seed": seed,
+                       **summary(study, time.perf_counter() - t0, trials)}
+                print(row, flush=True)
+                rows.append(row)
+                if pruned and method != "plain Optuna" and seed == 0:
+                    keep = study
     return rows, keep
 
 
@@ -160,6 +162,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=int, default=128, help="trials per study in part 1 (default 128)")
     p.add_argument("--steps", type=int, default=300, help="steps of one training (default 300)")
+    p.add_argument("--seeds", type=int, default=3, help="part 1 runs per setup, seeds 0..N-1 (default 3)")
     p.add_argument("--worker-trials", type=int, default=256, help="trials of the part-2 study (default 256)")
     p.add_argument("--out", default=str(RESULTS), help="where optuna_speed.md and optuna_history.png go")
     p.add_argument("--skip-workers", action="store_true", help="part 1 only")
@@ -172,30 +175,40 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.time()
-        rows1, study = part1(task, args.trials, args.steps, Path(tmp))
+        rows1, study = part1(task, args.trials, args.steps, args.seeds, Path(tmp))
         rows2 = [] if args.skip_workers else part2(args.worker_trials, args.steps, Path(tmp))
         took = time.time() - t0
     plot_history(study, out / "optuna_history.png")
     load1 = os.getloadavg()
 
-    by = {(r["method"], r["pruner"]): r for r in rows1}
+    groups: dict = {}
+    for r in rows1:
+        groups.setdefault((r["method"], r["pruner"]), []).append(r)
+    mean = lambda rs, k: sum(r[k] for r in rs) / len(rs)  # noqa: E731
+    by = {key: {"trials_per_s": len(rs) * args.trials / sum(r["seconds"] for r in rs), "best": mean(rs, "best"),
+                "bests": [r["best"] for r in rs]} for key, rs in groups.items()}
     lines = ["# Optuna trials per second: batched (metahp_fast.optuna) vs plain Optuna; 2 workers vs 1", "",
              f"**Command:** `python benchmarks/optuna_speed.py --trials {args.trials} --steps {args.steps} "
-             f"--worker-trials {args.worker_trials}` ({took:.0f} s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+             f"--seeds {args.seeds} --worker-trials {args.worker_trials}` ({took:.0f} s), "
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
              f"**Machine:** {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
              f"{torch.__version__}, optuna {optuna.__version__}, one torch thread per process; load average "
              f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end (other jobs share the cores).", "",
              f"## 1. One process: plain Optuna vs `optimize_batched` (K = {K})", "",
              f"digits (64-128-10), SGD over the default space, {args.steps} steps of minibatch 128, "
-             f"{args.trials} trials, TPESampler(seed=0); SHA = SuccessiveHalvingPruner(min_resource="
-             f"{default_rungs(args.steps)[0]}, reduction_factor=3), reports at steps {default_rungs(args.steps)} "
-             "in both. The batched runs write a model file per finished trial; the plain ones none.", "",
-             "| method | pruner | seconds | trials/s | best val loss | complete | pruned | failed |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows1:
-        lines.append(f"| {r['method']} | {r['pruner']} | {r['seconds']:.1f} | {r['trials_per_s']:.2f} | "
-                     f"{r['best']:.4f} | {r['complete']} | {r['pruned']} | {r['failed']} |")
-    lines += ["", "| comparison | trials/s ratio | best val loss (batched vs plain) |", "|---|---|---|"]
+             f"{args.trials} trials, TPESampler(seed=s), initial weights and data order from s too, s = 0..{args.seeds - 1}; "
+             f"SHA = SuccessiveHalvingPruner(min_resource={default_rungs(args.steps)[0]}, reduction_factor=3), "
+             f"reports at steps {default_rungs(args.steps)} in both. The batched runs write a model file per "
+             "finished trial; the plain ones none. trials/s: all seeds' trials over all seeds' seconds; best: the "
+             "mean over seeds of each study's best validation loss (each seed's in brackets).", "",
+             "| method | pruner | trials/s | best val loss, mean (per seed) | complete | pruned | failed |",
+             "|---|---|---|---|---|---|---|"]
+    for key, rs in groups.items():
+        b = by[key]
+        lines.append(f"| {key[0]} | {key[1]} | {b['trials_per_s']:.2f} | {b['best']:.4f} "
+                     f"({', '.join(f'{v:.4f}' for v in b['bests'])}) | {sum(r['complete'] for r in rs)} | "
+                     f"{sum(r['pruned'] for r in rs)} | {sum(r['failed'] for r in rs)} |")
+    lines += ["", "| comparison | trials/s ratio | mean best val loss (batched vs plain) |", "|---|---|---|"]
     for pb, pp in (("none", "none"), ("SHA", "SHA"), ("SHA", "none")):
         b, q = by[("metahp_fast.optuna", pb)], by[("plain Optuna", pp)]
         lines.append(f"| batched ({pb}) vs plain ({pp}) | {b['trials_per_s'] / q['trials_per_s']:.1f}x | "
