@@ -43,7 +43,7 @@ from metahp_fast.tasks import load_task  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 K = 64
-WORKER_K = 32  # part 2: 256 trials make 8 batches, so two workers stay busy to the end
+WORKER_K = 32  # part 2: 1024 trials make 32 batches, so two workers stay busy to the end
 
 
 def plain_objective(task, steps: int, rungs: list[int], seed: int = 0):
@@ -152,8 +152,9 @@ def plot_history(study, path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = plot_optimization_history(study)
-    ax.set_title(f"metahp_fast.optuna: {len(study.trials)} trials in batches of {K} (SHA pruner), digits")
+    ax.set_title(f"optimize_batched: {len(study.trials)} trials, K = {K}, SHA pruner (digits)")
     ax.set_ylabel("validation loss")
+    ax.figure.set_size_inches(8, 4.5)
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=110)
 
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=128, help="trials per study in part 1 (default 128)")
     p.add_argument("--steps", type=int, default=300, help="steps of one training (default 300)")
     p.add_argument("--seeds", type=int, default=3, help="part 1 runs per setup, seeds 0..N-1 (default 3)")
-    p.add_argument("--worker-trials", type=int, default=256, help="trials of the part-2 study (default 256)")
+    p.add_argument("--worker-trials", type=int, default=1024, help="trials of the part-2 study (default 1024)")
     p.add_argument("--out", default=str(RESULTS), help="where optuna_speed.md and optuna_history.png go")
     p.add_argument("--skip-workers", action="store_true", help="part 1 only")
     args = p.parse_args(argv)
