@@ -27,9 +27,10 @@ def _storages(tmp_path):
 def test_three_workers_one_killed(tmp_path, kind):
     if kind == "postgresql" and not PG_URL:
         pytest.skip("no PostgreSQL server: .ci/run starts one (.ci/postgres.sh) and sets METAHP_TEST_POSTGRES_URL")
-    # small and quick, but a batch lasts long enough (~0.5 s and more) to be caught running
+    # small, but enough batches that worker 0 gets one however late it starts, each long enough (a few tenths
+    # of a second and more) to be caught running
     cfg = WorkerConfig(storage=_storages(tmp_path)[kind], study=f"kill-{uuid.uuid4().hex[:8]}", data="digits",
-                       n_trials=24, batch_size=6, steps=200, hidden=[32], ranges={"lr": [0.01, 0.3]},
+                       n_trials=48, batch_size=6, steps=400, hidden=[64], ranges={"lr": [0.01, 0.3]},
                        pruner="sha", heartbeat_interval=1, grace_period=3, out_dir=str(tmp_path / "models"))
     reports = [str(tmp_path / f"report_{i}.json") for i in range(3)]
     procs = start_workers(cfg, 3, reports=reports, log_dir=str(tmp_path))
@@ -41,8 +42,10 @@ def test_three_workers_one_killed(tmp_path, kind):
         while not running and time.time() < deadline and procs[0].poll() is None:
             running = [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
                        if t.user_attrs.get("worker") == victim]
-            time.sleep(0.02)
-        assert running, "worker 0 never ran a trial: " + (tmp_path / "worker_0.log").read_text()
+            if not running:
+                time.sleep(0.01)
+        assert running and procs[0].poll() is None, "worker 0 never ran a trial: " + (
+            tmp_path / "worker_0.log").read_text()
         os.kill(procs[0].pid, signal.SIGKILL)
         codes = [p.wait(timeout=300) for p in procs]
     finally:
