@@ -1,0 +1,163 @@
+"""Optuna studies evaluated in batches: the sampler proposes, the pruner prunes at rungs, pruned candidates
+leave the population, finished ones are told their validation value with their model file."""
+import os
+
+import pytest
+import torch
+
+optuna = pytest.importorskip("optuna")
+
+from metahp_fast import Fixed, LogUniform, SearchSpace, Uniform, load_model, load_task  # noqa: E402
+from metahp_fast.optuna import DIVERGED, default_rungs, enqueue_suggestions, optimize_batched  # noqa: E402
+from metahp_fast.population import Population  # noqa: E402
+from metahp_fast.seeds import derive_seed  # noqa: E402
+from tests.single_thread import one_thread  # noqa: E402,F401
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+STEPS = 60
+SMALL = dict(hidden=[16], steps=STEPS, train_batch_size=64)
+SPACE = SearchSpace({"lr": LogUniform(1e-3, 1.0), "momentum": Uniform(0.0, 0.95)}, optimizer="sgd")
+States = optuna.trial.TrialState
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task("digits")
+
+
+def _val_loss(path, task):
+    model = load_model(path).model
+    with torch.no_grad():
+        return float(torch.nn.functional.cross_entropy(model(task.x_val), task.y_val))
+
+
+@pytest.mark.parametrize("pruner", [
+    optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3),
+    optuna.pruners.HyperbandPruner(min_resource=2, max_resource=STEPS, reduction_factor=3),
+    optuna.pruners.MedianPruner(n_startup_trials=4),
+], ids=["sha", "hyperband", "median"])
+def test_batched_study_with_pruner(task, tmp_path, monkeypatch, pruner):
+    sizes = []
+    select = Population.select
+
+    def spy(self, indices):
+        pop = select(self, indices)
+        sizes.append((self.steps_done, self.size, pop.size))
+        return pop
+    monkeypatch.setattr(Population, "select", spy)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner)
+    trials = optimize_batched(study, task, 32, batch_size=16, space=SPACE, out_dir=tmp_path, **SMALL)
+
+    assert [t.number for t in trials] == list(range(32))
+    assert {t.state for t in trials} == {States.COMPLETE, States.PRUNED}
+    rungs = default_rungs(STEPS)
+    for t in trials:
+        steps = sorted(t.intermediate_values)
+        if t.state == States.PRUNED:  # stopped at a rung: nothing reported after the pruner's decision
+            assert steps == rungs[:len(steps)] and t.value == t.intermediate_values[steps[-1]]
+            assert "model_path" not in t.user_attrs
+        else:  # the told value is the model's: its file, loaded, scores it on the validation split
+            assert steps == rungs + [STEPS]
+            assert t.value == t.intermediate_values[STEPS]
+            assert _val_loss(t.user_attrs["model_path"], task) == pytest.approx(t.value, rel=1e-5)
+    # pruned candidates left the batch: after each rung the population shrank to the ones still running
+    assert sizes
+    for batch in (trials[:16], trials[16:]):
+        for rung in rungs:
+            alive = sum(1 for t in batch if max(t.intermediate_values) > rung)
+            before = sum(1 for t in batch if max(t.intermediate_values) >= rung)
+            shrink = [s for s in sizes if s[0] == rung and s[1] == before]
+            if 0 < alive < before:
+                assert (rung, before, alive) in shrink
+
+
+def test_trial_values_equal_training_alone(task, tmp_path):
+    """A trial trained in a batch of 16 scores what the same hyperparameters score trained alone (same
+    initial weights, same batches)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trials = optimize_batched(study, task, 16, batch_size=16, space=SPACE, seed=3, **SMALL)
+    t = min((t for t in trials if t.state == States.COMPLETE), key=lambda t: t.number)
+    pop = Population(task.layers([16]), 1, "sgd", {k: [v] for k, v in t.params.items()}, seed=3)
+    done = 0
+    for r, step in enumerate(default_rungs(STEPS) + [STEPS]):
+        pop.fit(task.x_train, task.y_train, steps=step - done, batch_size=64, seed=derive_seed(3, r), progress=False)
+        done = step
+    assert float(pop.evaluate(task.x_val, task.y_val)["loss"][0]) == pytest.approx(t.value, rel=1e-4)
+
+
+def test_enqueued_suggestions_run_first(task, tmp_path):
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    portfolio = [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.5}]
+    assert enqueue_suggestions(study, portfolio, space=SPACE) == 2
+    trials = optimize_batched(study, task, 4, batch_size=4, space=SPACE, **SMALL)
+    assert [t.params for t in trials[:2]] == portfolio
+    assert all(t.state == States.COMPLETE for t in trials)
+
+
+def test_meta_learner_prediction_is_enqueued(task):
+    from metahp_fast import MetaLearner
+
+    g = MetaLearner.pretrained("sgd")
+    study = optuna.create_study()
+    enqueue_suggestions(study, g, task=task, steps=STEPS, train_batch_size=64)
+    trials = optimize_batched(study, task, 1, batch_size=1, **SMALL)
+    predicted = g.predict(task, steps=STEPS, batch_size=64)
+    space = SearchSpace.default("sgd")
+    for name in space.dims:  # the prediction, clipped to the default space's ranges
+        lo, hi = space[name].bounds()
+        assert trials[0].params[name] == pytest.approx(min(max(predicted[name], lo), hi), rel=1e-6)
+
+
+def test_diverged_candidate_fails_alone(task):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {"lr": optuna.distributions.FloatDistribution(1e-3, 1e5, log=True)}  # Optuna distributions as the space
+    study.enqueue_trial({"lr": 1e5})
+    trials = optimize_batched(study, task, 4, batch_size=4, space=space, **SMALL)
+    assert trials[0].state == States.FAIL and trials[0].user_attrs[DIVERGED]
+    assert all(t.state == States.COMPLETE or t.user_attrs.get(DIVERGED) for t in trials[1:])
+
+
+def test_fixed_hyperparameters_and_the_study_stays_ordinary(task, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+    matplotlib.use("Agg")
+    from optuna.visualization.matplotlib import plot_intermediate_values, plot_optimization_history
+
+    space = SearchSpace({"lr": LogUniform(1e-2, 0.5), "momentum": Fixed(0.8)}, optimizer="sgd")
+    study = optuna.create_study(study_name="plain", storage=f"sqlite:///{tmp_path / 'study.db'}",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    optimize_batched(study, task, 8, batch_size=4, space=space, out_dir=tmp_path / "models", **SMALL)
+    assert set(study.best_trial.params) == {"lr"}
+    assert load_model(study.best_trial.user_attrs["model_path"]).info["hparams"]["momentum"] == 0.8
+    # another process's view: the study loads from its storage like any other, and Optuna's plots draw it
+    again = optuna.load_study(study_name="plain", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert again.best_value == study.best_value and len(again.trials) == 8
+    for plot in (plot_optimization_history, plot_intermediate_values):
+        ax = plot(again)
+        ax.figure.savefig(tmp_path / f"{plot.__name__}.png")
+        assert os.path.getsize(tmp_path / f"{plot.__name__}.png") > 0
+
+
+def test_bad_input(task):
+    study = optuna.create_study()
+    with pytest.raises(ValueError, match="study must minimize"):
+        optimize_batched(optuna.create_study(direction="maximize"), task, 4, **SMALL)
+    with pytest.raises(TypeError, match="study must be an optuna.Study"):
+        optimize_batched("study", task, 4, **SMALL)
+    with pytest.raises(ValueError, match="n_trials must be a positive int"):
+        optimize_batched(study, task, 0, **SMALL)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        optimize_batched(study, task, 4, batch_size=0, **SMALL)
+    with pytest.raises(ValueError, match="rungs must be step counts in \\[1, steps=60\\)"):
+        optimize_batched(study, task, 4, rungs=[10, 60], **SMALL)
+    with pytest.raises(ValueError, match="unknown hyperparameter 'beta1' for optimizer='sgd'"):
+        optimize_batched(study, task, 4, space={"beta1": optuna.distributions.FloatDistribution(0.5, 0.9)}, **SMALL)
+    with pytest.raises(ValueError, match="numeric hyperparameters"):
+        optimize_batched(study, task, 4, space={"lr": optuna.distributions.CategoricalDistribution(["a", "b"])},
+                         **SMALL)
+    with pytest.raises(ValueError, match="outside the valid range of momentum"):
+        optimize_batched(study, task, 4, space={"momentum": optuna.distributions.FloatDistribution(0.5, 1.5)},
+                         **SMALL)
+    with pytest.raises(ValueError, match=r"suggestions\[0\] has no value for \['momentum'\]"):
+        enqueue_suggestions(study, {"lr": 0.1}, space=SPACE)
+    assert study.trials == []  # nothing was asked
