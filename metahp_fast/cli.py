@@ -118,6 +118,8 @@ def tune(args: argparse.Namespace) -> int:
     shared storage (``--storage``/``--study``/``--workers``) is another path and would branch off first."""
     from .tuners.lock import LockedError, OutputLock
 
+    if args.study or args.storage or args.workers:
+        return _tune_study(args)
     space, tuner = _tuner(args)  # every option is checked before the data loads and --out is created
     if args.ensemble < 0:
         raise UsageError(f"--ensemble: expected 0 (off) or a positive number of additions; got {args.ensemble}")
@@ -140,6 +142,18 @@ def tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out!r}: {e}") from None
     finally:
         _remove_if_empty(out, created)
+
+
+def _tune_study(args: argparse.Namespace) -> int:
+    """``tune --study NAME [--storage URL] [--workers N]``: worker processes on one Optuna study."""
+    from .workers import cli_tune_workers
+    if not args.study:
+        raise UsageError("--study: name the study that --storage/--workers work on (the same name on every machine)")
+    for flag, given in (("--method", args.method != "sh"), ("--epochs", args.epochs is not None),
+                        ("--ensemble", bool(args.ensemble)), ("--folds", args.folds != 1)):
+        if given:
+            raise UsageError(f"{flag}: applies to a single tuning run, not to a study's workers (--study)")
+    return cli_tune_workers(args)
 
 
 def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -> int:

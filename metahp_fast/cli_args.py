@@ -204,6 +204,20 @@ def _tune_parser(sub: Any) -> None:
     u.add_argument("--meta-model", metavar="PATH",
                    help="a meta-learner file from meta-train for the warm start (default: the pretrained one)")
     u.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = u.add_argument_group("one Optuna study, many workers (metahp_fast.workers): with --study, the trials are "
+                             "asked from the study's sampler K at a time, trained as one population, and its pruner "
+                             "decides at rungs; the same command on other machines with the same --storage joins it")
+    g.add_argument("--study", metavar="NAME", help="the study's name (created if new)")
+    g.add_argument("--storage", metavar="URL",
+                   help="Optuna RDB storage: sqlite:///path.db (default: --out/study.db) or "
+                   "postgresql://user:password@host:port/db for workers on several machines")
+    g.add_argument("--workers", type=_positive, help="worker processes on this machine (default 1; with --device "
+                   "cuda, one per GPU)")
+    g.add_argument("--trials", type=_positive, default=256, help="trials the study should finish (default 256)")
+    g.add_argument("--size", type=_positive, default=64, help="trials trained together in one batch (default 64)")
+    g.add_argument("--pruner", choices=("sha", "hyperband", "median", "none"), default="sha",
+                   help="the study's pruner (default sha: successive halving)")
+    g.add_argument("--sampler", choices=("tpe", "random"), default="tpe", help="the study's sampler (default tpe)")
 
 
 def _evaluate_parser(sub: Any) -> None:

@@ -374,7 +374,9 @@ def cli_tune_workers(args: Any) -> int:
                            sampler=getattr(args, "sampler", None) or "tpe",
                            pruner=getattr(args, "pruner", None) or "sha", seed=args.seed, device=args.device,
                            backend=args.backend, out_dir=str((out / "models").resolve()))
-        check_storage_url(cfg.storage)  # before anything is printed or made
+        if not args.storage:  # the default SQLite file lives in --out
+            out.mkdir(parents=True, exist_ok=True)
+        check_storage_url(cfg.storage)  # before anything else is printed or made
         from sqlalchemy.engine import make_url
         shown = make_url(cfg.storage).render_as_string(hide_password=True)
         out.mkdir(parents=True, exist_ok=True)

@@ -154,3 +154,23 @@ def test_a_trial_orphaned_before_its_first_heartbeat_is_retried(tmp_path):
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL", "RUNNING", "WAITING"]
     assert study.trials[2].system_attrs["failed_trial"] == 0
+
+
+def test_tune_command_runs_workers_on_a_study(tmp_path, capsys):
+    """`metahp-fast tune --study NAME --workers N`: the default SQLite storage in --out, every trial finished."""
+    import optuna
+
+    from metahp_fast import cli
+    out = tmp_path / "run"
+    rc = cli.main(["tune", "--data", "iris", "--study", "s", "--workers", "1", "--trials", "8", "--size", "4",
+                   "--steps", "9", "--hidden", "8", "--pruner", "none", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "study 's' in sqlite:///" in printed and "trials: " in printed
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{out / 'study.db'}")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 8
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert cli.main(["tune", "--data", "iris", "--workers", "1", "--out", str(out)]) == 2
+    assert "--study: name the study" in capsys.readouterr().err
+    assert cli.main(["tune", "--data", "iris", "--study", "s", "--storage", "mysql+nope://x", "--out", str(out)]) == 2
