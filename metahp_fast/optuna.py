@@ -36,28 +36,16 @@ from .model_file import save_model
 from .objectives import check_objective, objective_values
 from .optimizers import hparam_specs
 from .population import Population
-from .search_space import Fixed, IntUniform, LogUniform, SearchSpace
+from .search_space import Fixed, SearchSpace
 from .seeds import derive_seed
-from .tasks import Task
 from .training import TaskLike, TrainConfig, as_task, check_space, prepare_task
+from .tuners.tpe import optuna_distributions
 
 TrialState = optuna.trial.TrialState
 Distributions = Mapping[str, "optuna.distributions.BaseDistribution"]
 #: The user attribute that marks a trial failed because its candidate diverged (non-finite loss): a real
 #: outcome of its hyperparameters, not a lost worker, so it is not retried.
 DIVERGED = "diverged"
-
-
-def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
-    """Optuna distributions for the non-fixed hyperparameters of ``space`` (log-uniform as ``log=True``)."""
-    out: dict[str, Any] = {}
-    for name in space.dims:
-        d = space[name]
-        if isinstance(d, IntUniform):
-            out[name] = optuna.distributions.IntDistribution(d.low, d.high)
-        else:
-            out[name] = optuna.distributions.FloatDistribution(d.low, d.high, log=isinstance(d, LogUniform))
-    return out
 
 
 def _check_distributions(dists: Mapping[str, Any], optimizer: str) -> dict[str, Any]:

@@ -32,8 +32,9 @@ def _optuna():
     return optuna
 
 
-def _distributions(optuna, space: SearchSpace) -> dict[str, Any]:
-    """Optuna distributions for the non-fixed hyperparameters of ``space``."""
+def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
+    """Optuna distributions for the non-fixed hyperparameters of ``space`` (log-uniform as ``log=True``)."""
+    optuna = _optuna()
     out = {}
     for name in space.dims:
         d = space[name]
@@ -82,7 +83,7 @@ class TPE(Tuner):
         if "study" not in run.cache:
             optuna = _optuna()
             study = optuna.create_study(direction="minimize")
-            dists = _distributions(optuna, run.space)
+            dists = optuna_distributions(run.space)
             for params, value in run.own.told:
                 state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value,
