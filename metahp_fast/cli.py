@@ -123,9 +123,11 @@ def tune(args: argparse.Namespace) -> int:
     space, tuner = _tuner(args)  # every option is checked before the data loads and --out is created
     if args.ensemble < 0:
         raise UsageError(f"--ensemble: expected 0 (off) or a positive number of additions; got {args.ensemble}")
-    if args.ensemble and args.refit != "off":
+    if args.ensemble and args.refit not in (None, "off"):
         raise UsageError("--ensemble and --refit: choose one (an ensemble is made of the models trained on the "
                          "train rows)")
+    if args.refit is None:
+        args.refit = "off" if args.ensemble else "best"
     learner = _meta_model(args) if args.meta_model else None
     task, caught = _load_task(args)
     if args.epochs is not None:  # one full training is this many steps on this task (the tuner resolves the same)

@@ -183,10 +183,10 @@ def _tune_parser(sub: Any) -> None:
                    help="size one full training to the data: this many passes over the train split in minibatches "
                    "(replaces --steps; at most --max-steps)")
     u.add_argument("--max-steps", type=_positive, default=5000, help="cap on the steps --epochs gives (default 5000)")
-    u.add_argument("--refit", choices=("off", "best", "full"), default="best",
+    u.add_argument("--refit", choices=("off", "best", "full"), default=None,
                    help="retrain the pick on the train and validation rows together before saving it: for the "
-                   "length of its best validation evaluation (best, the default) or the full steps (full), in "
-                   "epochs; off saves the model trained on the train rows")
+                   "length of its best validation evaluation (best, the default without --ensemble) or the full "
+                   "steps (full), in epochs; off saves the model trained on the train rows")
     u.add_argument("--ensemble", type=int, default=0, metavar="M",
                    help="save an ensemble of the run's best models instead of the single pick: M greedy additions "
                    "(with replacement) chosen on the validation split (default 0: the single pick)")

@@ -191,10 +191,12 @@ def check_widths(widths: Any, layers: Sequence[int], size: int, activation: str)
     if widths is None:
         return torch.tensor([hidden] * size, dtype=torch.int64).reshape(size, len(hidden))
     w = torch.as_tensor(np.asarray(widths) if not isinstance(widths, Tensor) else widths.cpu())
+    if not hidden:  # a linear model: nothing to narrow
+        if w.numel():
+            raise ValueError("widths needs at least one hidden layer in layers")
+        return torch.zeros((size, 0), dtype=torch.int64)
     if w.dtype.is_floating_point or w.dtype == torch.bool or w.dtype.is_complex:
         raise TypeError(f"widths must be whole numbers; got dtype {w.dtype}")
-    if not hidden:
-        raise ValueError("widths needs at least one hidden layer in layers")
     w = w.long()
     if w.dim() == 1 and w.shape[0] == size:
         w = w.unsqueeze(1).expand(size, len(hidden))

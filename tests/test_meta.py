@@ -242,15 +242,16 @@ def test_cli_predict_meta_train_and_warm_started_tune(tmp_path, capsys):
     first = min(report["trials"], key=lambda t: t["id"])["hparams"]
     assert {k: first[k] for k in want} == pytest.approx(want, rel=1e-5)
     assert cli.main(["tune", *small, "--no-meta", "--out", str(tmp_path / "b")]) == 0
-    assert "warm start: off (--no-meta)" in capsys.readouterr().out
+    assert "warm start: off (--meta turns it on)" in capsys.readouterr().out
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert report["meta_prediction"] is None and report["zero_shot_trial"] is None
-    assert cli.main(["tune", *small, "--optimizer", "adamw", "--out", str(tmp_path / "c")]) == 0
+    assert cli.main(["tune", *small, "--optimizer", "adamw", "--meta", "--out", str(tmp_path / "c")]) == 0
     assert "warm start: none (no pretrained meta-learner for 'adamw'" in capsys.readouterr().out
     rng = np.random.default_rng(0)  # a regression dataset: outside what the pretrained learner was trained on
     x = rng.normal(size=(90, 3)).astype(np.float32)
     np.savez(tmp_path / "reg.npz", x=x, y=(x @ np.ones((3, 2))).astype(np.float32))
-    assert cli.main(["tune", *small, "--data", str(tmp_path / "reg.npz"), "--out", str(tmp_path / "d")]) == 0
+    assert cli.main(["tune", *small, "--data", str(tmp_path / "reg.npz"), "--meta",
+                     "--out", str(tmp_path / "d")]) == 0
     assert "warm start: none (the meta-learners are meta-trained on classification" in capsys.readouterr().out
     assert cli.main(["predict", "--data", "iris", "--model", str(tmp_path / "missing.pt")]) == 2
     assert "--model: no meta-learner file" in capsys.readouterr().err

@@ -126,3 +126,10 @@ def test_sigmoid_refuses_narrowed_widths():
     with pytest.raises(ValueError, match="f\\(0\\) = 0"):
         Population([4, 8, 2], 2, activation="sigmoid", widths=[8, 3])
     Population([4, 8, 2], 2, activation="sigmoid", widths=[8, 8])  # full widths are fine
+
+
+def test_a_linear_model_has_no_widths():
+    pop = Population.from_modules([torch.nn.Sequential(torch.nn.Linear(5, 3)) for _ in range(2)])
+    assert pop.widths.shape == (2, 0) and pop.to_module(1)[0].in_features == 5
+    with pytest.raises(ValueError, match="hidden layer"):
+        Population([5, 3], 2, widths=[1, 1])
