@@ -326,5 +326,6 @@ def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...]
 
 
 __all__ = ["ACTIVATIONS", "LOSSES", "ACTIVATION_MODULES", "ModelSpec", "Scratch", "activate",
-           "activation_backward", "bmm", "forward", "loss_and_grad", "loss_only", "TRAIN_OPTIONS", "sequential", "sequential_view",
-           "parse_sequential", "stack_sequentials", "check_widths", "apply_widths", "candidate_params"]
+           "activation_backward", "bmm", "forward", "loss_and_grad", "loss_only", "TRAIN_OPTIONS", "sequential",
+           "sequential_view", "parse_sequential", "stack_sequentials", "check_widths", "apply_widths",
+           "candidate_params"]

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from .backends import get_backend, resolve_name
 from .backends.base import PRECISIONS, PopulationState
 from .batches import Batches
-from .model import (TRAIN_OPTIONS, ModelSpec, apply_widths, candidate_params, check_widths, forward, loss_only, sequential,
-                    stack_sequentials)
+from .model import (TRAIN_OPTIONS, ModelSpec, apply_widths, candidate_params, check_widths, forward, loss_only,
+                    sequential, stack_sequentials)
 from .optimizers import OPTIMIZERS, hparam_specs
 from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_int,
                          check_positive_int, check_size, check_spec)

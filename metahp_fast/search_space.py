@@ -433,4 +433,5 @@ def u_bounds(space: SearchSpace) -> tuple[Tensor, Tensor]:
     ends = [space[n].to_u(torch.tensor(space[n].bounds(), dtype=torch.float64)) for n in space.dims]
     return torch.stack([e[0] for e in ends]), torch.stack([e[1] for e in ends])
 
-__all__ = ["STRUCTURAL", "check_u", "hparams_from_u", "u_bounds", "Distribution", "LogUniform", "Uniform", "IntUniform", "Fixed", "SearchSpace", "EDGE"]
+__all__ = ["STRUCTURAL", "check_u", "hparams_from_u", "u_bounds", "Distribution", "LogUniform", "Uniform",
+           "IntUniform", "Fixed", "SearchSpace", "EDGE"]
