@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .tuners.tpe import require_optuna
+
 #: Seconds a connection attempt to a database server may take before the storage is called unreachable.
 CONNECT_TIMEOUT = 5
 #: Seconds an SQLite writer waits for another process's lock before failing.
@@ -32,12 +34,7 @@ BACKENDS = {"sqlite": None, "postgresql": "psycopg2", "mysql": "pymysql"}
 
 
 def _optuna():
-    try:
-        import optuna
-    except ImportError as e:
-        raise ImportError("workers need optuna: pip install 'metahp-fast[tune]'") from e
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna
+    return require_optuna("metahp_fast.workers")
 
 
 def check_storage_url(url: Any, *, shared: bool = True) -> str:

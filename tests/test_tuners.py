@@ -452,7 +452,7 @@ def test_budget_too_small_for_the_method(task):
 def test_tpe_without_optuna_says_how_to_install(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "optuna", None)
-    with pytest.raises(ImportError, match="pip install optuna"):
+    with pytest.raises(ImportError, match=r"the TPE tuner needs optuna: pip install 'metahp-fast\[tune\]'"):
         TPE()
 
 

@@ -23,18 +23,19 @@ def optuna_available() -> bool:
     return True
 
 
-def _optuna():
+def require_optuna(who: str = "the TPE tuner"):
+    """The optuna module, its logging quieted; an ImportError saying what needs it and how to install it."""
     try:
         import optuna
     except ImportError as e:
-        raise ImportError("the TPE tuner needs optuna: pip install optuna") from e
+        raise ImportError(f"{who} needs optuna: pip install 'metahp-fast[tune]'") from e
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
 
 def optuna_distributions(space: SearchSpace) -> dict[str, Any]:
     """Optuna distributions for the non-fixed hyperparameters of ``space`` (log-uniform as ``log=True``)."""
-    optuna = _optuna()
+    optuna = require_optuna()
     out = {}
     for name in space.dims:
         d = space[name]
@@ -66,7 +67,7 @@ class TPE(Tuner):
         if isinstance(n_startup, bool) or not isinstance(n_startup, int) or n_startup < 1:
             raise ValueError(f"n_startup must be a positive int; got {n_startup!r}")
         self.n_startup = n_startup
-        _optuna()  # fail at construction, not mid-run, if optuna is missing
+        require_optuna()  # fail at construction, not mid-run, if optuna is missing
 
     def settings(self) -> dict[str, Any]:
         return {"n_startup": self.n_startup}
@@ -81,7 +82,7 @@ class TPE(Tuner):
     def _study(self, run: TuningRun):
         """The Optuna study of this run, rebuilt from the trials told so far after a resume."""
         if "study" not in run.cache:
-            optuna = _optuna()
+            optuna = require_optuna()
             study = optuna.create_study(direction="minimize")
             dists = optuna_distributions(run.space)
             for params, value in run.own.told:
@@ -95,7 +96,7 @@ class TPE(Tuner):
         return run.cache["study"], run.cache["dists"]
 
     def _advance(self, run: TuningRun) -> None:
-        optuna = _optuna()
+        optuna = require_optuna()
         study, dists = self._study(run)
         n = len(run.own.told)
         study.sampler = optuna.samplers.TPESampler(seed=run.seed_for(n, 3), n_startup_trials=self.n_startup)
