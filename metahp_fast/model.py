@@ -50,6 +50,16 @@ def _scratch(ws: Optional[Scratch], name: str, shape: tuple[int, ...], like: Ten
     return None if ws is None else ws(name, tuple(shape), like)
 
 
+def _scratch_as(ws: Optional[Scratch], name: str, like: Tensor) -> Optional[Tensor]:
+    """``ws``'s buffer for ``name`` in ``like``'s layout (a transposed view where ``like`` is one, as :func:`bmm`'s
+    narrow outputs are), so the products that read it run the same BLAS kernels, bit for bit; None without."""
+    if ws is None:
+        return None
+    if like.is_contiguous() or not like.mT.is_contiguous():
+        return ws(name, tuple(like.shape), like)
+    return ws(name, tuple(like.mT.shape), like).mT
+
+
 def activate(z: Tensor, activation: str, out: Optional[Tensor] = None) -> Tensor:
     """The hidden-layer nonlinearity; written into ``out`` if given (which may be ``z`` itself)."""
     if activation == "relu":
@@ -92,13 +102,15 @@ def bmm(a: Tensor, b: Tensor, bias: Optional[Tensor] = None, ws: Optional[Scratc
 
 
 def forward(params: list[Tensor], x: Tensor, activation: str = "relu", keep: bool = False,
-            ws: Optional[Scratch] = None):
+            ws: Optional[Scratch] = None, dropout: Optional[Sequence[Tensor]] = None):
     """Outputs (K, B, out) of every candidate on the shared input x (B, in); the shared x is broadcast
     (a stride-0 view), so the first layer is one batched GEMM.
 
-    With ``keep``, also returns the list of (pre-activation, activation) pairs of the hidden layers that the
-    backward pass needs. With a workspace ``ws``, every result lives in its buffers (and the activation
-    overwrites the pre-activation, except for gelu, whose backward reads both)."""
+    ``dropout`` (training only): per hidden layer, a (K, B, width) scale that multiplies its activation
+    (:func:`dropout_scales`). With ``keep``, also returns the list of (pre-activation, activation, layer output)
+    triples of the hidden layers that the backward pass needs (the output is the activation times its dropout
+    scale, the activation itself without dropout). With a workspace ``ws``, every result lives in its buffers
+    (and the activation overwrites the pre-activation, except for gelu, whose backward reads both)."""
     K = params[0].shape[0]
     h, saved = x.expand(K, *x.shape), []
     n = len(params) // 2
@@ -107,10 +119,29 @@ def forward(params: list[Tensor], x: Tensor, activation: str = "relu", keep: boo
         if i == n - 1:
             return (z, saved) if keep else z
         out = None if ws is None else (z if activation != "gelu" else ws(f"a{i}", tuple(z.shape), z))
-        h = activate(z, activation, out)
+        a = activate(z, activation, out)
+        h = a if dropout is None else torch.mul(a, dropout[i], out=_scratch_as(ws, f"d{i}", a))
         if keep:
-            saved.append((z, h))
+            saved.append((z, a, h))
     raise AssertionError("unreachable")
+
+
+def dropout_scales(p: Tensor, hidden: Sequence[int], batch: int, seed: int, gen: torch.Generator,
+                   dtype: torch.dtype) -> list[Tensor]:
+    """Inverted-dropout scales for one training step: per hidden layer of size ``hidden[i]``, a (K, batch,
+    hidden[i]) tensor in ``dtype`` on ``p``'s device, ``(u >= p_k) / (1 - p_k)`` for u uniform in [0, 1).
+
+    The uniforms are float32 draws of ``gen`` (a generator on ``p``'s device) reseeded with ``seed``, so a seed
+    gives the same masks to every backend and dtype on one device; a candidate with p_k = 0 gets exactly 1."""
+    gen.manual_seed(int(seed))
+    K = p.shape[0]
+    keep_scale = (1.0 / (1.0 - p.to(dtype))).view(K, 1, 1)
+    pk = p.to(torch.float32).view(K, 1, 1)
+    out = []
+    for width in hidden:
+        u = torch.rand((K, batch, width), generator=gen, device=p.device, dtype=torch.float32)
+        out.append((u >= pk).to(dtype).mul_(keep_scale))
+    return out
 
 
 def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = None,
@@ -122,7 +153,7 @@ def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = Non
     ``F.cross_entropy`` and ``F.mse_loss`` do. ``options`` (see :data:`TRAIN_OPTIONS`) per candidate:
     ``label_smoothing`` (K,) as ``F.cross_entropy(label_smoothing=...)``; ``batch_size`` (K,) ints, candidate k's
     loss being the mean over the first ``batch_size[k]`` rows of the shared batch only."""
-    if options:
+    if options and any(k in options for k in LOSS_OPTIONS):
         return _loss_and_grad_options(out, y, loss, options)
     B = out.shape[1]
     g = _scratch(ws, "dout", tuple(out.shape), out)
@@ -144,8 +175,11 @@ def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = Non
 
 
 #: Per-candidate training options a population may carry (values (K,)), beside its hyperparameters: the
-#: fused Triton kernels do not implement them, so populations with any take the per-layer path.
-TRAIN_OPTIONS = ("label_smoothing", "batch_size")
+#: fused Triton kernels do not implement them, so populations with any take the per-layer path. ``dropout``:
+#: each candidate's probability of zeroing a hidden unit in a training step (:func:`dropout_scales`).
+TRAIN_OPTIONS = ("label_smoothing", "batch_size", "dropout")
+#: The options that change the loss (:func:`loss_and_grad`); dropout changes the forward pass instead.
+LOSS_OPTIONS = ("label_smoothing", "batch_size")
 
 
 def _loss_and_grad_options(out: Tensor, y: Tensor, loss: str, options: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -244,10 +278,12 @@ def candidate_params(params: list[Tensor], widths: Tensor, k: int) -> tuple[tupl
 
 
 # ---------------------------------------------------------------- one candidate as an nn.Sequential
-def sequential(spec: ModelSpec, params: list[Tensor], k: int, copy: bool = True) -> nn.Sequential:
+def sequential(spec: ModelSpec, params: list[Tensor], k: int, copy: bool = True,
+               dropout: float = 0.0) -> nn.Sequential:
     """Candidate k of the stacked ``params`` as an ``nn.Sequential`` of ``Linear`` layers and ``spec``'s
-    activation: with its own copy of the weights (``copy``, an export), or with parameters that are views of
-    the stacked storage (the reference backend trains through them, updating the population in place)."""
+    activation (each followed by ``nn.Dropout(dropout)`` when ``dropout`` > 0, the identity in eval mode): with
+    its own copy of the weights (``copy``, an export), or with parameters that are views of the stacked storage
+    (the reference backend trains through them, updating the population in place)."""
     mods: list[nn.Module] = []
     n = len(params) // 2
     for i in range(n):
@@ -260,6 +296,8 @@ def sequential(spec: ModelSpec, params: list[Tensor], k: int, copy: bool = True)
         mods.append(lin)
         if i < n - 1:
             mods.append(ACTIVATION_MODULES[spec.activation]())
+            if dropout > 0:
+                mods.append(nn.Dropout(float(dropout)))
     return nn.Sequential(*mods)
 
 
@@ -268,13 +306,21 @@ def sequential_view(spec: ModelSpec, params: list[Tensor], k: int) -> nn.Sequent
     return sequential(spec, params, k, copy=False)
 
 
-def parse_sequential(m: Any, k: int) -> tuple[tuple[int, ...], str]:
-    """(layers, activation) of ``modules[k]``, an ``nn.Sequential`` of Linear layers with one activation kind
-    between them; a TypeError/ValueError naming ``modules[k]`` for anything else."""
+def parse_sequential(m: Any, k: int) -> tuple[tuple[int, ...], str, float]:
+    """(layers, activation, dropout) of ``modules[k]``, an ``nn.Sequential`` of Linear layers with one activation
+    kind between them, each activation optionally followed by one ``nn.Dropout`` of one probability (0.0 without);
+    a TypeError/ValueError naming ``modules[k]`` for anything else."""
     if not isinstance(m, nn.Sequential):
         raise TypeError(f"modules[{k}] must be an nn.Sequential; got {type(m).__name__}")
-    mods = list(m)
     kinds = {cls: name for name, cls in ACTIVATION_MODULES.items()}
+    everything = list(m)
+    drops = [j for j, x in enumerate(everything) if isinstance(x, nn.Dropout)]
+    if any(j == 0 or type(everything[j - 1]) not in kinds for j in drops) or \
+            len({float(everything[j].p) for j in drops}) > 1:
+        raise ValueError(f"modules[{k}] may have an nn.Dropout only right after an activation, one probability "
+                         f"for all; got {[type(x).__name__ for x in everything]}")
+    dropout = float(everything[drops[0]].p) if drops else 0.0
+    mods = [x for x in everything if not isinstance(x, nn.Dropout)]
     linears, acts = mods[0::2], mods[1::2]
     ok = len(mods) % 2 == 1 and all(isinstance(l, nn.Linear) and l.bias is not None for l in linears) \
         and all(type(a) in kinds for a in acts) and len({type(a) for a in acts}) <= 1
@@ -288,23 +334,25 @@ def parse_sequential(m: Any, k: int) -> tuple[tuple[int, ...], str]:
         if a.out_features != b.in_features:
             raise ValueError(f"modules[{k}] has mismatched Linear sizes {a.out_features} -> {b.in_features}")
     layers = (linears[0].in_features,) + tuple(l.out_features for l in linears)
-    return layers, kinds[type(acts[0])] if acts else "relu"
+    return layers, kinds[type(acts[0])] if acts else "relu", dropout
 
 
-def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...], str, list[Tensor], Tensor]:
-    """``(layers, activation, params, widths)`` of a list of ``nn.Sequential`` MLPs of one depth, activation,
-    dtype and device, their weights stacked in the population's layout [W0 (K, in, out), b0 (K, out), ...]:
-    hidden layers of different widths are zero-padded to the widest (``widths`` (K, hidden layers) records
-    each one's); the inverse of :func:`sequential`."""
+def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...], str, list[Tensor], Tensor,
+                                                                   list[float]]:
+    """``(layers, activation, params, widths, dropout)`` of a list of ``nn.Sequential`` MLPs of one depth,
+    activation, dtype and device, their weights stacked in the population's layout [W0 (K, in, out), b0 (K, out),
+    ...]: hidden layers of different widths are zero-padded to the widest (``widths`` (K, hidden layers) records
+    each one's); ``dropout`` lists each module's ``nn.Dropout`` probability (0.0 without). The inverse of
+    :func:`sequential`."""
     if isinstance(modules, nn.Module) or not isinstance(modules, Sequence) or len(modules) == 0:
         raise ValueError("modules must be a non-empty list of nn.Sequential MLPs")
     parsed = [parse_sequential(m, k) for k, m in enumerate(modules)]
-    (first_layers, activation) = parsed[0]
-    for k, (lay, act) in enumerate(parsed[1:], 1):
+    (first_layers, activation, _) = parsed[0]
+    for k, (lay, act, _) in enumerate(parsed[1:], 1):
         if (len(lay), lay[0], lay[-1], act) != (len(first_layers), first_layers[0], first_layers[-1], activation):
             raise ValueError(f"modules[{k}] has a different architecture from modules[0] ({first_layers}, "
                              f"{activation}): only hidden widths may differ")
-    widths = torch.tensor([list(lay[1:-1]) for lay, _ in parsed], dtype=torch.int64).reshape(len(modules), -1)
+    widths = torch.tensor([list(lay[1:-1]) for lay, _, _ in parsed], dtype=torch.int64).reshape(len(modules), -1)
     layers = (first_layers[0], *[int(v) for v in widths.max(0).values], first_layers[-1]) if widths.numel() \
         else first_layers
     check_widths(widths, layers, len(modules), activation)
@@ -312,7 +360,7 @@ def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...]
     device, dtype = first.device, first.dtype
     if any(p.dtype != dtype or p.device != device for m in modules for p in m.parameters()):
         raise TypeError(f"all modules must share one dtype and device ({dtype} on {device})")
-    linears = [list(m)[0::2] for m in modules]
+    linears = [[x for x in m if isinstance(x, nn.Linear)] for m in modules]
     params = []
     with torch.no_grad():
         for i in range(len(layers) - 1):
@@ -322,10 +370,11 @@ def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...]
                 w[k, :lin[i].in_features, :lin[i].out_features] = lin[i].weight.t()
                 b[k, :lin[i].out_features] = lin[i].bias
             params += [w, b]
-    return layers, activation, params, widths
+    return layers, activation, params, widths, [p[2] for p in parsed]
 
 
 __all__ = ["ACTIVATIONS", "LOSSES", "ACTIVATION_MODULES", "ModelSpec", "Scratch", "activate",
-           "activation_backward", "bmm", "forward", "loss_and_grad", "loss_only", "TRAIN_OPTIONS", "sequential",
+           "activation_backward", "bmm", "forward", "dropout_scales", "loss_and_grad", "loss_only", "TRAIN_OPTIONS",
+           "LOSS_OPTIONS", "sequential",
            "sequential_view", "parse_sequential", "stack_sequentials", "check_widths", "apply_widths",
            "candidate_params"]

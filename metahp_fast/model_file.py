@@ -3,8 +3,9 @@
 The file (a :func:`metahp_fast.files.save_file` file of kind ``"model"``) holds only tensors and JSON-compatible
 values, so ``torch.load(path, weights_only=True)`` reads it and loading one can never run code:
 
-- ``network``: the ``nn.Sequential`` as its module list (``"linear"``, ``"relu"``, ...), its ``state_dict`` and
-  its dtype's name; :func:`load_model` rebuilds it. It takes standardized features ``(x - mean) / std``.
+- ``network``: the ``nn.Sequential`` as its module list (``"linear"``, ``"relu"``, ..., ``"dropout"``), its
+  ``state_dict``, its dtype's name and its dropout probabilities (module index -> p); :func:`load_model` rebuilds
+  it. It takes standardized features ``(x - mean) / std``.
 - ``preprocessing``: ``mean``/``std``, the classes (``class_names`` to show, ``labels`` to return: the training
   labels in their own type), and for a model trained on a table (CSV file or DataFrame) its raw ``columns``
   (names, categories of one-hot encoded ones, fill values), so :class:`SavedModel` encodes new rows the same way.
@@ -66,17 +67,20 @@ def network_dict(model: nn.Module) -> dict[str, Any]:
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential (what Population.to_module gives); got "
                         f"{type(model).__name__}")
-    names = []
+    names, dropout = [], {}
     for i, m in enumerate(model):
         if isinstance(m, nn.Linear):
             names.append("linear")
+        elif isinstance(m, nn.Dropout):
+            names.append("dropout")
+            dropout[str(i)] = float(m.p)
         elif isinstance(m, nn.GELU) and m.approximate == "tanh":
             names.append("gelu_tanh")
         elif type(m) in _NAMES:
             names.append(_NAMES[type(m)])
         else:
             raise TypeError(f"model[{i}] is a {type(m).__name__}; a saved model is a sequence of nn.Linear layers "
-                            f"and {', '.join(ACTIVATION_MODULES)} activations")
+                            f"and {', '.join(ACTIVATION_MODULES)} activations (and nn.Dropout)")
     params = list(model.parameters())
     if not params:
         raise ValueError("model has no Linear layer")
@@ -84,7 +88,7 @@ def network_dict(model: nn.Module) -> dict[str, Any]:
     if len(dtypes) > 1:
         raise TypeError(f"model's parameters must share one dtype; got {sorted(map(str, dtypes))}")
     return {"modules": names, "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "dtype": str(params[0].dtype).removeprefix("torch.")}
+            "dtype": str(params[0].dtype).removeprefix("torch."), "dropout": dropout}
 
 
 def build_network(network: Mapping[str, Any]) -> nn.Module:
@@ -100,10 +104,12 @@ def build_network(network: Mapping[str, Any]) -> nn.Module:
         if name == "linear":
             out_features, in_features = state[f"{i}.weight"].shape
             mods.append(nn.Linear(in_features, out_features, bias=f"{i}.bias" in state, dtype=dtype))
+        elif name == "dropout":
+            mods.append(nn.Dropout(float(network.get("dropout", {}).get(str(i), 0.0))))
         elif name in _MODULES:
             mods.append(_MODULES[name]())
         else:
-            raise ValueError(f"module {i} is {name!r}, not one of {['linear', *_MODULES]}")
+            raise ValueError(f"module {i} is {name!r}, not one of {['linear', 'dropout', *_MODULES]}")
     model = nn.Sequential(*mods)
     model.load_state_dict(state)
     return model.eval()

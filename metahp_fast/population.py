@@ -117,7 +117,7 @@ class Population:
         nesterov: Nesterov momentum (SGD).
         activation: hidden nonlinearity, one of relu, tanh, sigmoid, gelu.
         loss: ``"cross_entropy"`` (integer labels) or ``"mse"`` (float targets of width n_out).
-        seed: seeds the initial weights.
+        seed: seeds the initial weights (and the dropout masks).
         init: ``"shared"`` (every candidate starts from the same draw, scaled by its ``init_scale``) or
             ``"independent"`` (one draw per candidate).
         widths: per-candidate hidden widths, (K,) or (K, hidden layers), each up to its layer's size in
@@ -128,7 +128,13 @@ class Population:
             ``F.cross_entropy(label_smoothing=...)`` (cross-entropy only; reported losses include it).
         batch_sizes: per-candidate batch sizes (K,): candidate k's loss is the mean over the first
             ``batch_sizes[k]`` rows of each shared minibatch (``fit``'s ``batch_size`` must be at least the largest).
-            With either option the triton backend takes its per-layer path.
+        dropout: per-candidate dropout probability in [0, 1), a scalar or (K,): in training steps only, each hidden
+            unit's activation is zeroed with probability p_k and the rest scaled by 1 / (1 - p_k) (inverted
+            dropout; evaluation, :meth:`forward` and the reported validation metrics use no dropout). The masks
+            are drawn from ``seed`` and the step number (:meth:`PopulationState.dropout`), the same on every
+            backend; a candidate with p_k = 0 trains exactly as without the option. :meth:`to_module` exports
+            ``nn.Dropout(p_k)`` layers.
+            With any of these options the triton backend takes its per-layer path.
         device, dtype: where and in what precision the population lives (default CPU, float32).
         backend: ``"auto"``, ``"torch"``, ``"reference"`` or ``"triton"`` (see :mod:`metahp_fast.backends`).
         precision: the triton backend's dot precision: ``"tf32"`` (its default, or ``$METAHP_TRITON_PRECISION``),
@@ -144,7 +150,7 @@ class Population:
     def __init__(self, layers: Sequence[int], size: int, optimizer: str = "sgd",
                  hparams: Optional[Mapping[str, Any]] = None, *, nesterov: bool = False, activation: str = "relu",
                  loss: str = "cross_entropy", seed: int = 0, init: str = "shared", widths: Any = None,
-                 label_smoothing: Any = None, batch_sizes: Any = None,
+                 label_smoothing: Any = None, batch_sizes: Any = None, dropout: Any = None,
                  device: Union[str, torch.device, None] = None, dtype: torch.dtype = torch.float32,
                  backend: str = "auto", precision: Optional[str] = None):
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
@@ -156,31 +162,35 @@ class Population:
         seed = check_int("seed", seed)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, size, device, dtype)
-        options = _check_options(label_smoothing, batch_sizes, spec, size, device, dtype)
+        options = _check_options(label_smoothing, batch_sizes, dropout, spec, size, device, dtype)
         params = _init_params(spec, size, seed, init == "independent", hp["init_scale"], device, dtype)
         apply_widths(params, widths, rescale=True)
-        self._setup(spec, params, hp, backend, precision, widths, options)
+        self._setup(spec, params, hp, backend, precision, widths, options, seed)
 
     @classmethod
     def from_modules(cls, modules: Sequence[nn.Sequential], optimizer: str = "sgd",
                      hparams: Optional[Mapping[str, Any]] = None, *, nesterov: bool = False,
-                     loss: str = "cross_entropy", backend: str = "auto",
+                     loss: str = "cross_entropy", seed: int = 0, backend: str = "auto",
                      precision: Optional[str] = None) -> "Population":
         """A population whose candidate k starts from the weights of ``modules[k]``, a ``nn.Sequential`` of
-        ``Linear`` layers with one kind of activation between them (the inverse of :meth:`to_module`); modules
-        of one depth may differ in hidden widths (see ``widths``). The other arguments as for the constructor."""
-        layers, activation, params, widths = stack_sequentials(modules)
+        ``Linear`` layers with one kind of activation between them, each optionally followed by an ``nn.Dropout``
+        (the inverse of :meth:`to_module`: a module's dropout probability becomes its candidate's ``dropout``);
+        modules of one depth may differ in hidden widths (see ``widths``). ``seed`` seeds the dropout masks. The
+        other arguments as for the constructor."""
+        layers, activation, params, widths, dropout = stack_sequentials(modules)
         device, dtype = params[0].device, params[0].dtype
         spec = check_spec(layers, activation, loss, optimizer, nesterov)
+        seed = check_int("seed", seed)
         resolve_name(backend, device)
         hp = check_hparams(hparams, optimizer, len(modules), device, dtype)
+        options = _check_options(None, None, dropout if any(dropout) else None, spec, len(modules), device, dtype)
         pop = cls.__new__(cls)
-        pop._setup(spec, params, hp, backend, precision, widths)
+        pop._setup(spec, params, hp, backend, precision, widths, options, seed)
         return pop
 
     def _setup(self, spec: ModelSpec, params: list[Tensor], hp: dict[str, Tensor], backend: str,
                precision: Optional[str] = None, widths: Optional[Tensor] = None,
-               options: Optional[dict[str, Tensor]] = None) -> None:
+               options: Optional[dict[str, Tensor]] = None, seed: int = 0) -> None:
         if precision is not None:
             check_choice("precision", precision, PRECISIONS)
         size, device, dtype = params[0].shape[0], params[0].device, params[0].dtype
@@ -194,9 +204,8 @@ class Population:
             opt_state={name: [torch.zeros_like(p) for p in params] for name in state_names},
             step_count=torch.zeros(size, dtype=torch.int64, device=device),
             hparams=HParams(hp, spec.optimizer),
-            alive=torch.ones(size, dtype=torch.bool, device=device), options=dict(options or {}))
+            alive=torch.ones(size, dtype=torch.bool, device=device), options=dict(options or {}), seed=int(seed))
         self._widths = check_widths(widths, spec.layers, size, spec.activation)
-        self.steps_done = 0
 
     # ---------------------------------------------------------------- properties
     @property
@@ -248,9 +257,24 @@ class Population:
         self._state.hparams.update(values)
 
     @property
+    def steps_done(self) -> int:
+        """Steps the population has taken (each :meth:`step` or step of :meth:`fit` counts one); with the seed,
+        it keys each step's dropout masks."""
+        return self._state.steps_done
+
+    @steps_done.setter
+    def steps_done(self, value: int) -> None:
+        self._state.steps_done = int(value)
+
+    @property
+    def seed(self) -> int:
+        """The seed the population was built with (its initial weights and dropout masks)."""
+        return self._state.seed
+
+    @property
     def options(self) -> dict[str, Tensor]:
         """The per-candidate training options this population was built with (``label_smoothing``,
-        ``batch_size``), name -> (K,) copies."""
+        ``batch_size``, ``dropout``), name -> (K,) copies."""
         return {k: v.clone() for k, v in self._state.options.items()}
 
     @property
@@ -301,9 +325,7 @@ class Population:
         return check_batch(x, y, self.spec, self.device, self.dtype)
 
     def _step(self, x: Tensor, y: Tensor, lr: Optional[Tensor]) -> Tensor:
-        losses = self._backend.step(self._state, x, y, lr)
-        self.steps_done += 1
-        return losses
+        return self._backend.step(self._state, x, y, lr)
 
     def fit(self, x: Any, y: Any, steps: int, batch_size: int = 128, seed: int = 0,
             lr_schedule: Optional[LrSchedule] = None, progress: bool = True, x_val: Any = None,
@@ -360,8 +382,7 @@ class Population:
                 raise ValueError(f"lr_schedule returned a negative or non-finite learning rate for step {bad} "
                                  f"({self.steps_done} steps trained so far, none after them); it must return "
                                  "finite values >= 0")
-            hist["loss"].append(self._backend.steps(self._state, x, y, idx, lrs))
-            self.steps_done += end - t
+            hist["loss"].append(self._backend.steps(self._state, x, y, idx, lrs))  # counts its steps_done
             t = end
             if has_val and (t % eval_every == 0 or t == steps):
                 m = self.evaluate(x_val, y_val)
@@ -444,11 +465,13 @@ class Population:
 
     def to_module(self, i: int) -> nn.Sequential:
         """Candidate i as a plain ``nn.Sequential`` (a copy) of its own widths, whose outputs equal the
-        population's."""
+        population's; with an ``nn.Dropout(p_i)`` after each activation if its dropout p_i > 0 (the identity in
+        eval mode, so retraining the export drops units as the population did)."""
         i = self._check_index(i)
         hidden, params = candidate_params(self.params, self._widths, i)
         spec = ModelSpec((self.layers[0], *hidden, self.layers[-1]), self.spec.activation)
-        return sequential(spec, params, 0)
+        p = self._state.options.get("dropout")
+        return sequential(spec, params, 0, dropout=0.0 if p is None else float(p[i]))
 
     def _check_index(self, i: Any) -> int:
         """A candidate number as an int in [0, K): an int, numpy integer or 0-dim integer tensor (such as
@@ -485,7 +508,8 @@ class Population:
         pop = Population.__new__(Population)
         pop._setup(s.spec, [p.index_select(0, idx) for p in s.params],
                    {k: v.index_select(0, idx) for k, v in s.hparams.items()}, self.backend, self._precision,
-                   self._widths.index_select(0, idx.cpu()), {k: v.index_select(0, idx) for k, v in s.options.items()})
+                   self._widths.index_select(0, idx.cpu()),
+                   {k: v.index_select(0, idx) for k, v in s.options.items()}, s.seed)
         for name, ts in s.opt_state.items():
             for dst, src in zip(pop._state.opt_state[name], ts):
                 dst.copy_(src.index_select(0, idx))
@@ -495,9 +519,9 @@ class Population:
         return pop
 
     def copy_candidates(self, src: Tensor, dst: Tensor) -> None:
-        """Overwrite candidates ``dst`` with the weights, optimizer state, step counts, alive flags and widths of
-        candidates ``src`` (1-D index tensors of one length, ``dst`` distinct), in place; hyperparameters are
-        left as they are (PBT's exploit step)."""
+        """Overwrite candidates ``dst`` with the weights, optimizer state, step counts, alive flags, widths and
+        training options (dropout, ...) of candidates ``src`` (1-D index tensors of one length, ``dst`` distinct),
+        in place; hyperparameters are left as they are (PBT's exploit step)."""
         src, dst = src.long().to(self.device), dst.long().to(self.device)
         s = self._state
         with torch.no_grad():
@@ -509,7 +533,7 @@ class Population:
     # ---------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
         """A copy of everything needed to resume bit-identically: architecture, parameters, optimizer state,
-        hyperparameters, step counts, alive flags and the number of steps done."""
+        hyperparameters, step counts, alive flags, options, the seed and the number of steps done."""
         s = self._state
         return {
             "version": STATE_DICT_VERSION,
@@ -522,6 +546,7 @@ class Population:
             "alive": s.alive.clone(),
             "widths": self._widths.clone(),
             "options": {k: v.clone() for k, v in s.options.items()},
+            "seed": s.seed,
             "steps_done": self.steps_done,
         }
 
@@ -563,6 +588,7 @@ class Population:
             for dst, src in zip(live, src_all):
                 dst.copy_(src)
         self._widths = widths
+        s.seed = int(state.get("seed", 0))  # states saved before dropout had no seed to key masks by
         self.steps_done = int(state["steps_done"])
 
     def __getstate__(self) -> dict[str, Any]:
@@ -587,8 +613,8 @@ class Population:
         return pop
 
 
-def _check_options(label_smoothing: Any, batch_sizes: Any, spec: ModelSpec, size: int, device: torch.device,
-                   dtype: torch.dtype) -> dict[str, Tensor]:
+def _check_options(label_smoothing: Any, batch_sizes: Any, dropout: Any, spec: ModelSpec, size: int,
+                   device: torch.device, dtype: torch.dtype) -> dict[str, Tensor]:
     """The per-candidate training options given (``None``: off) as (K,) tensors, each checked."""
     out: dict[str, Tensor] = {}
     if label_smoothing is not None:
@@ -608,8 +634,27 @@ def _check_options(label_smoothing: Any, batch_sizes: Any, spec: ModelSpec, size
         if b.dtype.is_floating_point or b.dtype == torch.bool or b.shape != (size,) or bool((b < 1).any()):
             raise ValueError(f"batch_sizes must be ({size},) positive whole numbers; got {b.tolist()}")
         out["batch_size"] = b.long().to(device)
+    if dropout is not None:
+        out["dropout"] = _check_dropout(dropout, spec, size, device, dtype)
     assert set(out) <= set(TRAIN_OPTIONS)
     return out
+
+
+def _check_dropout(dropout: Any, spec: ModelSpec, size: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``dropout`` as (K,) probabilities in [0, 1), for a model with at least one hidden layer."""
+    if len(spec.layers) < 3:
+        raise ValueError("dropout needs at least one hidden layer in layers (it drops hidden units)")
+    try:
+        v = torch.as_tensor(np.asarray(dropout, dtype=np.float64) if not isinstance(dropout, Tensor)
+                            else dropout.detach().cpu().double())
+    except (TypeError, ValueError):
+        raise TypeError(f"dropout must be a number or ({size},) numbers; got {dropout!r}") from None
+    v = v.expand(size).clone() if v.dim() == 0 or v.shape == (1,) else v
+    ok = (v >= 0) & (v.to(dtype) < 1)  # below 1 in the population's dtype too: the scale is 1 / (1 - p)
+    if v.shape != (size,) or not bool(ok.all()):
+        raise ValueError(f"dropout must be a scalar or ({size},) probabilities in [0, 1); got "
+                         f"{v.tolist() if v.numel() <= 8 else tuple(v.shape)}")
+    return v.to(device=device, dtype=dtype)
 
 
 class _BestWeights:

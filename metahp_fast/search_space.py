@@ -222,9 +222,10 @@ class Fixed(Distribution):
 _KINDS: dict[str, type[Distribution]] = {c.__name__: c for c in (LogUniform, Uniform, IntUniform, Fixed)}
 
 
-#: Hyperparameters that shape the network instead of its training: ``width``, every hidden layer's, per candidate
-#: (``Population(widths=...)``). A space may tune them beside its optimizer's.
-STRUCTURAL = ("width",)
+#: Hyperparameters that are not the optimizer's but fixed per candidate when its population is built: ``width``,
+#: every hidden layer's (``Population(widths=...)``), and ``dropout``, the hidden units' dropout probability
+#: (``Population(dropout=...)``). A space may tune them beside its optimizer's; PBT copies them with the weights.
+STRUCTURAL = ("width", "dropout")
 
 
 class SearchSpace:
@@ -255,6 +256,9 @@ class SearchSpace:
             if width is not None and not (isinstance(width, (IntUniform, Fixed)) and width.bounds()[0] >= 1
                                           and float(width.bounds()[0]).is_integer()):
                 raise ValueError(f"width={width!r} must be an IntUniform (or Fixed whole number) of at least 1")
+            dropout = params.get("dropout")
+            if dropout is not None and not (dropout.bounds()[0] >= 0 and dropout.bounds()[1] < 1):
+                raise ValueError(f"dropout={dropout!r} must stay within [0, 1), e.g. Uniform(0.0, 0.5)")
             for name, dist in params.items():
                 if name in STRUCTURAL:
                     continue

@@ -103,37 +103,53 @@ def hidden_for(space: SearchSpace, config: TrainConfig) -> tuple[int, ...]:
     return tuple(max(h, top) for h in config.hidden)
 
 
-def split_structural(values: dict[str, Tensor]) -> tuple[dict[str, Tensor], Optional[Tensor]]:
-    """(the population's hparams, the (K,) widths or None) from natural values name -> (K,)."""
+def split_structural(values: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(the population's hparams, its other keyword arguments) from natural values name -> (K,): the
+    :data:`~metahp_fast.search_space.STRUCTURAL` ones become ``widths`` (whole numbers) and ``dropout``."""
     hp = {k: v for k, v in values.items() if k not in STRUCTURAL}
-    return hp, (values["width"].round().long() if "width" in values else None)
+    kwargs = {}
+    if "width" in values:
+        kwargs["widths"] = values["width"].round().long()
+    if "dropout" in values:
+        kwargs["dropout"] = values["dropout"]
+    return hp, kwargs
 
 
 def make_population(task: Task, space: SearchSpace, u: Tensor, config: TrainConfig, seed: int) -> Population:
-    """One population, candidate k with the hyperparameters of row k of ``u`` (its hidden width too, if the space
-    tunes ``width``), all from the same initial weights (drawn from ``seed``; scaled per candidate if
-    ``init_scale`` is tuned; cut to each width as ``nn.Linear`` would draw them)."""
-    hp, widths = split_structural(hparams_from_u(space, u))
+    """One population, candidate k with the hyperparameters of row k of ``u`` (its hidden width and dropout too,
+    if the space tunes them), all from the same initial weights (drawn from ``seed``, which also seeds the
+    dropout masks; scaled per candidate if ``init_scale`` is tuned; cut to each width as ``nn.Linear`` would
+    draw them)."""
+    hp, kwargs = split_structural(hparams_from_u(space, u))
     return Population(task.layers(hidden_for(space, config)), u.shape[0], config.optimizer, hp,
                       nesterov=config.nesterov, activation=config.activation, loss=task.loss, seed=int(seed),
-                      widths=widths, device=config.device, dtype=config.dtype, backend=config.backend,
-                      precision=config.precision)
+                      device=config.device, dtype=config.dtype, backend=config.backend,
+                      precision=config.precision, **kwargs)
 
 
 def candidate_values(pop: Population, names: Sequence[str]) -> dict[str, Tensor]:
-    """Every candidate's values of the space's ``names`` (K,) float64 CPU: its hparams, and its width."""
+    """Every candidate's values of the space's ``names`` (K,) float64 CPU: its hparams, its width and dropout."""
     out = {}
     for k in names:
-        out[k] = (pop.widths[:, 0].double() if k == "width" else pop.hparams[k].detach().cpu().double())
+        if k == "width":
+            out[k] = pop.widths[:, 0].double()
+        elif k == "dropout":
+            out[k] = pop.options["dropout"].detach().cpu().double()
+        else:
+            out[k] = pop.hparams[k].detach().cpu().double()
     return out
 
 
 def population_from_state(state: dict[str, Any], config: TrainConfig) -> Population:
-    """A population rebuilt from :meth:`Population.state_dict` on ``config``'s backend and device."""
+    """A population rebuilt from :meth:`Population.state_dict` on ``config``'s backend and device (with the same
+    training options: their values come from ``state``)."""
     spec, params = state["spec"], state["params"]
+    options = state.get("options") or {}
     pop = Population(spec["layers"], params[0].shape[0], spec["optimizer"], nesterov=spec["nesterov"],
                      activation=spec["activation"], loss=spec["loss"], device=config.device, dtype=params[0].dtype,
-                     backend=config.backend, precision=config.precision)
+                     backend=config.backend, precision=config.precision,
+                     label_smoothing=options.get("label_smoothing"), batch_sizes=options.get("batch_size"),
+                     dropout=options.get("dropout"))
     pop.load_state_dict(state)
     return pop
 

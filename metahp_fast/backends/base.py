@@ -9,7 +9,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..model import ModelSpec
+from ..model import ModelSpec, dropout_scales
+from ..seeds import derive_seed
 from ..validation import check_choice
 
 #: Dot precisions a population may ask for: exact fp32 products, tf32, or bf16 inputs with fp32 accumulation.
@@ -25,7 +26,9 @@ class PopulationState:
 
     ``params``: [W0 (K, in, out), b0 (K, out), W1, b1, ...]; ``opt_state``: per state name, one tensor shaped
     like each parameter; ``step_count``: (K,) int64, updates applied per candidate; ``hparams``: name -> (K,);
-    ``alive``: (K,) bool. Backends update all of these in place, so references to them stay valid."""
+    ``alive``: (K,) bool; ``steps_done``: steps the population has taken (every :meth:`Backend.step` adds one),
+    which with ``seed`` keys each step's dropout draw (:meth:`dropout`). Backends update all of these in place,
+    so references to them stay valid."""
 
     spec: ModelSpec
     params: list[Tensor]
@@ -34,11 +37,26 @@ class PopulationState:
     hparams: dict[str, Tensor]
     alive: Tensor
     options: dict = field(default_factory=dict)  # per-candidate training options (model.TRAIN_OPTIONS), name -> (K,)
+    seed: int = 0
+    steps_done: int = 0
     cache: dict = field(default_factory=dict, repr=False)  # backends' private per-population objects
 
     @property
     def size(self) -> int:
         return self.alive.shape[0]
+
+    def dropout(self, batch: int) -> Optional[list[Tensor]]:
+        """This step's dropout scales, one (K, batch, width) tensor per hidden layer (``keep / (1 - p_k)``, see
+        :func:`~metahp_fast.model.dropout_scales`), or None without the ``dropout`` option. Every backend draws
+        them here, so all of them train with the same masks."""
+        p = self.options.get("dropout")
+        if p is None:
+            return None
+        gen = self.cache.get("dropout_generator")
+        if gen is None:
+            gen = self.cache["dropout_generator"] = torch.Generator(device=p.device)
+        return dropout_scales(p, self.spec.layers[1:-1], batch, derive_seed(self.seed, self.steps_done), gen,
+                              self.params[0].dtype)
 
 
 class Backend(ABC):
@@ -66,7 +84,8 @@ class Backend(ABC):
 
     @abstractmethod
     def step(self, state: PopulationState, x: Tensor, y: Tensor, lr: Optional[Tensor] = None) -> Tensor:
-        """Train every live candidate one step on the shared minibatch (x, y), in place.
+        """Train every live candidate one step on the shared minibatch (x, y), in place, and count it in
+        ``state.steps_done`` (after drawing its dropout scales, :meth:`PopulationState.dropout`, if any).
 
         ``lr`` (K,), if given, replaces ``state.hparams['lr']`` for this step (schedules). Returns the (K,)
         minibatch losses computed before the update, ``inf`` for candidates dead after this step. A candidate

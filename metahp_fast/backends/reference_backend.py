@@ -2,7 +2,8 @@
 
 Slow and obviously right: it is what the other backends are tested against. The modules' parameters and the
 optimizers' state tensors are views into the population's stacked storage, so torch.optim updates the
-population in place and nothing is copied per step.
+population in place and nothing is copied per step. With the ``dropout`` option, each hidden activation's output
+is multiplied by the step's dropout scale (the population's shared draw) on its way through the modules.
 """
 from __future__ import annotations
 
@@ -11,11 +12,25 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..model import ModelSpec, sequential_view
 from ..optimizers import get_optimizer
 from .base import Backend, PopulationState
+
+
+def run_with_dropout(net: nn.Sequential, x: Tensor, scales: Optional[list[Tensor]]) -> Tensor:
+    """``net(x)``, each hidden activation's output multiplied by its (rows, width) scale in ``scales``."""
+    if scales is None:
+        return net(x)
+    h, layer = x, 0
+    for m in net:
+        h = m(h)
+        if not isinstance(m, nn.Linear):
+            h = h * scales[layer]
+            layer += 1
+    return h
+
 
 class ReferenceBackend(Backend):
     """Per-candidate ``nn.Sequential`` + ``torch.optim``, one after the other."""
@@ -54,6 +69,7 @@ class ReferenceBackend(Backend):
         steps = state.step_count.tolist()
         smoothing = state.options["label_smoothing"].tolist() if "label_smoothing" in state.options else None
         rows = state.options["batch_size"].tolist() if "batch_size" in state.options else None
+        dropout = state.dropout(x.shape[0])
         losses = []
         for k, (net, opt) in enumerate(bound):
             if not alive[k]:
@@ -70,7 +86,7 @@ class ReferenceBackend(Backend):
                     opt.state[p]["step"] = torch.tensor(float(steps[k]))
             opt.zero_grad()
             xk, yk = (x, y) if rows is None else (x[:rows[k]], y[:rows[k]])  # candidate k's first rows
-            out = net(xk)
+            out = run_with_dropout(net, xk, None if dropout is None else [d[k, :xk.shape[0]] for d in dropout])
             loss = (F.cross_entropy(out, yk, label_smoothing=0.0 if smoothing is None else smoothing[k])
                     if state.spec.loss == "cross_entropy" else F.mse_loss(out, yk))
             if not torch.isfinite(loss):
@@ -83,4 +99,5 @@ class ReferenceBackend(Backend):
             losses.append(loss.item())
         state.alive.copy_(torch.tensor(alive))
         state.step_count.copy_(torch.tensor(steps))
+        state.steps_done += 1
         return torch.tensor(losses, dtype=state.params[0].dtype, device=state.params[0].device)

@@ -40,13 +40,15 @@ class Workspace:
 
 def gradients(params: list[Tensor], x: Tensor, y: Tensor, spec: ModelSpec,
               alive: Optional[Tensor] = None, ws: Optional[Workspace] = None,
-              options: Optional[dict[str, Tensor]] = None) -> tuple[Tensor, list[Tensor]]:
+              options: Optional[dict[str, Tensor]] = None,
+              dropout: Optional[list[Tensor]] = None) -> tuple[Tensor, list[Tensor]]:
     """Per-candidate losses (K,) and the gradients of every parameter, same layout as ``params`` (in ``ws``'s
-    buffers when a workspace is given, valid until the next call with it).
+    buffers when a workspace is given, valid until the next call with it); ``dropout``: this step's scales per
+    hidden layer (:func:`~metahp_fast.model.dropout_scales`), applied to the activations and their gradients.
 
     Candidates not in ``alive`` (K,) bool get exactly zero gradients (their output gradient is zeroed before
     the backward pass), so a diverged candidate puts no NaN into its own optimizer state."""
-    out, saved = forward(params, x, spec.activation, keep=True, ws=ws)
+    out, saved = forward(params, x, spec.activation, keep=True, ws=ws, dropout=dropout)
     losses, g = loss_and_grad(out, y, spec.loss, ws, options)
     if alive is not None:
         dead = ~(alive & torch.isfinite(losses)).view(-1, 1, 1)
@@ -54,33 +56,36 @@ def gradients(params: list[Tensor], x: Tensor, y: Tensor, spec: ModelSpec,
     grads: list[Tensor] = [None] * len(params)  # type: ignore[list-item]
     n = len(params) // 2
     for i in range(n - 1, -1, -1):
-        h = saved[i - 1][1] if i > 0 else x.expand(g.shape[0], *x.shape)
+        h = saved[i - 1][2] if i > 0 else x.expand(g.shape[0], *x.shape)
         w = bmm(h.mT, g, ws=ws, name=f"dw{i}")
         if not w.is_contiguous():  # the parameter's layout, so updates stay one pass
             w = w.contiguous() if ws is None else ws(f"dw{i}_", tuple(w.shape), w).copy_(w)
         grads[2 * i] = w
         grads[2 * i + 1] = torch.sum(g, 1, out=None if ws is None else ws(f"db{i}", (g.shape[0], g.shape[2]), g))
         if i > 0:
-            z, a = saved[i - 1]
-            g = activation_backward(bmm(g, params[2 * i].mT, ws=ws, name=f"dh{i}"), z, a, spec.activation,
-                                    in_place=ws is not None)
+            z, a, _ = saved[i - 1]
+            dh = bmm(g, params[2 * i].mT, ws=ws, name=f"dh{i}")
+            if dropout is not None:
+                dh = dh * dropout[i - 1] if ws is None else dh.mul_(dropout[i - 1])
+            g = activation_backward(dh, z, a, spec.activation, in_place=ws is not None)
     return losses, grads
 
 
 def functional_step(params: list[Tensor], opt_state: dict[str, list[Tensor]], step_count: Tensor,
                     hparams: dict[str, Tensor], alive: Tensor, x: Tensor, y: Tensor, spec: ModelSpec,
                     lr: Optional[Tensor] = None, in_place: bool = False, ws: Optional[Workspace] = None,
-                    options: Optional[dict[str, Tensor]] = None):
+                    options: Optional[dict[str, Tensor]] = None, dropout: Optional[list[Tensor]] = None):
     """One step as a pure function: returns (losses, params, opt_state, step_count, alive), all new tensors
     (differentiable, for exact hypergradients); with ``in_place``, parameters and optimizer state are updated
     in place instead (the backend's hot path: fewer passes over memory) and returned, and a workspace ``ws``
     holds every per-step tensor (in place only: autograd cannot follow results written into buffers).
+    ``options``: the loss's per-candidate options; ``dropout``: this step's dropout scales (see :func:`gradients`).
 
     Candidates that are dead, or whose loss on this batch is not finite, get zero gradients and update
     coefficients that leave their parameters and state unchanged."""
     if ws is not None and not in_place:
         raise ValueError("functional_step: a workspace needs in_place=True")
-    losses, grads = gradients(params, x, y, spec, alive, ws, options)
+    losses, grads = gradients(params, x, y, spec, alive, ws, options, dropout)
     alive = alive & torch.isfinite(losses)
     hp = {**hparams, "lr": hparams["lr"] if lr is None else lr}
     step_count = step_count + alive.to(step_count.dtype)
@@ -114,7 +119,8 @@ class TorchBackend(Backend):
             ws = state.cache["torch_workspace"] = Workspace()
         losses, _, _, step_count, alive = functional_step(
             state.params, state.opt_state, state.step_count, state.hparams, state.alive, x, y, state.spec, lr,
-            in_place=True, ws=ws, options=state.options)
+            in_place=True, ws=ws, options=state.options, dropout=state.dropout(x.shape[0]))
         state.step_count.copy_(step_count)
         state.alive.copy_(alive)
+        state.steps_done += 1
         return losses

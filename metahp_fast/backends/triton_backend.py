@@ -105,11 +105,13 @@ class TritonBackend(Backend):
         hp = _kernel_hparams(state, None)
         lr_table = None if lr_table is None else lr_table.to(torch.float32).contiguous()
         x = x if x.stride(1) == 1 else x.contiguous()  # rows may be strided: no copy of the whole dataset
-        return fused_mlp_steps(x, y.contiguous(), idx, state.params,
-                               state.opt_state[OPTIMIZERS[spec.optimizer].state_names[0]],
-                               state.opt_state["exp_avg_sq"] if adamw else None, hp, state.step_count,
-                               state.alive, adamw=adamw, nesterov=spec.nesterov, precision=self.precision,
-                               lr_table=lr_table)
+        losses = fused_mlp_steps(x, y.contiguous(), idx, state.params,
+                                 state.opt_state[OPTIMIZERS[spec.optimizer].state_names[0]],
+                                 state.opt_state["exp_avg_sq"] if adamw else None, hp, state.step_count,
+                                 state.alive, adamw=adamw, nesterov=spec.nesterov, precision=self.precision,
+                                 lr_table=lr_table)
+        state.steps_done += idx.shape[0]
+        return losses
 
     def step(self, state: PopulationState, x: Tensor, y: Tensor, lr: Optional[Tensor] = None) -> Tensor:
         spec = state.spec
@@ -120,16 +122,21 @@ class TritonBackend(Backend):
         state1 = state.opt_state[OPTIMIZERS[spec.optimizer].state_names[0]]
         state2 = state.opt_state["exp_avg_sq"] if adamw else None
         if not state.options and self.uses_fused_kernel(spec, x.shape[0]):
-            return fused_mlp_step(x, y, state.params, state1, state2, hp, state.step_count, state.alive,
-                                  adamw=adamw, nesterov=spec.nesterov, precision=self.precision)
-        return self._layerwise_step(state, x, y, hp, state1, state2)
+            losses = fused_mlp_step(x, y, state.params, state1, state2, hp, state.step_count, state.alive,
+                                    adamw=adamw, nesterov=spec.nesterov, precision=self.precision)
+        else:
+            losses = self._layerwise_step(state, x, y, hp, state1, state2)
+        state.steps_done += 1
+        return losses
 
     def _layerwise_step(self, state: PopulationState, x: Tensor, y: Tensor, hp: dict[str, Tensor],
                         state1: list[Tensor], state2: Optional[list[Tensor]]) -> Tensor:
         """Forward, loss and activation gradients in torch ops; per layer, the fused weight-gradient and
-        update kernel, launched after the gradient for the layer below is taken from the old weights."""
+        update kernel, launched after the gradient for the layer below is taken from the old weights; dropout (an
+        option) scales the hidden activations and their gradients in the torch ops."""
         spec, params = state.spec, state.params
-        out, saved = forward(params, x, spec.activation, keep=True)
+        dropout = state.dropout(x.shape[0])
+        out, saved = forward(params, x, spec.activation, keep=True, dropout=dropout)
         losses, g = loss_and_grad(out, y, spec.loss, options=state.options)
         alive = state.alive & torch.isfinite(losses)
         state.alive.copy_(alive)
@@ -137,11 +144,12 @@ class TritonBackend(Backend):
         g = g.masked_fill(~alive.view(-1, 1, 1), 0.0)
         n = len(params) // 2
         for i in range(n - 1, -1, -1):
-            h = saved[i - 1][1] if i > 0 else x
+            h = saved[i - 1][2] if i > 0 else x
             g_below = None
             if i > 0:
-                z, a = saved[i - 1]
-                g_below = activation_backward(bmm(g, params[2 * i].mT), z, a, spec.activation)
+                z, a, _ = saved[i - 1]
+                dh = bmm(g, params[2 * i].mT)
+                g_below = activation_backward(dh if dropout is None else dh * dropout[i - 1], z, a, spec.activation)
             update_layer(h, g, params[2 * i], params[2 * i + 1], state1[2 * i:2 * i + 2],
                          None if state2 is None else state2[2 * i:2 * i + 2], hp, state.step_count, state.alive,
                          adamw=spec.optimizer == "adamw", nesterov=spec.nesterov, precision=self.precision)

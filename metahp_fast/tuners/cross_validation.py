@@ -97,6 +97,10 @@ class FoldedPopulation:
     def widths(self) -> Tensor:
         return self.first.widths
 
+    @property
+    def options(self) -> dict[str, Tensor]:
+        return self.first.options
+
     @hparams.setter
     def hparams(self, values: Mapping[str, Any]) -> None:
         for p in self.pops:

@@ -93,7 +93,7 @@ class PBT(Tuner):
             copy_candidates(pop, src, bottom)
             u = u.clone()
             step = self.perturb * torch.randn(q, u.shape[1], generator=gen, dtype=u.dtype)
-            step[:, [run.space.dims.index(k) for k in STRUCTURAL if k in run.space.dims]] = 0  # widths were copied
+            step[:, [run.space.dims.index(k) for k in STRUCTURAL if k in run.space.dims]] = 0  # copied with the weights
             u[bottom] = run.reflect_u(u[src] + step)
             pop.hparams = {k: v.to(pop.dtype) for k, v in split_structural(hparams_from_u(run.space, u))[0].items()}
             curves = run.state.curves

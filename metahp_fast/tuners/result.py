@@ -82,14 +82,15 @@ class TuneResult:
         rows = len(task.y_train) + len(task.y_val)
         steps = max(1, round(chosen * rows / len(task.y_train)))
         dtype = getattr(torch, str(c.get("dtype", "float32")))
-        hp, widths = split_structural({k: torch.tensor([v]) for k, v in self.best_hparams.items()})
+        hp, kwargs = split_structural({k: torch.tensor([v]) for k, v in self.best_hparams.items()})
         hidden = c["hidden"]
-        if widths is not None:  # the run's layer sizes and initial draw, cut to the pick's width
+        if "widths" in kwargs:  # the run's layer sizes and initial draw, cut to the pick's width
             top = int(SearchSpace.from_dict(c["space"])["width"].bounds()[1])
             hidden = [max(h, top) for h in hidden]
-        pop = Population(task.layers(hidden), 1, c["optimizer"], hp, widths=widths, nesterov=c.get("nesterov", False),
+        pop = Population(task.layers(hidden), 1, c["optimizer"], hp, nesterov=c.get("nesterov", False),
                          activation=c.get("activation", "relu"), loss=task.loss, seed=self.seed, dtype=dtype,
-                         device=c.get("device", "cpu"), backend=c.get("backend", "auto"), precision=c.get("precision"))
+                         device=c.get("device", "cpu"), backend=c.get("backend", "auto"), precision=c.get("precision"),
+                         **kwargs)
         x = torch.cat([task.x_train, task.x_val]).to(pop.device, dtype)
         y = torch.cat([task.y_train, task.y_val]).to(pop.device)
         pop.fit(x, y if task.is_classification else y.to(dtype), steps=steps, batch_size=int(c["batch_size"]),
