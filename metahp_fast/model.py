@@ -127,21 +127,29 @@ def forward(params: list[Tensor], x: Tensor, activation: str = "relu", keep: boo
 
 
 def dropout_scales(p: Tensor, hidden: Sequence[int], batch: int, seed: int, gen: torch.Generator,
-                   dtype: torch.dtype) -> list[Tensor]:
+                   dtype: torch.dtype, out: Optional[list[Tensor]] = None) -> list[Tensor]:
     """Inverted-dropout scales for one training step: per hidden layer of size ``hidden[i]``, a (K, batch,
-    hidden[i]) tensor in ``dtype`` on ``p``'s device, ``(u >= p_k) / (1 - p_k)`` for u uniform in [0, 1).
+    hidden[i]) tensor in ``dtype`` on ``p``'s device, 0 (dropped) or ``1 / (1 - p_k)`` (kept), into ``out``'s
+    tensors when given.
 
-    The uniforms are float32 draws of ``gen`` (a generator on ``p``'s device) reseeded with ``seed``, so a seed
-    gives the same masks to every backend and dtype on one device; a candidate with p_k = 0 gets exactly 1."""
+    Each unit draws a 16-bit uniform integer (random 64-bit words of ``gen``, a generator on ``p``'s device
+    reseeded with ``seed``, read as four 16-bit halves: 3-4x cheaper on a CPU than float draws) and is dropped
+    when it falls below ``round(p_k * 2^16)``; p_k is used at that resolution (the scale too, so every unit's
+    expectation is its activation exactly). A seed gives the same masks to every backend and dtype on one device;
+    a candidate with p_k = 0 keeps every unit with scale exactly 1."""
     gen.manual_seed(int(seed))
     K = p.shape[0]
-    keep_scale = (1.0 / (1.0 - p.to(dtype))).view(K, 1, 1)
-    pk = p.to(torch.float32).view(K, 1, 1)
-    out = []
-    for width in hidden:
-        u = torch.rand((K, batch, width), generator=gen, device=p.device, dtype=torch.float32)
-        out.append((u >= pk).to(dtype).mul_(keep_scale))
-    return out
+    levels = torch.round(p.double() * 65536)  # units dropped per 2^16 draws
+    threshold = (levels - 32768).to(torch.int16).view(K, 1, 1)
+    scale = (65536 / (65536 - levels)).to(dtype).view(K, 1, 1)
+    result = []
+    for i, width in enumerate(hidden):
+        n = K * batch * width
+        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=p.device).random_(-2 ** 63, None, generator=gen)
+        draws = words.view(torch.int16)[:n].view(K, batch, width)
+        buf = out[i] if out is not None else torch.empty((K, batch, width), dtype=dtype, device=p.device)
+        result.append(torch.ge(draws, threshold, out=buf).mul_(scale))
+    return result
 
 
 def loss_and_grad(out: Tensor, y: Tensor, loss: str, ws: Optional[Scratch] = None,

@@ -650,9 +650,9 @@ def _check_dropout(dropout: Any, spec: ModelSpec, size: int, device: torch.devic
     except (TypeError, ValueError):
         raise TypeError(f"dropout must be a number or ({size},) numbers; got {dropout!r}") from None
     v = v.expand(size).clone() if v.dim() == 0 or v.shape == (1,) else v
-    ok = (v >= 0) & (v.to(dtype) < 1)  # below 1 in the population's dtype too: the scale is 1 / (1 - p)
+    ok = (v >= 0) & (torch.round(v.to(dtype).double() * 65536) < 65536)  # masks resolve p in steps of 2^-16
     if v.shape != (size,) or not bool(ok.all()):
-        raise ValueError(f"dropout must be a scalar or ({size},) probabilities in [0, 1); got "
+        raise ValueError(f"dropout must be a scalar or ({size},) probabilities in [0, 1) (below 1 - 2^-17); got "
                          f"{v.tolist() if v.numel() <= 8 else tuple(v.shape)}")
     return v.to(device=device, dtype=dtype)
 

@@ -47,16 +47,20 @@ class PopulationState:
 
     def dropout(self, batch: int) -> Optional[list[Tensor]]:
         """This step's dropout scales, one (K, batch, width) tensor per hidden layer (``keep / (1 - p_k)``, see
-        :func:`~metahp_fast.model.dropout_scales`), or None without the ``dropout`` option. Every backend draws
-        them here, so all of them train with the same masks."""
+        :func:`~metahp_fast.model.dropout_scales`; buffers reused by the next call), or None without the
+        ``dropout`` option. Every backend draws them here, so all of them train with the same masks."""
         p = self.options.get("dropout")
         if p is None:
             return None
         gen = self.cache.get("dropout_generator")
         if gen is None:
             gen = self.cache["dropout_generator"] = torch.Generator(device=p.device)
-        return dropout_scales(p, self.spec.layers[1:-1], batch, derive_seed(self.seed, self.steps_done), gen,
-                              self.params[0].dtype)
+        dtype, hidden = self.params[0].dtype, self.spec.layers[1:-1]
+        shapes = [(self.size, batch, w) for w in hidden]
+        out = self.cache.get("dropout_scales")  # reused step to step: fresh multi-megabyte tensors cost page faults
+        if out is None or [t.shape for t in out] != shapes or out[0].dtype != dtype:
+            out = self.cache["dropout_scales"] = [torch.empty(s, dtype=dtype, device=p.device) for s in shapes]
+        return dropout_scales(p, hidden, batch, derive_seed(self.seed, self.steps_done), gen, dtype, out)
 
 
 class Backend(ABC):
