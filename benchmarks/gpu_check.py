@@ -157,6 +157,42 @@ def check_backends(rep: Report, device, quick: bool, budget: Budget, reserve_s: 
         rep.save()
 
 
+def check_dropout(rep: Report, device, quick: bool) -> None:
+    """Per-candidate dropout (a training option: triton's per-layer path) on the torch and triton backends
+    against the reference with the same masks, a few steps of a two-hidden-layer model at odd sizes, SGD and
+    AdamW; the masks come from a generator on the device, so every backend draws them there."""
+    from metahp_fast import Population
+    K, steps = (5 if quick else 64), 6
+    gen = torch.Generator().manual_seed(3)
+    layers, B = [37, 53, 29, 7], 29
+    batches = [(torch.randn(B, layers[0], generator=gen).to(device),
+                torch.randint(0, 7, (B,), generator=gen).to(device)) for _ in range(steps)]
+    for optimizer in ("sgd", "adamw"):
+        kw = dict(layers=layers, size=K, optimizer=optimizer, hparams={"lr": torch.logspace(-3, -1.5, K)}, seed=5,
+                  dropout=torch.linspace(0, 0.6, K), device=device)
+        ref = Population(**kw, backend="reference")
+        for x, y in batches:
+            ref.step(x, y)
+        keep = ref.alive.clone()
+        for method, precision in (("torch", None), ("triton", "ieee"), ("triton", None)):
+            row = {"case": f"dropout {layers} {optimizer}", "method": method, "precision": precision or "default",
+                   "steps": steps}
+            try:
+                pop = Population(**kw, backend=method, **({"precision": precision} if precision else {}))
+                for x, y in batches:
+                    pop.step(x, y)
+                sync(device)
+                row.update(param_rel_err=rel_err(pop.params, ref.params, keep), precision=pop.precision, status="ok")
+            except Exception as e:  # noqa: BLE001 - record, go on with the next variant
+                row["status"] = f"error: {type(e).__name__}: {e}"
+                rep.error(f"dropout {optimizer} {method} {precision}", e)
+            print(f"check {row['case']:<36} {method:<14} {row['precision']:<8} {row['status']:<8} "
+                  f"params {row.get('param_rel_err', float('nan')):.2e}", flush=True)
+            rep.data["check"].append(row)
+        free_memory()
+    rep.save()
+
+
 # ---------------------------------------------------------------- (b) the card
 def measure_device(rep: Report, device, quick: bool) -> None:
     """Copy bandwidth and fp32 / tf32 matmul rates."""
@@ -395,8 +431,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", help="output folder (default $OUT, else the current folder)")
     ap.add_argument("--multistep-config", type=int, default=None,
                     help="index in kernels.fused_mlp_multistep.CONFIGS to train fit() with (default: its DEFAULT_CONFIG)")
-    ap.add_argument("--sections", default="check,device,timing,thousand",
-                    help="comma-separated subset of check,device,timing,thousand")
+    ap.add_argument("--sections", default="check,dropout,device,timing,thousand",
+                    help="comma-separated subset of check,dropout,device,timing,thousand")
     a = ap.parse_args(argv)
     if a.multistep_config is not None:
         from metahp_fast.kernels import fused_mlp_multistep
@@ -416,6 +452,7 @@ def main(argv=None) -> None:
     check_reserve = (30 if a.quick else 150) if wanted[-1] != "check" else 0
     sections = {
         "check": lambda: check_backends(rep, device, a.quick, budget, reserve_s=check_reserve),
+        "dropout": lambda: check_dropout(rep, device, a.quick),
         "device": lambda: measure_device(rep, device, a.quick),
         "timing": lambda: time_methods(rep, device, a.quick, budget, reserve_s=5 if a.quick else 30),
         "thousand": lambda: thousand_steps(rep, device, a.quick),

@@ -133,7 +133,7 @@ def dropout_scales(p: Tensor, hidden: Sequence[int], batch: int, seed: int, gen:
     tensors when given.
 
     Each unit draws a 16-bit uniform integer (random 64-bit words of ``gen``, a generator on ``p``'s device
-    reseeded with ``seed``, read as four 16-bit halves: 3-4x cheaper on a CPU than float draws) and is dropped
+    reseeded with ``seed``, read as four 16-bit quarters: 3-4x cheaper on a CPU than float draws) and is dropped
     when it falls below ``round(p_k * 2^16)``; p_k is used at that resolution (the scale too, so every unit's
     expectation is its activation exactly). A seed gives the same masks to every backend and dtype on one device;
     a candidate with p_k = 0 keeps every unit with scale exactly 1."""

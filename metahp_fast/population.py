@@ -130,10 +130,11 @@ class Population:
             ``batch_sizes[k]`` rows of each shared minibatch (``fit``'s ``batch_size`` must be at least the largest).
         dropout: per-candidate dropout probability in [0, 1), a scalar or (K,): in training steps only, each hidden
             unit's activation is zeroed with probability p_k and the rest scaled by 1 / (1 - p_k) (inverted
-            dropout; evaluation, :meth:`forward` and the reported validation metrics use no dropout). The masks
-            are drawn from ``seed`` and the step number (:meth:`PopulationState.dropout`), the same on every
-            backend; a candidate with p_k = 0 trains exactly as without the option. :meth:`to_module` exports
-            ``nn.Dropout(p_k)`` layers.
+            dropout; evaluation, :meth:`forward` and the reported validation metrics use no dropout; p_k is
+            resolved in steps of 2^-16). The masks are drawn from ``seed`` and the step number
+            (:meth:`metahp_fast.backends.base.PopulationState.dropout`), the same on every backend; a candidate
+            with p_k = 0 trains bit for bit as without the option (on triton, as its per-layer path would).
+            :meth:`to_module` exports ``nn.Dropout(p_k)`` layers.
             With any of these options the triton backend takes its per-layer path.
         device, dtype: where and in what precision the population lives (default CPU, float32).
         backend: ``"auto"``, ``"torch"``, ``"reference"`` or ``"triton"`` (see :mod:`metahp_fast.backends`).

@@ -25,8 +25,10 @@ def test_gpu_check_quick_runs_every_section_on_cpu(tmp_path):
     _run(["benchmarks.gpu_check", "--device", "cpu", "--quick"], tmp_path)
     data = json.loads((tmp_path / "gpu_check.json").read_text())
     assert not data["errors"], data["errors"]
-    assert set(data["section_s"]) == {"check", "device", "timing", "thousand"}
+    assert set(data["section_s"]) == {"check", "dropout", "device", "timing", "thousand"}
     assert any(r["status"] == "ok" for r in data["check"])
+    dropout = [r for r in data["check"] if r["case"].startswith("dropout")]
+    assert len(dropout) == 6 and all(r["status"] == "ok" and r["param_rel_err"] < 1e-4 for r in dropout), dropout
     assert any(r["status"] == "ok" and r["method"] == "torch" for r in data["timing"])
     assert "## Candidate-steps per second" in (tmp_path / "gpu_check.md").read_text()
 
