@@ -162,6 +162,7 @@ def check_dropout(rep: Report, device, quick: bool) -> None:
     against the reference with the same masks, a few steps of a two-hidden-layer model at odd sizes, SGD and
     AdamW; the masks come from a generator on the device, so every backend draws them there."""
     from metahp_fast import Population
+    from metahp_fast.backends import triton_available
     K, steps = (5 if quick else 64), 6
     gen = torch.Generator().manual_seed(3)
     layers, B = [37, 53, 29, 7], 29
@@ -177,6 +178,12 @@ def check_dropout(rep: Report, device, quick: bool) -> None:
         for method, precision in (("torch", None), ("triton", "ieee"), ("triton", None)):
             row = {"case": f"dropout {layers} {optimizer}", "method": method, "precision": precision or "default",
                    "steps": steps}
+            runnable = method != "triton" or (triton_available() and (
+                torch.device(device).type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"))
+            if not runnable:
+                row["status"] = "skipped: triton needs CUDA (or TRITON_INTERPRET=1) and the triton package"
+                rep.data["check"].append(row)
+                continue
             try:
                 pop = Population(**kw, backend=method, **({"precision": precision} if precision else {}))
                 for x, y in batches:
