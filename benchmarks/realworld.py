@@ -62,7 +62,7 @@ QUICK_STEPS, QUICK_BUDGET, QUICK_EPOCHS = 30, 4, 8
 # ---------------------------------------------------------------- methods
 def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, meta: bool, optimizer: str = "",
                epochs: Optional[float] = None, width: Optional[tuple[int, int]] = None,
-               post: str = "") -> dict[str, Any]:
+               post: str = "", early_stopping: bool = False) -> dict[str, Any]:
     """One tuner as ``tune`` runs it; the candidate options (optimizer, epochs, a width range, ``post``:
     ``refit`` or ``ensemble``) measure what the defaults could become."""
     from metahp_fast import MetaLearner, SearchSpace
@@ -77,7 +77,8 @@ def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, met
         space = SearchSpace({**{k: space[k] for k in space.names}, "width": IntUniform(*width)}, optimizer=opt)
     tuner = TUNERS[name](space, optimizer=opt, hidden=TUNE["hidden"], activation=TUNE["activation"], steps=steps,
                          batch_size=TUNE["batch_size"], objective=TUNE["objective"], backend="auto", device="cpu",
-                         init=init, epochs=None if epochs is None else (QUICK_EPOCHS if quick else epochs))
+                         init=init, epochs=None if epochs is None else (QUICK_EPOCHS if quick else epochs),
+                         early_stopping=early_stopping)
     res = tuner.run(task, budget, seed=seed)
     if post == "refit":
         res = res.refit("best")
@@ -178,7 +179,8 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
 IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_warm", "tune_cold", "tune_adamw",
                                                                       "tune_epochs", "tune_ens", "tune_width",
-                                                                      "tune_v2")}, "random64": ("metahp_fast.tuners",),
+                                                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es",
+                                                                      "tune_e100aes")}, "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
            "realmlp_ce": ("pytabkit",)}
@@ -203,6 +205,14 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "tune_width": (_variant(optimizer="adamw", width=(16, 256)), "tune, cold, AdamW, width 16-256 searched"),
     "tune_v2": (_variant(optimizer="adamw", width=(16, 256), epochs=40.0, post="ensemble"),
                 "tune, cold, AdamW, width 16-256, 40 epochs, ensemble of 8"),
+    "tune_e100": (_variant(epochs=100.0, post="refit"), "tune, cold, SGD, 100 epochs per training (at most 5000 "
+                                                        "steps), refit"),
+    "tune_e100a": (_variant(optimizer="adamw", epochs=100.0, post="refit"),
+                   "tune, cold, AdamW, 100 epochs per training (at most 5000 steps), refit"),
+    "tune_e100es": (_variant(epochs=100.0, post="refit", early_stopping=True),
+                    "tune, cold, SGD, 100 epochs per training (at most 5000 steps), early stopping, refit"),
+    "tune_e100aes": (_variant(optimizer="adamw", epochs=100.0, post="refit", early_stopping=True),
+                     "tune, cold, AdamW, 100 epochs per training (at most 5000 steps), early stopping, refit"),
 }
 #: Extras run on request: RealMLP-TD tuned for log loss, and the candidate defaults for tune.
 EXTRA_METHODS = ("realmlp_ce",) + tuple(m for m in METHODS if m.startswith("tune_"))

@@ -67,6 +67,9 @@ class Tuner:
             ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
             (a prediction for a dataset unlike any seen in meta-training).
         eval_every: steps between validation evaluations for learning curves (default: 10 per training).
+        early_stopping: judge every candidate by its best validation evaluation so far (the best point of its
+            learning curve) instead of its last, so tuners compare candidates each at its own best length and
+            ``TuneResult.refit("best")`` retrains the pick for that length.
         folds: score every candidate by its mean validation objective over ``folds`` cuts of train+val (the
             task's own split first; see :mod:`~metahp_fast.tuners.cross_validation`): steadier picks on small
             validation splits, at ``folds`` trainings per candidate (the tuner plans ``budget / folds``
@@ -83,7 +86,8 @@ class Tuner:
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
                  init_mix: float = 0.5, eval_every: Optional[int] = None, folds: int = 1, backend: str = "auto",
                  device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None,
-                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = 5000):
+                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = 5000,
+                 early_stopping: bool = False):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
@@ -116,6 +120,9 @@ class Tuner:
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int; got {max_steps!r}")
         self.epochs, self.max_steps = epochs, max_steps
+        if not isinstance(early_stopping, bool):
+            raise ValueError(f"early_stopping must be True or False; got {early_stopping!r}")
+        self.early_stopping = early_stopping
 
     def steps_for(self, task: Task) -> int:
         """Steps of one full training on ``task``: ``steps``, or with ``epochs`` that many passes over its train
@@ -202,7 +209,7 @@ class TuningRun:
                        "config": self.config.to_dict(), "space": self.space.to_dict(),
                        "order": list(self.space.names), "objective": tuner.objective, "folds": tuner.folds,
                        "init": None if init is None else init.tolist(), "seed": seed, "budget": budget,
-                       "task": fingerprint(task)}
+                       "early_stopping": tuner.early_stopping, "task": fingerprint(task)}
         if self.checkpoint is not None and self.checkpoint.exists():
             self.state = read_checkpoint(self.checkpoint, self.header, tuner.State)
         else:
@@ -308,9 +315,26 @@ class TuningRun:
         loss = h["val_loss"]
         for j, i in enumerate(ids):
             curves.setdefault(i, []).extend([s, float(v)] for s, v in zip(hists[0]["eval_step"], loss[:, j]))
-        out = {"loss": loss[-1]}
-        if "val_accuracy" in h:
-            out["accuracy"] = h["val_accuracy"][-1]
+        evals = {"loss": loss, **({"accuracy": h["val_accuracy"]} if "val_accuracy" in h else {})}
+        if self.tuner.early_stopping:
+            return self._best_so_far(ids, evals, hists[0]["eval_step"])
+        return {k: v[-1] for k, v in evals.items()}
+
+    def _best_so_far(self, ids: Sequence[int], evals: dict[str, Tensor], steps: Sequence[int]) -> dict[str, Tensor]:
+        """Each candidate's metrics at its best validation evaluation so far (this call's ``evals`` (E, K) and
+        the best of its earlier ones, ``state.best_seen``), recording the new bests."""
+        obj = torch.stack([self.objective({k: v[e] for k, v in evals.items()}) for e in range(len(steps))])
+        seen = self.state.best_seen
+        out = {k: v[-1].clone() for k, v in evals.items()}
+        for j, i in enumerate(ids):
+            e = int(torch.argmin(obj[:, j]))
+            old = seen.get(i)
+            if math.isfinite(float(obj[e, j])) and (old is None or float(obj[e, j]) < old["objective"]):
+                old = seen[i] = {"objective": float(obj[e, j]), "step": int(steps[e]),
+                                 **{k: float(v[e, j]) for k, v in evals.items()}}
+            if old is not None:
+                for k in out:
+                    out[k][j] = old[k]
         return out
 
     def objective(self, metrics: dict[str, Tensor]) -> Tensor:
@@ -329,6 +353,8 @@ class TuningRun:
                    "val_loss": float(metrics["loss"][j]), "objective": float(obj[j]), **extra}
             if "accuracy" in metrics:
                 rec["val_accuracy"] = float(metrics["accuracy"][j])
+            if i in self.state.best_seen:  # early stopping: where this candidate's best evaluation was
+                rec["best_step"] = self.state.best_seen[i]["step"]
             self.state.trials[i] = rec
         if not final:
             return
@@ -361,7 +387,7 @@ class TuningRun:
                           trials=[state.trials[k] for k in sorted(state.trials)], curves=dict(state.curves),
                           cost_steps=int(state.cost), seconds=float(state.seconds),
                           config={**self.config.to_dict(), **self.tuner.settings(), "folds": self.tuner.folds,
-                                  "epochs": self.tuner.epochs,
+                                  "epochs": self.tuner.epochs, "early_stopping": self.tuner.early_stopping,
                                   "space": self.space.to_dict()},
                           data=self.task.to("cpu"), init_hparams=init, pool=pool,
                           pool_ids=[e["id"] for e in state.pool])

@@ -77,7 +77,10 @@ class TuneResult:
         task, c = self._task(), self.config
         chosen = int(c["steps"])
         curve = [(s, v) for s, v in self.curves.get(self.best_id, []) if v is not None and math.isfinite(v)]
-        if length == "best" and curve:
+        stopped = [t["best_step"] for t in self.trials if t.get("id") == self.best_id and "best_step" in t]
+        if length == "best" and stopped:  # early stopping chose it by the tuner's objective
+            chosen = int(stopped[-1])
+        elif length == "best" and curve:
             chosen = int(min(curve, key=lambda sv: sv[1])[0])
         rows = len(task.y_train) + len(task.y_val)
         steps = max(1, round(chosen * rows / len(task.y_train)))
