@@ -13,8 +13,9 @@ scikit-learn models and RealMLP get the fold's whole training part (train + vali
 defaults. Everything is scored on the fold's test part. Methods:
 
 - ``tune``: what ``metahp-fast tune`` does by default (called here through the tuner class, with the command's
-  defaults: successive halving, budget 16 full trainings of 300 steps, batch 128, SGD in the default space,
-  hidden 128 relu, validation loss, the pretrained meta-learner's warm start);
+  defaults: successive halving, budget 16 full trainings of 100 epochs (at most 5000 steps), batch 128, SGD in the
+  default space, hidden 128 relu, validation loss, cold start, the pick refit on train+validation for its best
+  length); ``tune_s300`` is the earlier default (trainings of 300 steps whatever the data);
 - ``random64``: 64 candidates from the default space (no warm start), trained together the full 300 steps;
 - ``tpe64``: Optuna's TPE, 64 sequential trials of the same MLP (each trained the full 300 steps);
 - ``mlp``, ``hgb``, ``logreg``: scikit-learn's ``MLPClassifier()``, ``HistGradientBoostingClassifier()``,
@@ -54,7 +55,7 @@ MIN_ROWS = 500
 #: Probabilities are clipped here before the log (a model certain of a wrong class would score inf).
 EPS = 1e-15
 #: What ``metahp-fast tune`` does with no options (metahp_fast/cli.py's defaults), and the quick variant.
-TUNE = dict(method="sh", budget=16.0, steps=300, batch_size=128, hidden=(128,), optimizer="sgd",
+TUNE = dict(method="sh", budget=16.0, steps=300, epochs=100.0, batch_size=128, hidden=(128,), optimizer="sgd",
             activation="relu", objective="loss", meta=False, refit="best")
 QUICK_STEPS, QUICK_BUDGET, QUICK_EPOCHS = 30, 4, 8
 
@@ -92,7 +93,7 @@ def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, met
 
 def _tune(task: Task, seed: int, quick: bool) -> dict[str, Any]:
     return _tuner_run(task, seed, quick, TUNE["method"], QUICK_BUDGET if quick else TUNE["budget"], TUNE["meta"],
-                      post="refit" if TUNE["refit"] != "off" else "")
+                      epochs=TUNE["epochs"], post="refit" if TUNE["refit"] != "off" else "")
 
 
 def _random64(task: Task, seed: int, quick: bool) -> dict[str, Any]:
@@ -179,15 +180,15 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
 IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_warm", "tune_cold", "tune_adamw",
                                                                       "tune_epochs", "tune_ens", "tune_width",
-                                                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es",
+                                                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es", "tune_s300",
                                                                       "tune_e100aes")}, "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
            "realmlp_ce": ("pytabkit",)}
 #: name -> (run(task, seed, quick) -> {"proba", "info"}, a line saying what it is).
 METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
-    "tune": (_tune, "metahp-fast tune's defaults: successive halving, budget 16 x 300 steps, cold start, the pick "
-                    "refit on train+val for its best length"),
+    "tune": (_tune, "metahp-fast tune's defaults: successive halving, budget 16 trainings of 100 epochs (at most 5000 "
+                    "steps), cold start, the pick refit on train+val for its best length"),
     "random64": (_random64, "random search, 64 candidates x 300 steps, default space"),
     "tpe64": (_tpe64, "Optuna TPE, 64 sequential trials x 300 steps, default space"),
     "mlp": (_sklearn(_mlp), "sklearn MLPClassifier()"),
@@ -197,6 +198,8 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "realmlp_ce": (_realmlp_ce, "RealMLP-TD set for log loss, as its docs advise: val_metric_name='cross_entropy', "
                                 "use_ls=False (not in the default --methods)"),
     # candidate defaults for tune, measured side by side (not in the default --methods)
+    "tune_s300": (_variant(post="refit"), "tune's earlier defaults: trainings of 300 steps whatever the data, cold "
+                                          "start, refit"),
     "tune_warm": (_variant(meta=True), "tune's earlier defaults: the pretrained meta-learner's warm start, no refit"),
     "tune_cold": (_variant(), "tune without the meta-learner's warm start, no refit"),
     "tune_adamw": (_variant(optimizer="adamw"), "tune, cold, AdamW in its default space"),

@@ -116,9 +116,14 @@ def train(args: argparse.Namespace) -> int:
 def tune(args: argparse.Namespace) -> int:
     """One tuner in this process, holding --out's lock: checks, the task, the run (:func:`_tune_in`). A study on
     shared storage (``--storage``/``--study``/``--workers``) is another path and would branch off first."""
+    from .tuners.base import DEFAULT_EPOCHS, DEFAULT_STEPS
     from .tuners.lock import LockedError, OutputLock
 
-    if args.study or args.storage or args.workers:
+    study = bool(args.study or args.storage or args.workers)
+    if args.steps is None:  # a run sized to the data (epochs) unless --steps fixes it; a study's trials: steps
+        args.epochs = DEFAULT_EPOCHS if args.epochs is None and not study else args.epochs
+        args.steps = DEFAULT_STEPS
+    if study:
         return _tune_study(args)
     space, tuner = _tuner(args)  # every option is checked before the data loads and --out is created
     if args.ensemble < 0:

@@ -27,6 +27,7 @@ from .model_file import in_target_units
 from .search_space import SearchSpace
 from .tasks import Column, apply_columns, from_table
 from .tuners import TUNERS, Tuner
+from .tuners.base import DEFAULT_EPOCHS, DEFAULT_STEPS
 
 #: Fewest rows ``fit`` takes: one validation row and at least two training rows.
 MIN_ROWS = 3
@@ -35,7 +36,8 @@ MIN_ROWS = 3
 class _TunedMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, encoding, tuning, outputs."""
 
-    def __init__(self, method: str = "sh", budget: float = 64, steps: int = 300, batch_size: int = 128,
+    def __init__(self, method: str = "sh", budget: float = 64, steps: Optional[int] = None,
+                 epochs: Optional[float] = DEFAULT_EPOCHS, batch_size: int = 128,
                  hidden: Sequence[int] = (128,), activation: str = "relu", optimizer: Optional[str] = None,
                  space: Optional[SearchSpace] = None, objective: str = "loss", val_fraction: float = 0.2,
                  folds: int = 1, tuner_params: Optional[dict[str, Any]] = None, device: str = "cpu",
@@ -44,6 +46,7 @@ class _TunedMLP(BaseEstimator):
         self.method = method
         self.budget = budget
         self.steps = steps
+        self.epochs = epochs
         self.batch_size = batch_size
         self.hidden = hidden
         self.activation = activation
@@ -78,7 +81,10 @@ class _TunedMLP(BaseEstimator):
                 not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction!r}")
         hidden = list(self.hidden) if isinstance(self.hidden, (list, tuple)) else self.hidden
-        tuner = TUNERS[self.method](self.space, optimizer=self.optimizer, hidden=hidden, steps=self.steps,
+        sized = self.steps is None  # the training sized to the data by epochs unless steps fixes it
+        tuner = TUNERS[self.method](self.space, optimizer=self.optimizer, hidden=hidden,
+                                    steps=DEFAULT_STEPS if sized else self.steps,
+                                    epochs=self.epochs if sized else None,
                                     batch_size=self.batch_size, activation=self.activation,
                                     objective=self.objective, folds=self.folds, backend=self.backend,
                                     device=self.device, progress=bool(self.verbose), **(self.tuner_params or {}))
@@ -170,7 +176,9 @@ class TunedMLPClassifier(ClassifierMixin, _TunedMLP):
         method: the tuner: ``"sh"`` (successive halving), ``"random"``, ``"hyperband"``, ``"pbt"``, ``"es"``,
             ``"tpe"`` (needs optuna).
         budget: full trainings' worth of candidate-steps the tuner may spend.
-        steps, batch_size: one full training's steps and minibatch size.
+        steps: one full training's steps; None (default): sized to the data by ``epochs`` instead.
+        epochs: one full training's passes over the training rows (at most the tuner's ``max_steps``), when
+            ``steps`` is None; batch_size: the minibatch size.
         hidden, activation: the architecture (hidden widths, ``"relu"``/``"tanh"``/``"sigmoid"``/``"gelu"``).
         optimizer: ``"sgd"`` or ``"adamw"`` (default: the space's, else sgd); space: a
             :class:`~metahp_fast.SearchSpace` (default: the optimizer's default space).

@@ -34,6 +34,12 @@ from .result import TuneResult
 
 #: How many of the best candidates trained the full steps a run keeps for ensembles (:meth:`TuneResult.ensemble`).
 POOL_SIZE = 16
+#: Steps of one full training when the training is not sized by epochs (the tuners' ``steps`` default).
+DEFAULT_STEPS = 300
+#: ``metahp-fast tune``'s and the estimators' training length: passes over the train split, at most
+#: ``DEFAULT_MAX_STEPS`` steps (benchmarks/results/realworld/report.md measured it against fixed 300 steps).
+DEFAULT_EPOCHS = 100.0
+DEFAULT_MAX_STEPS = 5000
 
 
 def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_size: int) -> Tensor:
@@ -82,11 +88,12 @@ class Tuner:
     State: ClassVar[type[TunerState]] = NoState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, optimizer: Optional[str] = None,
-                 hidden: Sequence[int] = (128,), steps: int = 300, batch_size: int = 128, activation: str = "relu",
+                 hidden: Sequence[int] = (128,), steps: int = DEFAULT_STEPS, batch_size: int = 128,
+                 activation: str = "relu",
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
                  init_mix: float = 0.5, eval_every: Optional[int] = None, folds: int = 1, backend: str = "auto",
                  device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None,
-                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = 5000,
+                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = DEFAULT_MAX_STEPS,
                  early_stopping: bool = False):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
