@@ -72,7 +72,7 @@ def main() -> None:
             times[name].append((time.perf_counter() - t) / n)
     print(f"K={K} ({K_PER} each of depths {DEPTHS}), width {WIDTH}, batch {B}, digits shape {D_IN}->{C}, sgd, "
           f"torch backend, 1 thread; best (median) of 7 rounds")
-    print(f"| method | candidate-steps/s best | median |\n| --- | --- | --- |")
+    print("| method | candidate-steps/s best | median |\n| --- | --- | --- |")
     for name, ts in times.items():
         print(f"| {name} | {K / min(ts):,.0f} | {K / statistics.median(ts):,.0f} |")
 

@@ -169,7 +169,8 @@ def population_from_state(state: dict[str, Any], config: TrainConfig) -> Union[P
     return pop
 
 
-def fit(pop: Union[Population, PopulationGroup], task: Task, steps: int, config: TrainConfig, seed: int) -> dict[str, Any]:
+def fit(pop: Union[Population, PopulationGroup], task: Task, steps: int, config: TrainConfig,
+        seed: int) -> dict[str, Any]:
     """``steps`` steps of :meth:`Population.fit` on the task's train split (batches seeded by ``seed``),
     evaluating on the validation split every ``config.every`` steps; returns fit's history."""
     return pop.fit(task.x_train, task.y_train, steps=steps, batch_size=config.batch_size, seed=int(seed),

@@ -3,6 +3,7 @@
 population of its depth and as the reference backend would train it; tuners search, export, refit and resume it."""
 import copy
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -158,6 +159,26 @@ def test_global_view_select_copy_and_state_dict():
             assert torch.equal(p, q)
     with pytest.raises(ValueError, match="dst must be distinct"):
         group.copy_candidates(torch.tensor([0, 1]), torch.tensor([2, 2]))
+    # copies and pickles are independent groups that train alike
+    twin = pickle.loads(pickle.dumps(group))
+    deep = copy.deepcopy(group)
+    x, y = batches[0]
+    a, b, c = twin.step(x, y), deep.step(x, y), group.step(x, y)
+    assert torch.equal(a, c) and torch.equal(b, c)
+
+
+def test_a_diverging_candidate_leaves_the_others_of_every_depth_alone():
+    dtype, depths, hp, batches = _setup("torch", "sgd")
+    wild = {k: v.clone() for k, v in hp.items()}
+    wild["lr"][2] = 1e300  # tanh keeps activations bounded: only an absurd rate overflows in a few steps
+    calm, group = _group(depths, hp, "sgd", "torch", dtype), _group(depths, wild, "sgd", "torch", dtype)
+    for x, y in batches:
+        group.step(x * 100, y), calm.step(x * 100, y)
+    assert group.alive.tolist() == [k != 2 for k in range(7)]
+    assert torch.isinf(group.evaluate(*batches[0])["loss"][2])
+    for k in (0, 1, 3, 4, 5, 6):
+        for p, q in zip(group.to_module(k).parameters(), calm.to_module(k).parameters()):
+            assert torch.equal(p, q)
 
 
 def test_make_population_builds_a_group_only_when_the_space_tunes_depth():
@@ -227,7 +248,8 @@ def test_tuners_search_depth_save_refit_and_ensemble(tuner, kw, tmp_path):
     with torch.no_grad():
         out = res.best_model(task.x_val)
     if not kw:
-        assert nn.functional.cross_entropy(out, task.y_val).item() == pytest.approx(res.best_val["loss"], rel=1e-4, abs=1e-6)
+        loss = nn.functional.cross_entropy(out, task.y_val).item()
+        assert loss == pytest.approx(res.best_val["loss"], rel=1e-4, abs=1e-6)
     res.save(tmp_path / "best.pt")
     g = load_model(tmp_path / "best.pt")
     assert g.info["layers"] == [13] + [12] * d + [3]
