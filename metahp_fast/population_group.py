@@ -129,6 +129,31 @@ class PopulationGroup:
             members.append(pop)
         return cls(members, torch.tensor([levels.index(v) for v in d.tolist()]))
 
+    @classmethod
+    def from_modules(cls, modules: Sequence[nn.Sequential], optimizer: str = "sgd",
+                     hparams: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> "PopulationGroup":
+        """A group whose candidate k starts from ``modules[k]`` (MLPs of any depths; the inverse of
+        :meth:`to_module`): :meth:`Population.from_modules` per depth, ``hparams`` values scalars or (K,) in the
+        modules' order; the other arguments as there."""
+        modules = list(modules)
+        if not modules:
+            raise ValueError("modules must hold at least one nn.Sequential")
+        depths = []
+        for i, m in enumerate(modules):
+            if not isinstance(m, nn.Sequential):
+                raise TypeError(f"modules[{i}] must be an nn.Sequential (what to_module gives); got {type(m).__name__}")
+            depths.append(sum(isinstance(layer, nn.Linear) for layer in m) - 1)
+        k = len(modules)
+        hp = {}
+        for name, v in dict(hparams or {}).items():
+            t = v if isinstance(v, Tensor) else torch.as_tensor(v)
+            hp[name] = t if t.dim() == 0 or t.shape[0] != k else None  # None: cut per member below
+
+        def build(depth: int, rows: Tensor) -> Population:
+            mine = {n: (t if t is not None else torch.as_tensor(hparams[n])[rows]) for n, t in hp.items()}
+            return Population.from_modules([modules[int(r)] for r in rows], optimizer, mine, **kwargs)
+        return cls.by_depth(torch.tensor(depths), build)
+
     # ---------------------------------------------------------------- index maps
     def rows(self, member: int) -> Tensor:
         """The global numbers (ascending) of member ``member``'s candidates, in its local order."""

@@ -14,6 +14,7 @@ from metahp_fast import Population, SearchSpace
 from metahp_fast.model_file import load_model
 from metahp_fast.population_group import PopulationGroup, is_group_state
 from metahp_fast.search_space import Fixed, IntUniform, Uniform
+from metahp_fast.seeds import derive_seed
 from metahp_fast.tasks import load_task
 from metahp_fast.training import TrainConfig, make_population, population_from_state
 from metahp_fast.tuners import PBT, RandomSearch, SuccessiveHalving
@@ -134,6 +135,11 @@ def test_global_view_select_copy_and_state_dict():
     out = group.forward(x_val)
     for k in range(7):
         torch.testing.assert_close(out[k], before[k](x_val), rtol=0, atol=0)
+    back = PopulationGroup.from_modules(before, "sgd", {"lr": group.hparams["lr"], "momentum": 0.5}, backend="torch")
+    assert back.depths.tolist() == depths.tolist() and torch.equal(back.forward(x_val), out)
+    assert torch.equal(back.hparams["lr"], group.hparams["lr"])
+    with pytest.raises(TypeError, match=r"modules\[1\] must be an nn.Sequential"):
+        PopulationGroup.from_modules([before[0], nn.Linear(3, 2)])
     sub = group.select([6, 1, 1, 0])
     assert sub.depths.tolist() == [3, 1, 1, 2] and sub.hparams["lr"].tolist() == pytest.approx([.07, .02, .02, .01])
     for j, k in enumerate([6, 1, 1, 0]):
@@ -259,8 +265,14 @@ def test_tuners_search_depth_save_refit_and_ensemble(tuner, kw, tmp_path):
     np.testing.assert_allclose(g.predict_proba(rows), want.numpy(), rtol=1e-4, atol=1e-6)
     assert len(g.predict(rows)) == len(task.y_test)
     refit = res.refit()
-    assert refit.config["refit"]["steps"] > 0
     assert len([m for m in refit.best_model if isinstance(m, nn.Linear)]) == d + 1
+    # the chosen depth retrained from the run's initial weights of that depth, on train + validation rows
+    hp = {k: v for k, v in res.best_hparams.items() if k != "depth"}
+    pop = Population([13] + [12] * d + [3], 1, "adamw", hp, seed=1, backend="torch")
+    pop.fit(torch.cat([task.x_train, task.x_val]), torch.cat([task.y_train, task.y_val]),
+            steps=refit.config["refit"]["steps"], batch_size=128, seed=derive_seed(1, 0x5EF17), progress=False)
+    for p, q in zip(refit.best_model.parameters(), pop.to_module(0).parameters()):
+        assert torch.equal(p, q)
     assert res.ensemble(3).best_model is not None
 
 
