@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -168,9 +169,9 @@ class PopulationGroup:
     def _check_index(self, k: Any) -> int:
         if isinstance(k, Tensor) and k.dim() == 0 and not (k.dtype.is_floating_point or k.dtype == torch.bool):
             k = int(k)
-        if isinstance(k, bool) or not isinstance(k, int) or not -self.size <= k < self.size:
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not -self.size <= k < self.size:
             raise IndexError(f"candidate index must be an int in [0, {self.size}); got {k!r}")
-        return k % self.size
+        return int(k) % self.size
 
     def _gather(self, parts: Sequence[Tensor]) -> Tensor:
         """Per-member tensors (n_m, ...) -> one (K, ...) in global order."""

@@ -232,6 +232,7 @@ def test_a_group_refuses_bad_depths_and_members():
         PopulationGroup(group.members, [0] * 7)
     with pytest.raises(IndexError, match="candidate index"):
         group.to_module(7)
+    assert group.locate(np.int64(-1)) == group.locate(torch.tensor(6)) == (2, 2)  # depth 3's third
     with pytest.raises(ValueError, match="x must have shape"):
         group.step(torch.randn(4, D_IN + 1, dtype=dtype), torch.zeros(4, dtype=torch.long))
 
