@@ -223,8 +223,16 @@ _KINDS: dict[str, type[Distribution]] = {c.__name__: c for c in (LogUniform, Uni
 
 
 #: Hyperparameters that shape the network instead of its training: ``width``, every hidden layer's, per candidate
-#: (``Population(widths=...)``). A space may tune them beside its optimizer's.
-STRUCTURAL = ("width",)
+#: (``Population(widths=...)``), and ``depth``, the number of hidden layers (candidates of different depths train
+#: as a :class:`~metahp_fast.population_group.PopulationGroup`). A space may tune them beside its optimizer's.
+STRUCTURAL = ("width", "depth")
+
+
+def _check_structural(name: str, dist: Distribution) -> None:
+    """A ValueError naming ``name`` unless it is an IntUniform (or a Fixed whole number) of at least 1."""
+    if not (isinstance(dist, (IntUniform, Fixed)) and dist.bounds()[0] >= 1 and float(dist.bounds()[0]).is_integer()):
+        what = "hidden layers" if name == "depth" else "units"
+        raise ValueError(f"{name}={dist!r} must be an IntUniform (or Fixed whole number) of at least 1 ({what})")
 
 
 class SearchSpace:
@@ -243,6 +251,9 @@ class SearchSpace:
                 raise ValueError(f"hyperparameter names must be strings; got {name!r}")
             if not isinstance(dist, Distribution):
                 raise TypeError(f"params[{name!r}] must be one of {sorted(_KINDS)}; got {dist!r}")
+        for name in STRUCTURAL:
+            if name in params:
+                _check_structural(name, params[name])
         if optimizer is not None:
             if optimizer not in OPTIMIZERS:
                 raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or None; got {optimizer!r}")
@@ -251,10 +262,6 @@ class SearchSpace:
             if unknown:
                 raise ValueError(f"unknown hyperparameters {unknown} for optimizer={optimizer!r}; "
                                  f"valid names are {sorted(specs) + list(STRUCTURAL)}")
-            width = params.get("width")
-            if width is not None and not (isinstance(width, (IntUniform, Fixed)) and width.bounds()[0] >= 1
-                                          and float(width.bounds()[0]).is_integer()):
-                raise ValueError(f"width={width!r} must be an IntUniform (or Fixed whole number) of at least 1")
             for name, dist in params.items():
                 if name in STRUCTURAL:
                     continue

@@ -97,6 +97,11 @@ class FoldedPopulation:
     def widths(self) -> Tensor:
         return self.first.widths
 
+    @property
+    def depths(self) -> Tensor:
+        """(K,) hidden layers per candidate (cuts of a :class:`~metahp_fast.population_group.PopulationGroup`)."""
+        return self.first.depths
+
     @hparams.setter
     def hparams(self, values: Mapping[str, Any]) -> None:
         for p in self.pops:
