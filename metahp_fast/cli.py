@@ -157,6 +157,7 @@ def _tune_study(args: argparse.Namespace) -> int:
     if not args.study:
         raise UsageError("--study: name the study that --storage/--workers work on (the same name on every machine)")
     for flag, given in (("--method", args.method != "sh"), ("--epochs", args.epochs is not None),
+                        ("--early-stopping", args.early_stopping),
                         ("--ensemble", bool(args.ensemble)), ("--folds", args.folds != 1)):
         if given:
             raise UsageError(f"{flag}: applies to a single tuning run, not to a study's workers (--study)")
@@ -288,7 +289,8 @@ def _tuner(args: argparse.Namespace, init: Optional[Tensor] = None):
                                     steps=args.steps, batch_size=args.batch_size, objective=args.objective,
                                     backend=args.backend, device=args.device, precision=args.precision,
                                     folds=args.folds, progress=not args.no_progress, init=init,
-                                    epochs=args.epochs, max_steps=args.max_steps)
+                                    epochs=args.epochs, max_steps=args.max_steps,
+                                    early_stopping=args.early_stopping)
         tuner.check_budget(args.budget)
     except (ValueError, TypeError, ImportError) as e:
         raise usage(e, ranges="--space") from None

@@ -188,6 +188,10 @@ def _tune_parser(sub: Any) -> None:
                    f"instead; a --study's trials: {DEFAULT_STEPS} steps)")
     u.add_argument("--max-steps", type=_positive, default=DEFAULT_MAX_STEPS,
                    help=f"cap on the steps --epochs gives (default {DEFAULT_MAX_STEPS})")
+    u.add_argument("--early-stopping", action="store_true",
+                   help="judge every candidate at its best validation evaluation so far instead of its last (with "
+                   "--refit best the pick is retrained for that length); off by default: on the real-table "
+                   "benchmark it changed little")
     u.add_argument("--refit", choices=("off", "best", "full"), default=None,
                    help="retrain the pick on the train and validation rows together before saving it: for the "
                    "length of its best validation evaluation (best, the default without --ensemble) or the full "

@@ -610,3 +610,19 @@ def test_tune_epochs_sizes_training_to_the_data(tmp_path, capsys):
     assert f"full trainings of {steps} steps (2 epochs of {n} train rows" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["steps"] == steps and report["config"]["epochs"] == 2
+
+
+def test_tune_sizes_training_by_epochs_unless_steps_is_given(tmp_path, capsys):
+    """No --steps: one full training is DEFAULT_EPOCHS passes over the train rows (capped by --max-steps);
+    --steps fixes the steps instead; --early-stopping reaches the tuner and its report."""
+    from metahp_fast.tuners.base import DEFAULT_EPOCHS
+    n = len(load_task("wine", seed=0).y_train)
+    base = ["tune", "--data", "wine", "--method", "random", "--budget", "1", "--batch-size", "32", "--hidden", "4",
+            "--no-progress"]
+    assert cli.main(base + ["--max-steps", "40", "--out", str(tmp_path / "a")]) == 0
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert a["config"]["epochs"] == DEFAULT_EPOCHS and a["config"]["steps"] == min(40, -(-int(DEFAULT_EPOCHS) * n // 32))
+    assert cli.main(base + ["--steps", "7", "--early-stopping", "--out", str(tmp_path / "b")]) == 0
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert b["config"]["epochs"] is None and b["config"]["steps"] == 7 and b["config"]["early_stopping"] is True
+    assert "full trainings of 7 steps" in capsys.readouterr().out
