@@ -27,7 +27,7 @@ from .model_file import in_target_units
 from .search_space import SearchSpace
 from .tasks import Column, apply_columns, from_table
 from .tuners import TUNERS, Tuner
-from .tuners.base import DEFAULT_EPOCHS, DEFAULT_STEPS
+from .tuners.base import DEFAULT_EPOCHS
 
 #: Fewest rows ``fit`` takes: one validation row and at least two training rows.
 MIN_ROWS = 3
@@ -82,8 +82,7 @@ class _TunedMLP(BaseEstimator):
             raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction!r}")
         hidden = list(self.hidden) if isinstance(self.hidden, (list, tuple)) else self.hidden
         sized = self.steps is None  # the training sized to the data by epochs unless steps fixes it
-        tuner = TUNERS[self.method](self.space, optimizer=self.optimizer, hidden=hidden,
-                                    steps=DEFAULT_STEPS if sized else self.steps,
+        tuner = TUNERS[self.method](self.space, optimizer=self.optimizer, hidden=hidden, steps=self.steps,
                                     epochs=self.epochs if sized else None,
                                     batch_size=self.batch_size, activation=self.activation,
                                     objective=self.objective, folds=self.folds, backend=self.backend,

@@ -61,10 +61,10 @@ class Tuner:
         space: the :class:`SearchSpace` (default: the optimizer's default space).
         optimizer: ``"sgd"`` or ``"adamw"`` (default: the space's optimizer, else sgd).
         hidden, activation, nesterov: the architecture and update rule of every candidate.
-        steps: steps of one full training; batch_size: its minibatch size.
+        steps: steps of one full training, the same on every task; batch_size: its minibatch size.
         epochs: training sized to the data instead: one full training is ``epochs`` passes over the train
             split (``ceil(epochs * train rows / batch_size)`` steps), at most ``max_steps``; ``steps`` is then
-            ignored.
+            ignored. With neither given: :data:`DEFAULT_EPOCHS`, as ``metahp-fast tune``.
         objective: what to minimise on the validation split: ``"loss"`` or ``"error"`` (1 - accuracy).
         init: a warm start: a center ``u`` (d,) for the initial candidates, natural values as a dict (``{"lr":
             0.05, "momentum": 0.9, ...}``, every tuned hyperparameter of the space), or a meta-learner
@@ -88,7 +88,7 @@ class Tuner:
     State: ClassVar[type[TunerState]] = NoState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, optimizer: Optional[str] = None,
-                 hidden: Sequence[int] = (128,), steps: int = DEFAULT_STEPS, batch_size: int = 128,
+                 hidden: Sequence[int] = (128,), steps: Optional[int] = None, batch_size: int = 128,
                  activation: str = "relu",
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
                  init_mix: float = 0.5, eval_every: Optional[int] = None, folds: int = 1, backend: str = "auto",
@@ -100,8 +100,10 @@ class Tuner:
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
         self.space = check_space(space, opt)
         resolve_name(backend, check_device(device))  # an unknown backend or unusable device fails here
+        if steps is None and epochs is None:  # sized to the data, as `metahp-fast tune` by default
+            epochs = DEFAULT_EPOCHS
         self.config = TrainConfig(hidden=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
-                                  steps=steps, batch_size=batch_size, optimizer=opt, activation=activation,
+                                  steps=DEFAULT_STEPS if steps is None else steps, batch_size=batch_size, optimizer=opt, activation=activation,
                                   nesterov=nesterov, eval_every=eval_every, backend=backend, device=str(device),
                                   dtype=dtype, precision=precision)
         if objective not in OBJECTIVES:
