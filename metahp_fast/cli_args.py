@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from .backends.base import PRECISIONS
 from .model import ACTIVATIONS
+from .preprocessing import DEFAULT_SCALING, SCALINGS
 
 
 class UsageError(Exception):
@@ -111,6 +112,10 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
                    "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file "
                    "(default digits)")
     _add_file_args(p)
+    p.add_argument("--scaling", choices=SCALINGS, default=DEFAULT_SCALING,
+                   help="how features are scaled, fitted on the train split and saved with the model: standard "
+                   "(mean/std), robust (median/IQR, smooth clip at 3) or quantile (normal scores of the training "
+                   f"quantiles, clipped at 3) (default {DEFAULT_SCALING})")
     p.add_argument("--steps", type=_positive, default=300, help="steps of one full training (default 300)")
     p.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd or adamw (default sgd)")
