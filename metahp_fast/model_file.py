@@ -7,9 +7,10 @@ values, so ``torch.load(path, weights_only=True)`` reads it and loading one can 
   its dtype's name; :func:`load_model` rebuilds it. It takes scaled features (``(x - mean) / std`` by default).
 - ``preprocessing``: ``scaling``, the feature scaling fitted on the train split
   (:meth:`metahp_fast.preprocessing.Scaler.to_dict`: kind, centre, scale, clip, quantiles; a file without it is
-  standardized), ``mean``/``std`` (its centre and scale), the classes (``class_names`` to show, ``labels`` to return: the training
-  labels in their own type), and for a model trained on a table (CSV file or DataFrame) its raw ``columns``
-  (names, categories of one-hot encoded ones, fill values), so :class:`SavedModel` encodes new rows the same way.
+  standardized), ``mean``/``std`` (its centre and scale), the classes (``class_names`` to show, ``labels`` to
+  return: the training labels in their own type), and for a model trained on a table (CSV file or DataFrame) its
+  raw ``columns`` (names, categories of one-hot encoded ones, fill values), so :class:`SavedModel` encodes new
+  rows the same way.
 - ``info``: what was saved with it (hyperparameters, architecture, metrics, ...).
 """
 from __future__ import annotations
@@ -202,8 +203,9 @@ class SavedModel:
 
 def read_model_file(path: PathLike) -> dict[str, Any]:
     """A best.pt's contents as one dict: ``model`` (the rebuilt ``nn.Sequential``), the preprocessing (``scaler``,
-    a :class:`~metahp_fast.preprocessing.Scaler`; ``mean``, ``std``, ``class_names``, ``labels``, ``columns``, ``kind``, ...) and what was saved with it (``hparams``,
-    ``layers``, ...). Refuses files that need pickle (:class:`~metahp_fast.files.UnsafeFileError`)."""
+    a :class:`~metahp_fast.preprocessing.Scaler`; ``mean``, ``std``, ``class_names``, ``labels``, ``columns``,
+    ``kind``, ...) and what was saved with it (``hparams``, ``layers``, ...). Refuses files that need pickle
+    (:class:`~metahp_fast.files.UnsafeFileError`)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"path: no model file at {str(path)!r}")
     try:

@@ -2,10 +2,11 @@
 :class:`TunedMLPRegressor`.
 
 ``fit`` encodes ``X`` as ``load_task`` encodes a CSV with ``missing="fill"`` (:func:`metahp_fast.tasks.from_table`:
-numbers scaled as ``scaling`` says, standardized by default, strings and categories one-hot, missing numbers the training median), holds out
-``val_fraction`` of the rows as the tuner's validation split, runs the tuner and keeps its best model;
-``predict`` encodes new rows with the same columns (:func:`metahp_fast.tasks.apply_columns`; a category not seen
-in ``fit`` encodes as all zeros, as in scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``).
+numbers scaled as ``scaling`` says, standardized by default, strings and categories one-hot, missing numbers the
+training median), holds out ``val_fraction`` of the rows as the tuner's validation split, runs the tuner and keeps
+its best model; ``predict`` encodes new rows with the same columns (:func:`metahp_fast.tasks.apply_columns`; a
+category not seen in ``fit`` encodes as all zeros, as in scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``)
+and scales them with the scaler fitted in ``fit``.
 """
 from __future__ import annotations
 

