@@ -123,7 +123,7 @@ class Scaler:
 def _as_double(t: Any) -> Tensor:
     if not isinstance(t, Tensor):
         raise ValueError(f"expected a tensor; got {type(t).__name__}")
-    return t.detach().cpu().double()
+    return t.detach().cpu().double().clone(memory_format=torch.contiguous_format)
 
 
 def fit_scaler(x_train: Any, scaling: str = DEFAULT_SCALING, clip: Optional[float] = CLIP) -> Scaler:
@@ -141,6 +141,7 @@ def fit_scaler(x_train: Any, scaling: str = DEFAULT_SCALING, clip: Optional[floa
         return Scaler("standard", x.mean(0), std)
     if scaling == "robust":
         q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=0)
+        q = q.clone(memory_format=torch.contiguous_format)  # plain strides (a (3, 1) result can have (1, 3))
         iqr = (q[2] - q[0]) / NORMAL_IQR
         return Scaler("robust", q[1], torch.where(iqr > 0, iqr, std), clip)
     levels = min(max(x.shape[0], 2), MAX_QUANTILES)

@@ -11,6 +11,7 @@ from metahp_fast.files import load_file, save_file
 from metahp_fast.model_file import preprocessing, read_model_file, save_model
 from metahp_fast.preprocessing import CLIP, NORMAL_IQR, SCALINGS, Scaler, fit_scaler
 from metahp_fast.tasks import _split
+from metahp_fast.tuners.checkpoint import fingerprint
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
 
 
@@ -130,6 +131,8 @@ def test_tasks_fit_the_scaler_on_the_train_split_only(scaling):
     for split, idx in (("train", train), ("val", val), ("test", test)):
         torch.testing.assert_close(getattr(t, f"x_{split}"), want.transform(torch.as_tensor(x[idx.numpy()])).float())
     assert torch.equal(t.mean, want.center.float()) and torch.equal(t.std, want.scale.float())
+    one = from_arrays(x[:, :1], y, scaling=scaling)  # a one-feature task's centre is a plain (1,) tensor
+    assert one.mean.stride() == (1,) and fingerprint(one)["features"] == 1  # (a strided one broke its digest)
     if scaling != "standard":
         assert float(t.x_test.abs().max()) <= CLIP
 
