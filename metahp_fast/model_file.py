@@ -4,7 +4,7 @@ The file (a :func:`metahp_fast.files.save_file` file of kind ``"model"``) holds 
 values, so ``torch.load(path, weights_only=True)`` reads it and loading one can never run code:
 
 - ``network``: the ``nn.Sequential`` as its module list (``"linear"``, ``"relu"``, ...), its ``state_dict`` and
-  its dtype's name; :func:`load_model` rebuilds it. It takes scaled features (``(x - mean) / std`` by default).
+  its dtype's name; :func:`load_model` rebuilds it. It takes the scaled features.
 - ``preprocessing``: ``scaling``, the feature scaling fitted on the train split
   (:meth:`metahp_fast.preprocessing.Scaler.to_dict`: kind, centre, scale, clip, quantiles; a file without it is
   standardized), ``mean``/``std`` (its centre and scale), the classes (``class_names`` to show, ``labels`` to

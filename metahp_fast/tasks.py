@@ -1,5 +1,5 @@
 """Tasks: datasets with fixed train/validation/test splits (by seed) and features scaled as fitted on train
-(:mod:`metahp_fast.preprocessing`: standardized by default, or robust/quantile scaling with clipping).
+(:mod:`metahp_fast.preprocessing`: quantile scaling to clipped normal scores by default, or standard/robust).
 
 Sources: scikit-learn's shipped datasets (:data:`BUILTINS`), generated datasets (:data:`GENERATED`: MNIST-1D
 made locally by the ``mnist1d`` package, and the synthetic families ``teacher`` and ``gaussian_mixture``, whose
@@ -46,7 +46,7 @@ SMALL_SPLIT = 10
 @dataclass
 class Task:
     """One dataset split three ways. ``x_*`` float32 (rows, n_features), scaled by ``scaler`` fitted on the train
-    split (``mean``/``std``: its centre and scale, the mean and standard deviation by default); ``y_*`` int64
+    split (``mean``/``std``: its centre and scale; 0 and 1 for the default quantile scaling); ``y_*`` int64
     class ids (classification) or float32 (rows, n_outputs), regression targets standardized too, with
     ``y_mean``/``y_std`` (so one learning-rate range fits any target scale, and an MSE of 1 is as good as
     predicting the mean). :func:`metahp_fast.model_file.save_model` folds ``y_std`` and ``y_mean`` back into a
@@ -273,8 +273,8 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
     by ``seed``) is carved from its training part, and ``test_fraction`` does not apply.
 
     ``scaling`` (:data:`metahp_fast.preprocessing.SCALINGS`) is how features are scaled, fitted on the train
-    split: ``"standard"`` (mean/std), ``"robust"`` (median/IQR, smooth clip) or ``"quantile"`` (normal scores
-    of the training quantiles, clipped); a saved model applies the same to new rows."""
+    split: ``"quantile"`` (the default: normal scores of the training quantiles, clipped), ``"standard"``
+    (mean/std) or ``"robust"`` (median/IQR, smooth clip); a saved model applies the same to new rows."""
     scaling = check_scaling(scaling)
     if missing not in MISSING_MODES:
         raise ValueError(f"missing must be one of {MISSING_MODES}; got {missing!r}")
