@@ -176,9 +176,22 @@ def fit_scaler(x_train: Any, scaling: str = DEFAULT_SCALING, clip: Optional[floa
     return Scaler("quantile", zeros, torch.ones_like(zeros), CLIP if clip is None else clip, quantiles)
 
 
+#: Cells per block of columns that :func:`_normal_scores` maps at once (its temporaries: a few times this many
+#: float64s, not a few copies of a 10^5 x 10^3 table).
+BLOCK = 1 << 21
+
+
 def _normal_scores(x: Tensor, quantiles: Tensor, clip: Optional[float]) -> Tensor:
     """``Phi^-1(F(x))`` per column, ``F`` interpolating ``quantiles`` (levels 0..1 evenly spaced): the mean of
     the interpolations that resolve ties downwards and upwards, so tied training values get their middle rank."""
+    step = max(1, BLOCK // max(1, x.shape[0]))
+    out = torch.empty_like(x)
+    for j in range(0, x.shape[1], step):
+        out[:, j:j + step] = _normal_scores_block(x[:, j:j + step], quantiles[:, j:j + step], clip)
+    return out
+
+
+def _normal_scores_block(x: Tensor, quantiles: Tensor, clip: Optional[float]) -> Tensor:
     levels = quantiles.shape[0]
     q = quantiles.T.contiguous()  # (features, levels)
     xt = x.T.contiguous()  # (features, rows)

@@ -300,3 +300,12 @@ def test_the_scaling_benchmark_runs_resumes_and_reports(tmp_path, monkeypatch, c
     capsys.readouterr()
     assert bench.main(argv) == 0  # everything reused
     assert "fold 0" not in capsys.readouterr().out.split("# Feature scaling")[0]
+
+
+def test_quantile_maps_wide_tables_in_blocks_of_columns_alike(monkeypatch):
+    import metahp_fast.preprocessing as pp
+    x = np.random.default_rng(11).standard_cauchy((203, 37))
+    s = fit_scaler(x, "quantile")
+    whole = s.transform(torch.as_tensor(x))
+    monkeypatch.setattr(pp, "BLOCK", 203 * 5)  # 5 columns a block, the last one 2
+    torch.testing.assert_close(s.transform(torch.as_tensor(x)), whole, rtol=0, atol=0)
