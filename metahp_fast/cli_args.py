@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from .backends.base import PRECISIONS
 from .model import ACTIVATIONS
+from .preprocessing import DEFAULT_SCALING, SCALINGS
 from .tuners.base import DEFAULT_EPOCHS, DEFAULT_MAX_STEPS, DEFAULT_STEPS
 
 
@@ -112,6 +113,10 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
                    "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file "
                    "(default digits)")
     _add_file_args(p)
+    p.add_argument("--scaling", choices=SCALINGS, default=DEFAULT_SCALING,
+                   help="how features are scaled, fitted on the train split and saved with the model: standard "
+                   "(mean/std), robust (median/IQR, smooth clip at 3) or quantile (normal scores of the training "
+                   f"quantiles, clipped at 3) (default {DEFAULT_SCALING})")
     p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
                    help=f"steps of one full training (default {DEFAULT_STEPS}; tune: sized by --epochs)")
     p.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")

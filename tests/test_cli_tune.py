@@ -506,7 +506,7 @@ def test_regression_targets_are_standardized_and_the_saved_model_answers_in_thei
     assert all(t["val_loss"] is not None for t in report["trials"])  # nothing diverged
     # the saved model on the raw test rows: the report's RMSE, in the target's units, from raw predictions
     g = load_model(out / "best.pt")
-    x_test = (task.x_test.double() * task.std.double() + task.mean.double()).numpy()
+    x_test = task.preprocessor.inverse_transform(task.x_test).numpy()
     y_test = (task.y_test.double() * task.y_std.double() + task.y_mean.double()).numpy()[:, 0]
     rmse = float(np.sqrt(np.mean((g.predict(x_test) - y_test) ** 2)))
     assert rmse == pytest.approx(report["test"]["rmse"], rel=1e-4)
