@@ -129,15 +129,15 @@ def best_curve(study, start: datetime.datetime) -> tuple[list[float], list[float
 
 
 def continue_to(study, start: datetime.datetime, elapsed: float, plain: tuple, task, steps: int, seed: int,
-                out_dir: Path, ttq_trials: int) -> dict:
-    """Time to quality: the default batched ``study`` (run ``elapsed`` seconds since ``start``) continued K
+                out_dir: Path, ttq_trials: int, k: int = K) -> dict:
+    """Time to quality: the default batched ``study`` (run ``elapsed`` seconds since ``start``) continued ``k``
     trials at a time, right away, until it reaches the best of the ``plain`` (study, start, seconds) run."""
     plain_study, plain_start, plain_seconds = plain
     target = plain_study.best_value
     while study.best_value > target and len(study.trials) < ttq_trials:
         t1 = time.perf_counter()
-        optimize_batched(study, task, K, batch_size=K, steps=steps, seed=seed, rungs=[],
-                         out_dir=out_dir / f"models_{seed}_ttq")
+        optimize_batched(study, task, k, batch_size=k, steps=steps, seed=seed, rungs=[],
+                         out_dir=out_dir / f"models_{seed}_ttq_{k}")
         elapsed += time.perf_counter() - t1
     row = {"seed": seed, "plain_best": target, "plain_seconds": plain_seconds,
            "plain_seconds_to_best": time_to(plain_study, plain_start, target),

@@ -191,3 +191,25 @@ def test_bad_input(task):
     with pytest.raises(ValueError, match=r"model_files must be one of \['all', 'best'\]; got 'some'"):
         optimize_batched(study, task, 4, model_files="some", **SMALL)
     assert study.trials == []  # nothing was asked
+
+
+@pytest.mark.parametrize("rungs", [[], [4, 12]], ids=["no-rungs", "rungs"])
+def test_benchmark_plain_loop_trains_the_batched_function(task, rungs):
+    """benchmarks/optuna_speed.py's plain Optuna objective (one nn.Sequential + torch.optim.SGD per trial)
+    scores every trial, at every report step, what optimize_batched scored it: the comparison differs only by
+    the trials each search tried."""
+    from benchmarks.optuna_speed import plain_objective
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
+    trials = optimize_batched(study, task, 5, batch_size=5, steps=30, seed=2, rungs=rungs)
+    objective = plain_objective(task, 30, rungs, seed=2)
+    for t in trials:
+        replay = optuna.create_study(pruner=optuna.pruners.NopPruner())
+        replay.enqueue_trial(t.params)
+        replay.optimize(objective, n_trials=1)
+        again = replay.trials[0]
+        assert again.params == t.params
+        assert again.value == pytest.approx(t.value, rel=1e-4)  # float32 sums in another order, 30 steps
+        assert again.intermediate_values.keys() == {r: 0 for r in rungs}.keys()
+        for r in rungs:
+            assert again.intermediate_values[r] == pytest.approx(t.intermediate_values[r], rel=1e-4)
