@@ -134,7 +134,8 @@ def continue_to(study, start: datetime.datetime, elapsed: float, plain: tuple, t
     trials at a time, right away, until it reaches the best of the ``plain`` (study, start, seconds) run."""
     plain_study, plain_start, plain_seconds = plain
     target = plain_study.best_value
-    while study.best_value > target and len(study.trials) < ttq_trials:
+    done = lambda: [t.value for t in study.trials if t.value is not None]  # noqa: E731
+    while min(done(), default=math.inf) > target and len(study.trials) < ttq_trials:
         t1 = time.perf_counter()
         optimize_batched(study, task, k, batch_size=k, steps=steps, seed=seed, rungs=[],
                          out_dir=out_dir / f"models_{seed}_ttq_{k}")

@@ -47,8 +47,8 @@ Distributions = Mapping[str, "optuna.distributions.BaseDistribution"]
 #: outcome of its hyperparameters, not a lost worker, so it is not retried.
 DIVERGED = "diverged"
 #: Which finished trials get a model file: ``"all"`` of them, or only ``"best"``: those that beat every trial the
-#: study had completed when they were told, so the study's best trial always has one (on a 2-core CPU, a batch's
-#: 64 files cost about as much as 30-40 of its 300 training steps).
+#: study had completed when they were told, so the study's best trial always has one (on a 2-core CPU a batch's
+#: 64 files cost about as much as 20 of its 300 training steps: 6% of a study, benchmarks/results/optuna_speed.md).
 MODEL_FILES = ("all", "best")
 
 
