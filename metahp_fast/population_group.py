@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .optimizers import hparam_specs
 from .population import LrSchedule, Population
-from .validation import check_hparam
+from .validation import check_hparam, check_indices
 
 GROUP_STATE_VERSION = 1
 
@@ -340,20 +340,7 @@ class PopulationGroup:
     def select(self, indices: Union[Sequence[int], Sequence[bool], Tensor]) -> "PopulationGroup":
         """A new group of the chosen candidates (global numbers, repeats allowed, or a (K,) bool mask), new
         candidate j being old candidate ``indices[j]``; members left without candidates are dropped."""
-        idx = torch.as_tensor(indices)
-        if idx.dtype == torch.bool:
-            if idx.shape != (self.size,):
-                raise ValueError(f"a bool mask for indices must have shape ({self.size},), one flag per candidate; "
-                                 f"got {tuple(idx.shape)}")
-            idx = idx.cpu().nonzero().flatten()
-        elif idx.dtype.is_floating_point or idx.dtype.is_complex:
-            raise TypeError(f"indices must be candidate numbers (ints) or a bool mask; got dtype {idx.dtype}")
-        idx = idx.long().flatten().cpu()
-        if idx.numel() == 0:
-            raise ValueError("indices must choose at least one candidate")
-        if int(idx.min()) < -self.size or int(idx.max()) >= self.size:
-            raise IndexError(f"indices must lie in [0, {self.size}); got {idx.tolist()}")
-        idx = idx % self.size
+        idx = check_indices(indices, self.size).cpu() % self.size
         of = self._member_of[idx]
         kept = sorted(set(of.tolist()))
         members = [self.members[j].select(self._local[idx[of == j]]) for j in kept]

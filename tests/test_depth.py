@@ -260,7 +260,7 @@ def test_tuners_search_depth_save_refit_and_ensemble(tuner, kw, tmp_path):
     res.save(tmp_path / "best.pt")
     g = load_model(tmp_path / "best.pt")
     assert g.info["layers"] == [13] + [12] * d + [3]
-    rows = task.x_test * task.std + task.mean  # the raw features best.pt standardizes again
+    rows = task.preprocessor.inverse_transform(task.x_test)  # the raw features best.pt scales again
     with torch.no_grad():
         want = torch.softmax(res.best_model(task.x_test), 1)
     np.testing.assert_allclose(g.predict_proba(rows), want.numpy(), rtol=1e-4, atol=1e-6)
