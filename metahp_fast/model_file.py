@@ -5,10 +5,13 @@ values, so ``torch.load(path, weights_only=True)`` reads it and loading one can 
 
 - ``network``: the ``nn.Sequential`` as its module list (``"linear"``, ``"relu"``, ..., ``"dropout"``), its
   ``state_dict``, its dtype's name and its dropout probabilities (module index -> p); :func:`load_model` rebuilds
-  it. It takes standardized features ``(x - mean) / std``.
-- ``preprocessing``: ``mean``/``std``, the classes (``class_names`` to show, ``labels`` to return: the training
-  labels in their own type), and for a model trained on a table (CSV file or DataFrame) its raw ``columns``
-  (names, categories of one-hot encoded ones, fill values), so :class:`SavedModel` encodes new rows the same way.
+  it. It takes the scaled features.
+- ``preprocessing``: ``scaling``, the feature scaling fitted on the train split
+  (:meth:`metahp_fast.preprocessing.Scaler.to_dict`: kind, centre, scale, clip, quantiles; a file without it is
+  standardized), ``mean``/``std`` (its centre and scale), the classes (``class_names`` to show, ``labels`` to
+  return: the training labels in their own type), and for a model trained on a table (CSV file or DataFrame) its
+  raw ``columns`` (names, categories of one-hot encoded ones, fill values), so :class:`SavedModel` encodes new
+  rows the same way.
 - ``info``: what was saved with it (hyperparameters, architecture, metrics, ...).
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import Tensor, nn
 
 from .ensemble import Ensemble
 from .model import ACTIVATION_MODULES
+from .preprocessing import Scaler
 from .files import FORMAT_VERSION, UnsafeFileError, load_file, save_file
 from .tasks import Task, _is_pandas, _series_column, apply_columns, csv_rows
 
@@ -43,6 +47,7 @@ def preprocessing(task: Task) -> dict[str, Any]:
     if task.is_classification:
         labels = list(task.meta.get("labels") or task.class_names)
     return {"mean": task.mean.detach().cpu().clone(), "std": task.std.detach().cpu().clone(),
+            "scaling": task.preprocessor.to_dict(),
             "class_names": None if task.class_names is None else list(task.class_names), "labels": labels,
             "columns": copy.deepcopy(task.meta.get("columns")), "target": task.meta.get("target"),
             "n_features": task.n_features, "kind": "classification" if task.is_classification else "regression",
@@ -158,9 +163,12 @@ class SavedModel:
     columns: Optional[list[dict[str, Any]]]
     info: dict[str, Any]
     labels: Optional[list[Any]] = field(default=None)
+    #: The feature scaling fitted in training; None: ``(x - mean) / std``.
+    scaler: Optional[Scaler] = field(default=None)
 
     def features(self, data: Any) -> Tensor:
-        """Standardized features (rows, n_features) for ``data``, in the model's dtype."""
+        """Scaled features (rows, n_features) for ``data``, as the training rows were scaled, in the model's
+        dtype."""
         if isinstance(data, (str, os.PathLike)):
             data = _read_rows(os.fspath(data))
         if _is_pandas(data, "DataFrame") and self.columns:
@@ -175,7 +183,8 @@ class SavedModel:
                 raise ValueError(f"data must have {self.mean.numel()} feature columns (the encoded training "
                                  f"features); got shape {tuple(x.shape)}")
         dtype = next(self.model.parameters()).dtype  # float32, or what the tuner trained in (float64, ...)
-        return ((x.double() - self.mean.double()) / self.std.double()).to(dtype)
+        scaler = self.scaler if self.scaler is not None else Scaler.standard(self.mean, self.std)
+        return scaler.transform(x.double()).to(dtype)
 
     def outputs(self, data: Any) -> Tensor:
         """The model's raw outputs (logits, or regression values) for ``data``."""
@@ -199,9 +208,10 @@ class SavedModel:
 
 
 def read_model_file(path: PathLike) -> dict[str, Any]:
-    """A best.pt's contents as one dict: ``model`` (the rebuilt ``nn.Sequential``), the preprocessing (``mean``,
-    ``std``, ``class_names``, ``labels``, ``columns``, ``kind``, ...) and what was saved with it (``hparams``,
-    ``layers``, ...). Refuses files that need pickle (:class:`~metahp_fast.files.UnsafeFileError`)."""
+    """A best.pt's contents as one dict: ``model`` (the rebuilt ``nn.Sequential``), the preprocessing (``scaler``,
+    a :class:`~metahp_fast.preprocessing.Scaler`; ``mean``, ``std``, ``class_names``, ``labels``, ``columns``,
+    ``kind``, ...) and what was saved with it (``hparams``, ``layers``, ...). Refuses files that need pickle
+    (:class:`~metahp_fast.files.UnsafeFileError`)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"path: no model file at {str(path)!r}")
     try:
@@ -219,6 +229,10 @@ def read_model_file(path: PathLike) -> dict[str, Any]:
         for k in ("mean", "std"):
             if not isinstance(pre[k], Tensor) or pre[k].shape != (first.in_features,):
                 raise ValueError(f"{k} does not match the model's {first.in_features} inputs")
+        scaling = pre.pop("scaling", None)  # files from before scalers: standardized
+        pre["scaler"] = Scaler.from_dict(scaling) if scaling is not None else Scaler.standard(pre["mean"], pre["std"])
+        if pre["scaler"].n_features != first.in_features:
+            raise ValueError(f"scaling does not match the model's {first.in_features} inputs")
         classes, labels = pre.get("class_names"), pre.get("labels")
         last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
         if classes is not None and len(classes) != last.out_features:
@@ -233,9 +247,9 @@ def read_model_file(path: PathLike) -> dict[str, Any]:
 def load_model(path: PathLike) -> SavedModel:
     """A best.pt written by ``metahp-fast tune``/``train`` (or :func:`save_model`), ready for raw data."""
     data = read_model_file(path)
-    known = ("model", "mean", "std", "class_names", "columns", "labels")
+    known = ("model", "mean", "std", "class_names", "columns", "labels", "scaler")
     return SavedModel(data["model"], data["mean"], data["std"], data.get("class_names"), data.get("columns"),
-                      {k: v for k, v in data.items() if k not in known}, data.get("labels"))
+                      {k: v for k, v in data.items() if k not in known}, data.get("labels"), data["scaler"])
 
 
 def upgrade_payload(old: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,10 @@ Distributions = Mapping[str, "optuna.distributions.BaseDistribution"]
 #: The user attribute that marks a trial failed because its candidate diverged (non-finite loss): a real
 #: outcome of its hyperparameters, not a lost worker, so it is not retried.
 DIVERGED = "diverged"
+#: Which finished trials get a model file: ``"all"`` of them, or only ``"best"``: those that beat every trial the
+#: study had completed when they were told, so the study's best trial always has one (on a 2-core CPU a batch's
+#: 64 files cost about as much as 20 of its 300 training steps: 6% of a study, benchmarks/results/optuna_speed.md).
+MODEL_FILES = ("all", "best")
 
 
 def _check_distributions(dists: Mapping[str, Any], optimizer: str) -> dict[str, Any]:
@@ -246,9 +250,13 @@ class BatchedObjective:
                  train_batch_size: int = 128, activation: str = "relu", nesterov: bool = False,
                  objective: str = "loss", rungs: Optional[Sequence[int]] = None,
                  out_dir: Union[str, os.PathLike, None] = None, seed: int = 0, backend: str = "auto",
-                 device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None):
+                 device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None,
+                 model_files: str = "all"):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+        if model_files not in MODEL_FILES:
+            raise ValueError(f"model_files must be one of {list(MODEL_FILES)}; got {model_files!r}")
+        self.model_files = model_files
         self.optimizer, self.distributions, self.fixed = _space(space, optimizer)
         self.config = TrainConfig(hidden=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
                                   steps=steps, batch_size=train_batch_size, optimizer=self.optimizer,
@@ -315,8 +323,9 @@ class BatchedObjective:
                 trial.report(v, t)
                 keep.append(i)
             if t == c.steps:
-                for i in keep:
-                    self._finish(study, live[i], pop, i, values[i], heartbeat)
+                save = self._to_save(study, [values[i] for i in keep])
+                for j, i in enumerate(keep):
+                    self._finish(study, live[i], pop, i, values[i], heartbeat, save[j])
                 return
             _refresh(study)  # every worker's reports so far, read once for this rung's decisions
             kept = []
@@ -331,9 +340,21 @@ class BatchedObjective:
                 pop = pop.select(kept)
                 live = [live[i] for i in kept]
 
+    def _to_save(self, study: "optuna.Study", values: list[float]) -> list[bool]:
+        """Which of a batch's finished trials (their ``values``) get a model file: all, or with ``"best"`` the
+        batch's best one if it beats every trial the study has completed (other workers' included)."""
+        if self.out_dir is None:
+            return [False] * len(values)
+        if self.model_files == "all" or not values:
+            return [True] * len(values)
+        _refresh(study)  # other workers' completed trials count too
+        done = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        best = min(range(len(values)), key=values.__getitem__)
+        return [i == best and (not done or values[i] < min(done)) for i in range(len(values))]
+
     def _finish(self, study: "optuna.Study", trial: "optuna.Trial", pop: Population, i: int, value: float,
-                heartbeat: _Heartbeat) -> None:
-        if self.out_dir is not None:
+                heartbeat: _Heartbeat, save: bool = True) -> None:
+        if save and self.out_dir is not None:
             path = (self.out_dir / f"trial_{trial.number:05d}.pt").resolve()
             c = self.config
             save_model(path, pop.to_module(i), self.raw_task, hparams={**trial.params, **self.fixed},
@@ -406,7 +427,8 @@ def optimize_batched(study: "optuna.Study", task: TaskLike, n_trials: int, *, ba
                      activation: str = "relu", nesterov: bool = False, objective: str = "loss",
                      rungs: Optional[Sequence[int]] = None, out_dir: Union[str, os.PathLike, None] = None,
                      seed: int = 0, backend: str = "auto", device: str = "cpu", dtype: torch.dtype = torch.float32,
-                     precision: Optional[str] = None, timeout: Optional[float] = None) -> list["optuna.trial.FrozenTrial"]:
+                     precision: Optional[str] = None, timeout: Optional[float] = None,
+                     model_files: str = "all") -> list["optuna.trial.FrozenTrial"]:
     """Run ``n_trials`` trials of ``study`` on ``task``, ``batch_size`` (K) at a time as one population.
 
     Args:
@@ -423,6 +445,8 @@ def optimize_batched(study: "optuna.Study", task: TaskLike, n_trials: int, *, ba
             :func:`default_rungs`: steps/27, steps/9, steps/3); a surviving trial also reports at ``steps``.
         out_dir: where each finished trial's model file goes (``trial_NNNNN.pt``, read by
             :func:`metahp_fast.load_model`); its path is the trial's ``model_path`` user attribute.
+        model_files: ``"all"``: every finished trial gets its file; ``"best"``: only a trial that beats every
+            trial the study had completed when it was told (so the study's best trial always has one).
         seed: the initial weights and data order, shared by every trial.
         backend, device, dtype, precision: where the populations run (see :class:`~metahp_fast.Population`).
         timeout: stop asking new batches after this many seconds.
@@ -439,7 +463,7 @@ def optimize_batched(study: "optuna.Study", task: TaskLike, n_trials: int, *, ba
     runner = BatchedObjective(task, space=space, optimizer=optimizer, hidden=hidden, steps=steps,
                               train_batch_size=train_batch_size, activation=activation, nesterov=nesterov,
                               objective=objective, rungs=rungs, out_dir=out_dir, seed=seed, backend=backend,
-                              device=device, dtype=dtype, precision=precision)
+                              device=device, dtype=dtype, precision=precision, model_files=model_files)
     start, numbers = time.perf_counter(), []
     while len(numbers) < n_trials and (timeout is None or time.perf_counter() - start < timeout):
         fail_stale(study)
@@ -504,5 +528,5 @@ def enqueue_suggestions(study: "optuna.Study", suggestions: Any, *, task: Option
     return len(suggestions)
 
 
-__all__ = ["BatchedObjective", "DIVERGED", "check_study", "default_rungs", "enqueue_suggestions", "fail_stale",
-           "optimize_batched", "optuna_distributions", "run_one_batch"]
+__all__ = ["BatchedObjective", "DIVERGED", "MODEL_FILES", "check_study", "default_rungs", "enqueue_suggestions",
+           "fail_stale", "optimize_batched", "optuna_distributions", "run_one_batch"]

@@ -19,8 +19,8 @@ from .batches import Batches
 from .model import (TRAIN_OPTIONS, ModelSpec, apply_widths, candidate_params, check_widths, forward, loss_only,
                     sequential, stack_sequentials)
 from .optimizers import OPTIMIZERS, hparam_specs
-from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams, check_int,
-                         check_positive_int, check_size, check_spec)
+from .validation import (as_tensor, check_batch, check_choice, check_device, check_hparam, check_hparams,
+                         check_indices, check_int, check_positive_int, check_size, check_spec)
 
 LrSchedule = Union[Callable[[int, Tensor], Union[Tensor, float]], Tensor]
 STATE_DICT_VERSION = 2
@@ -489,22 +489,7 @@ class Population:
         """A new population of the chosen candidates (weights, optimizer state, hyperparameters, step counts
         and alive flags copied), on the same backend; this one is left as it is. ``indices`` are candidate
         numbers, or a (K,) bool mask such as ``pop.alive``. Tuners use it to drop candidates from the batch."""
-        idx = torch.as_tensor(indices)
-        if idx.numel() == 0:
-            raise ValueError("indices must choose at least one candidate")
-        if idx.dtype == torch.bool:
-            if idx.shape != (self.size,):
-                raise ValueError(f"a bool mask for indices must have shape ({self.size},), one flag per candidate; "
-                                 f"got {tuple(idx.shape)}")
-            idx = idx.cpu().nonzero().flatten()
-        elif idx.dtype.is_floating_point or idx.dtype.is_complex:
-            raise TypeError(f"indices must be candidate numbers (ints) or a bool mask; got dtype {idx.dtype}")
-        idx = idx.long().flatten()
-        if idx.numel() == 0:
-            raise ValueError("indices must choose at least one candidate")
-        if int(idx.min()) < -self.size or int(idx.max()) >= self.size:
-            raise IndexError(f"indices must lie in [0, {self.size}); got {idx.tolist()}")
-        idx = (idx % self.size).to(self.device)
+        idx = (check_indices(indices, self.size) % self.size).to(self.device)
         s = self._state
         pop = Population.__new__(Population)
         pop._setup(s.spec, [p.index_select(0, idx) for p in s.params],

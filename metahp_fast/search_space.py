@@ -223,9 +223,23 @@ _KINDS: dict[str, type[Distribution]] = {c.__name__: c for c in (LogUniform, Uni
 
 
 #: Hyperparameters that are not the optimizer's but fixed per candidate when its population is built: ``width``,
-#: every hidden layer's (``Population(widths=...)``), and ``dropout``, the hidden units' dropout probability
-#: (``Population(dropout=...)``). A space may tune them beside its optimizer's; PBT copies them with the weights.
-STRUCTURAL = ("width", "dropout")
+#: every hidden layer's (``Population(widths=...)``), ``depth``, the number of hidden layers (candidates of different
+#: depths train as a :class:`~metahp_fast.population_group.PopulationGroup`), and ``dropout``, the hidden units'
+#: dropout probability (``Population(dropout=...)``). A space may tune them beside its optimizer's; PBT copies them
+#: with the weights.
+STRUCTURAL = ("width", "depth", "dropout")
+
+
+def _check_structural(name: str, dist: Distribution) -> None:
+    """A ValueError naming ``name`` unless ``dropout`` stays within [0, 1) and ``width``/``depth`` is an IntUniform
+    (or a Fixed whole number) of at least 1."""
+    if name == "dropout":
+        if not (dist.bounds()[0] >= 0 and dist.bounds()[1] < 1):
+            raise ValueError(f"dropout={dist!r} must stay within [0, 1), e.g. Uniform(0.0, 0.5)")
+        return
+    if not (isinstance(dist, (IntUniform, Fixed)) and dist.bounds()[0] >= 1 and float(dist.bounds()[0]).is_integer()):
+        what = "hidden layers" if name == "depth" else "units"
+        raise ValueError(f"{name}={dist!r} must be an IntUniform (or Fixed whole number) of at least 1 ({what})")
 
 
 class SearchSpace:
@@ -244,6 +258,9 @@ class SearchSpace:
                 raise ValueError(f"hyperparameter names must be strings; got {name!r}")
             if not isinstance(dist, Distribution):
                 raise TypeError(f"params[{name!r}] must be one of {sorted(_KINDS)}; got {dist!r}")
+        for name in STRUCTURAL:
+            if name in params:
+                _check_structural(name, params[name])
         if optimizer is not None:
             if optimizer not in OPTIMIZERS:
                 raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or None; got {optimizer!r}")
@@ -252,13 +269,6 @@ class SearchSpace:
             if unknown:
                 raise ValueError(f"unknown hyperparameters {unknown} for optimizer={optimizer!r}; "
                                  f"valid names are {sorted(specs) + list(STRUCTURAL)}")
-            width = params.get("width")
-            if width is not None and not (isinstance(width, (IntUniform, Fixed)) and width.bounds()[0] >= 1
-                                          and float(width.bounds()[0]).is_integer()):
-                raise ValueError(f"width={width!r} must be an IntUniform (or Fixed whole number) of at least 1")
-            dropout = params.get("dropout")
-            if dropout is not None and not (dropout.bounds()[0] >= 0 and dropout.bounds()[1] < 1):
-                raise ValueError(f"dropout={dropout!r} must stay within [0, 1), e.g. Uniform(0.0, 0.5)")
             for name, dist in params.items():
                 if name in STRUCTURAL:
                     continue

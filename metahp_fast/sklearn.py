@@ -2,10 +2,11 @@
 :class:`TunedMLPRegressor`.
 
 ``fit`` encodes ``X`` as ``load_task`` encodes a CSV with ``missing="fill"`` (:func:`metahp_fast.tasks.from_table`:
-numbers standardized, strings and categories one-hot, missing numbers the training median), holds out
-``val_fraction`` of the rows as the tuner's validation split, runs the tuner and keeps its best model;
-``predict`` encodes new rows with the same columns (:func:`metahp_fast.tasks.apply_columns`; a category not seen
-in ``fit`` encodes as all zeros, as in scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``).
+numbers scaled as ``scaling`` says, quantile scaling by default, strings and categories one-hot, missing numbers the
+training median), holds out ``val_fraction`` of the rows as the tuner's validation split, runs the tuner and keeps
+its best model; ``predict`` encodes new rows with the same columns (:func:`metahp_fast.tasks.apply_columns`; a
+category not seen in ``fit`` encodes as all zeros, as in scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``)
+and scales them with the scaler fitted in ``fit``.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ except ImportError as e:  # validate_data is scikit-learn 1.6's
     raise ImportError("metahp_fast.sklearn needs scikit-learn >= 1.6: pip install 'metahp-fast[sklearn]'") from e
 
 from .model_file import in_target_units
+from .preprocessing import DEFAULT_SCALING, check_scaling
 from .search_space import SearchSpace
 from .tasks import Column, apply_columns, from_table
 from .tuners import TUNERS, Tuner
+from .tuners.base import DEFAULT_EPOCHS
 
 #: Fewest rows ``fit`` takes: one validation row and at least two training rows.
 MIN_ROWS = 3
@@ -35,15 +38,17 @@ MIN_ROWS = 3
 class _TunedMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, encoding, tuning, outputs."""
 
-    def __init__(self, method: str = "sh", budget: float = 64, steps: int = 300, batch_size: int = 128,
+    def __init__(self, method: str = "sh", budget: float = 64, steps: Optional[int] = None,
+                 epochs: Optional[float] = DEFAULT_EPOCHS, batch_size: int = 128,
                  hidden: Sequence[int] = (128,), activation: str = "relu", optimizer: Optional[str] = None,
                  space: Optional[SearchSpace] = None, objective: str = "loss", val_fraction: float = 0.2,
                  folds: int = 1, tuner_params: Optional[dict[str, Any]] = None, device: str = "cpu",
-                 backend: str = "auto", refit: bool = True,
+                 backend: str = "auto", refit: bool = True, scaling: str = DEFAULT_SCALING,
                  random_state: Union[int, np.random.RandomState, None] = None, verbose: bool = False):
         self.method = method
         self.budget = budget
         self.steps = steps
+        self.epochs = epochs
         self.batch_size = batch_size
         self.hidden = hidden
         self.activation = activation
@@ -56,6 +61,7 @@ class _TunedMLP(BaseEstimator):
         self.device = device
         self.backend = backend
         self.refit = refit
+        self.scaling = scaling
         self.random_state = random_state
         self.verbose = verbose
 
@@ -77,8 +83,11 @@ class _TunedMLP(BaseEstimator):
         if not isinstance(self.val_fraction, (int, float)) or isinstance(self.val_fraction, bool) or \
                 not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1); got {self.val_fraction!r}")
+        check_scaling(self.scaling)
         hidden = list(self.hidden) if isinstance(self.hidden, (list, tuple)) else self.hidden
+        sized = self.steps is None  # the training sized to the data by epochs unless steps fixes it
         tuner = TUNERS[self.method](self.space, optimizer=self.optimizer, hidden=hidden, steps=self.steps,
+                                    epochs=self.epochs if sized else None,
                                     batch_size=self.batch_size, activation=self.activation,
                                     objective=self.objective, folds=self.folds, backend=self.backend,
                                     device=self.device, progress=bool(self.verbose), **(self.tuner_params or {}))
@@ -90,13 +99,15 @@ class _TunedMLP(BaseEstimator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         task = from_table(names, columns, y, categorical=categorical, name=type(self).__name__, seed=seed,
                           val_fraction=float(self.val_fraction), test_fraction=0.0,
-                          kind="classification" if categorical_target else "regression", source="X")
+                          kind="classification" if categorical_target else "regression", source="X",
+                          scaling=self.scaling)
         tuned = tuner.run(task, self.budget, seed=seed)
         result = tuned.refit("full") if self.refit else tuned  # refit: on every row of X, the same epochs
         self.model_ = in_target_units(result.best_model, task).double().eval()  # float64: rows don't mix
         self.encoding_ = task.meta["columns"]
         self.x_mean_ = task.mean.double().numpy()
         self.x_scale_ = task.std.double().numpy()
+        self.scaler_ = task.preprocessor
         self.best_params_ = dict(result.best_hparams)
         self.best_score_ = (-result.best_val["loss"] if result.objective == "loss"
                             else result.best_val["accuracy"])
@@ -144,9 +155,8 @@ class _TunedMLP(BaseEstimator):
             x = apply_columns(self.encoding_, columns, unknown="ignore", name_rows=False)
         except ValueError as e:
             raise ValueError(f"X: {e}") from None
-        x = (x - self.x_mean_) / self.x_scale_
         with torch.no_grad():
-            return self.model_(torch.from_numpy(x)).numpy()
+            return self.model_(self.scaler_.transform(torch.from_numpy(x))).numpy()
 
 
 def _cells(values: np.ndarray) -> list[Optional[str]]:
@@ -170,7 +180,9 @@ class TunedMLPClassifier(ClassifierMixin, _TunedMLP):
         method: the tuner: ``"sh"`` (successive halving), ``"random"``, ``"hyperband"``, ``"pbt"``, ``"es"``,
             ``"tpe"`` (needs optuna).
         budget: full trainings' worth of candidate-steps the tuner may spend.
-        steps, batch_size: one full training's steps and minibatch size.
+        steps: one full training's steps; None (default): sized to the data by ``epochs`` instead.
+        epochs: one full training's passes over the training rows (at most the tuner's ``max_steps``), when
+            ``steps`` is None; batch_size: the minibatch size.
         hidden, activation: the architecture (hidden widths, ``"relu"``/``"tanh"``/``"sigmoid"``/``"gelu"``).
         optimizer: ``"sgd"`` or ``"adamw"`` (default: the space's, else sgd); space: a
             :class:`~metahp_fast.SearchSpace` (default: the optimizer's default space).
@@ -179,6 +191,9 @@ class TunedMLPClassifier(ClassifierMixin, _TunedMLP):
         folds: score candidates over this many cuts of the rows (steadier on small data, ``folds`` times the cost).
         tuner_params: the tuner's own options (e.g. ``{"eta": 3}`` for successive halving).
         device, backend: where the population trains (``"cuda"`` with the ``triton`` backend on a GPU).
+        scaling: how numeric features are scaled, fitted on the training rows: ``"quantile"`` (the default:
+            normal scores, clipped), ``"standard"`` (mean/std) or ``"robust"`` (median/IQR, smooth clip); see
+            :mod:`metahp_fast.preprocessing`.
         refit: after tuning, train one network with the chosen hyperparameters on all of ``fit``'s rows (the
             validation rows too), as ``GridSearchCV(refit=True)`` does; False keeps the tuner's own model. (For
             ``"pbt"``, whose candidates change hyperparameters while training, the refit holds the final ones.)
@@ -186,11 +201,12 @@ class TunedMLPClassifier(ClassifierMixin, _TunedMLP):
         verbose: show a progress bar.
 
     Fitted attributes: ``classes_``, ``n_features_in_`` (``feature_names_in_`` for a DataFrame), ``model_`` (the
-    network predict uses, a ``torch.nn.Sequential`` on standardized encoded features), ``best_params_``,
+    network predict uses, a ``torch.nn.Sequential`` on scaled encoded features), ``best_params_``,
     ``best_score_`` (the chosen candidate's validation score, higher is better: minus the cross-entropy, or the
     accuracy with ``objective="error"``), ``tune_result_`` (the tuner's :class:`~metahp_fast.tuners.TuneResult`:
-    trials, curves, cost; without the training rows), ``encoding_``, ``x_mean_``, ``x_scale_`` (how raw columns
-    become the model's inputs) and ``seed_`` (the seed the tuner ran with)."""
+    trials, curves, cost; without the training rows), ``encoding_``, ``scaler_``, ``x_mean_``, ``x_scale_`` (how
+    raw columns become the model's inputs: the encoding, then the fitted scaling, whose centre and scale the last
+    two are) and ``seed_`` (the seed the tuner ran with)."""
 
     def fit(self, X: Any, y: Any) -> "TunedMLPClassifier":
         """Tune on ``X`` (rows, columns: numbers, strings or categories, NaN/None where missing; an array or a

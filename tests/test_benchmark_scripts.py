@@ -66,10 +66,10 @@ def test_workspace_speed_measures_both_variants(capsys, monkeypatch):
     assert len(made) == 1 and made[0]._buffers  # only the reuse variant made one, and its step filled it
 
 
-@pytest.mark.parametrize("script", ["build_metadataset", "gpu_check", "kernel_configs", "meta_eval", "meta_headroom",
-                                    "meta_train", "optuna_speed", "profile_fused", "quality", "realworld", "roofline",
-                                    "selection_floor", "sklearn_table", "step_before_after", "workspace_speed",
-                                    "dropout_speed"])
+@pytest.mark.parametrize("script", ["build_metadataset", "dropout_speed", "gpu_check", "kernel_configs", "meta_eval",
+                                    "meta_headroom", "meta_train", "optuna_batch_size", "optuna_speed",
+                                    "profile_fused", "quality", "realworld", "roofline", "scaling", "selection_floor",
+                                    "sklearn_table", "step_before_after", "workspace_speed"])
 def test_every_script_runs_as_a_file_and_as_a_module(script):
     """``python benchmarks/X.py --help`` and ``python -m benchmarks.X --help`` both work (roofline's relative
     imports once failed as a file)."""

@@ -43,10 +43,10 @@ def test_train_end_to_end_saves_a_model_that_reproduces_the_report(tmp_path, cap
     assert acc == saved["test_accuracy"] and loss == pytest.approx(saved["test_loss"], rel=1e-6)
     assert f"test: loss {saved['test_loss']:.4f}, accuracy {saved['test_accuracy']:.4f}" in printed
     assert acc > 0.5  # 20 steps of the best of 4 already learn digits far above chance (0.1)
-    # preprocessing stored with the model: raw test rows through (x - mean) / std give the same logits
-    raw_test = task.x_test * task.std + task.mean
+    # preprocessing stored with the model: raw test rows through its scaler give the same logits
+    raw_test = task.preprocessor.inverse_transform(task.x_test)
     with torch.no_grad():
-        again = saved["model"]((raw_test - saved["mean"]) / saved["std"])
+        again = saved["model"](saved["scaler"].transform(raw_test).float())
     torch.testing.assert_close(again, logits, rtol=1e-4, atol=1e-4)
     assert f"saved the best model to {out}" in printed
 

@@ -506,7 +506,7 @@ def test_regression_targets_are_standardized_and_the_saved_model_answers_in_thei
     assert all(t["val_loss"] is not None for t in report["trials"])  # nothing diverged
     # the saved model on the raw test rows: the report's RMSE, in the target's units, from raw predictions
     g = load_model(out / "best.pt")
-    x_test = (task.x_test.double() * task.std.double() + task.mean.double()).numpy()
+    x_test = task.preprocessor.inverse_transform(task.x_test).numpy()
     y_test = (task.y_test.double() * task.y_std.double() + task.y_mean.double()).numpy()[:, 0]
     rmse = float(np.sqrt(np.mean((g.predict(x_test) - y_test) ** 2)))
     assert rmse == pytest.approx(report["test"]["rmse"], rel=1e-4)
@@ -610,3 +610,19 @@ def test_tune_epochs_sizes_training_to_the_data(tmp_path, capsys):
     assert f"full trainings of {steps} steps (2 epochs of {n} train rows" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["steps"] == steps and report["config"]["epochs"] == 2
+
+
+def test_tune_sizes_training_by_epochs_unless_steps_is_given(tmp_path, capsys):
+    """No --steps: one full training is DEFAULT_EPOCHS passes over the train rows (capped by --max-steps);
+    --steps fixes the steps instead; --early-stopping reaches the tuner and its report."""
+    from metahp_fast.tuners.base import DEFAULT_EPOCHS
+    n = len(load_task("wine", seed=0).y_train)
+    base = ["tune", "--data", "wine", "--method", "random", "--budget", "1", "--batch-size", "32", "--hidden", "4",
+            "--no-progress"]
+    assert cli.main(base + ["--max-steps", "40", "--out", str(tmp_path / "a")]) == 0
+    a = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert a["config"]["epochs"] == DEFAULT_EPOCHS and a["config"]["steps"] == min(40, -(-int(DEFAULT_EPOCHS) * n // 32))
+    assert cli.main(base + ["--steps", "7", "--early-stopping", "--out", str(tmp_path / "b")]) == 0
+    b = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert b["config"]["epochs"] is None and b["config"]["steps"] == 7 and b["config"]["early_stopping"] is True
+    assert "full trainings of 7 steps" in capsys.readouterr().out

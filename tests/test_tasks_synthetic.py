@@ -76,7 +76,7 @@ def test_mnist1d_default_split_generated_locally(tmp_path, monkeypatch):
     np.random.seed(7)
     random.seed(7)
     np_before, py_before = np.random.get_state()[1].copy(), random.getstate()
-    a, b = load_task("mnist1d", seed=0), load_task("mnist1d", seed=1)
+    a, b = load_task("mnist1d", seed=0, scaling="standard"), load_task("mnist1d", seed=1, scaling="standard")
     # the generator reseeds the global RNGs; the loader puts them back
     np.testing.assert_array_equal(np.random.get_state()[1], np_before)
     assert random.getstate() == py_before

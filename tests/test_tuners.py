@@ -313,7 +313,7 @@ def test_a_checkpoint_is_a_safe_file_of_plain_values(task, tmp_path, name, budge
     ckpt = tmp_path / "c.pt"
     _make(name, **kw).run(task, budget, seed=0, checkpoint=ckpt)
     raw = torch.load(ckpt, weights_only=True)
-    assert raw["kind"] == "tuner-checkpoint" and raw["header"]["version"] == CHECKPOINT_VERSION == 3
+    assert raw["kind"] == "tuner-checkpoint" and raw["header"]["version"] == CHECKPOINT_VERSION == 4
     assert raw["header"]["config"]["dtype"] == "float32" and raw["header"]["method"] == name
 
     def plain(v):
@@ -470,3 +470,57 @@ def test_epochs_size_one_training_to_the_data(task):
     for bad in (dict(epochs=0), dict(epochs=-1.0), dict(epochs=float("inf")), dict(max_steps=0)):
         with pytest.raises(ValueError, match="epochs|max_steps"):
             RandomSearch(**bad)
+
+
+@pytest.mark.parametrize("name", ["random", "sh", "pbt"])
+def test_early_stopping_judges_each_candidate_at_its_best_evaluation(task, name):
+    """With early_stopping, a candidate's objective is the best point of its own learning curve (what an
+    independent for-loop over its evaluations finds), the best trial records that step, and refit('best')
+    retrains the pick for it."""
+    kw = dict(SMALL, steps=60, eval_every=10)
+    plain = _make(name, **kw).run(task, 8, seed=5)
+    early = _make(name, early_stopping=True, **kw).run(task, 8, seed=5)
+    assert early.config["early_stopping"] is True and plain.config["early_stopping"] is False
+    assert not any("best_step" in t for t in plain.trials)
+    for t in early.trials:
+        curve = [(s, v) for s, v in early.curves[t["id"]] if math.isfinite(v)]
+        if name == "pbt":  # a child's curve starts with its parent's last point, not its own evaluation
+            curve = curve[1:] if len(curve) > 1 and t["id"] >= 8 else curve
+        best_step, best_loss = min(curve, key=lambda sv: sv[1])
+        assert t["val_loss"] == pytest.approx(best_loss, rel=1e-6)
+        assert t["best_step"] == best_step
+    # the same training in both runs until selection differs: the early run's last values are never better
+    first = {t["id"]: t for t in plain.trials}
+    if name == "random":
+        assert all(t["val_loss"] <= first[t["id"]]["val_loss"] + 1e-7 for t in early.trials)
+    best = next(t for t in early.trials if t["id"] == early.best_id)
+    refit = early.refit("best")
+    rows = len(task.y_train) + len(task.y_val)
+    assert refit.config["refit"]["chosen_step"] == best["best_step"]
+    assert refit.config["refit"]["steps"] == max(1, round(best["best_step"] * rows / len(task.y_train)))
+
+
+def test_early_stopping_resumes_from_a_checkpoint(task, tmp_path, monkeypatch):
+    kw = dict(SMALL, early_stopping=True)
+    full = SuccessiveHalving(**kw).run(task, 6, seed=2)
+    advance, calls = SuccessiveHalving._advance, []
+
+    def dying(self, run):
+        if len(calls) == 1:
+            raise _Killed
+        calls.append(1)
+        advance(self, run)
+    monkeypatch.setattr(SuccessiveHalving, "_advance", dying)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(_Killed):
+        SuccessiveHalving(**kw).run(task, 6, seed=2, checkpoint=ckpt)
+    monkeypatch.setattr(SuccessiveHalving, "_advance", advance)
+    with pytest.raises(ValueError, match="different run"):  # the setting is part of what a checkpoint belongs to
+        SuccessiveHalving(**SMALL).run(task, 6, seed=2, checkpoint=ckpt)
+    resumed = SuccessiveHalving(**kw).run(task, 6, seed=2, checkpoint=ckpt)
+    assert resumed.trials == full.trials and resumed.best_hparams == full.best_hparams
+
+
+def test_early_stopping_must_be_a_bool():
+    with pytest.raises(ValueError, match="early_stopping must be True or False"):
+        RandomSearch(early_stopping="yes")

@@ -34,6 +34,12 @@ from .result import TuneResult
 
 #: How many of the best candidates trained the full steps a run keeps for ensembles (:meth:`TuneResult.ensemble`).
 POOL_SIZE = 16
+#: Steps of one full training when the training is not sized by epochs (the tuners' ``steps`` default).
+DEFAULT_STEPS = 300
+#: ``metahp-fast tune``'s and the estimators' training length: passes over the train split, at most
+#: ``DEFAULT_MAX_STEPS`` steps (benchmarks/results/realworld/report.md measured it against fixed 300 steps).
+DEFAULT_EPOCHS = 100.0
+DEFAULT_MAX_STEPS = 5000
 
 
 def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_size: int) -> Tensor:
@@ -55,10 +61,10 @@ class Tuner:
         space: the :class:`SearchSpace` (default: the optimizer's default space).
         optimizer: ``"sgd"`` or ``"adamw"`` (default: the space's optimizer, else sgd).
         hidden, activation, nesterov: the architecture and update rule of every candidate.
-        steps: steps of one full training; batch_size: its minibatch size.
+        steps: steps of one full training, the same on every task; batch_size: its minibatch size.
         epochs: training sized to the data instead: one full training is ``epochs`` passes over the train
             split (``ceil(epochs * train rows / batch_size)`` steps), at most ``max_steps``; ``steps`` is then
-            ignored.
+            ignored. With neither given: :data:`DEFAULT_EPOCHS`, as ``metahp-fast tune``.
         objective: what to minimise on the validation split: ``"loss"`` or ``"error"`` (1 - accuracy).
         init: a warm start: a center ``u`` (d,) for the initial candidates, natural values as a dict (``{"lr":
             0.05, "momentum": 0.9, ...}``, every tuned hyperparameter of the space), or a meta-learner
@@ -67,6 +73,9 @@ class Tuner:
             ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
             (a prediction for a dataset unlike any seen in meta-training).
         eval_every: steps between validation evaluations for learning curves (default: 10 per training).
+        early_stopping: judge every candidate by its best validation evaluation so far (the best point of its
+            learning curve) instead of its last, so tuners compare candidates each at its own best length and
+            ``TuneResult.refit("best")`` retrains the pick for that length.
         folds: score every candidate by its mean validation objective over ``folds`` cuts of train+val (the
             task's own split first; see :mod:`~metahp_fast.tuners.cross_validation`): steadier picks on small
             validation splits, at ``folds`` trainings per candidate (the tuner plans ``budget / folds``
@@ -79,18 +88,22 @@ class Tuner:
     State: ClassVar[type[TunerState]] = NoState
 
     def __init__(self, space: Optional[SearchSpace] = None, *, optimizer: Optional[str] = None,
-                 hidden: Sequence[int] = (128,), steps: int = 300, batch_size: int = 128, activation: str = "relu",
+                 hidden: Sequence[int] = (128,), steps: Optional[int] = None, batch_size: int = 128,
+                 activation: str = "relu",
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
                  init_mix: float = 0.5, eval_every: Optional[int] = None, folds: int = 1, backend: str = "auto",
                  device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None,
-                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = 5000):
+                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = DEFAULT_MAX_STEPS,
+                 early_stopping: bool = False):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
         self.space = check_space(space, opt)
         resolve_name(backend, check_device(device))  # an unknown backend or unusable device fails here
+        if steps is None and epochs is None:  # sized to the data, as `metahp-fast tune` by default
+            epochs = DEFAULT_EPOCHS
         self.config = TrainConfig(hidden=tuple(hidden) if isinstance(hidden, (list, tuple)) else hidden,
-                                  steps=steps, batch_size=batch_size, optimizer=opt, activation=activation,
+                                  steps=DEFAULT_STEPS if steps is None else steps, batch_size=batch_size, optimizer=opt, activation=activation,
                                   nesterov=nesterov, eval_every=eval_every, backend=backend, device=str(device),
                                   dtype=dtype, precision=precision)
         if objective not in OBJECTIVES:
@@ -116,6 +129,9 @@ class Tuner:
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int; got {max_steps!r}")
         self.epochs, self.max_steps = epochs, max_steps
+        if not isinstance(early_stopping, bool):
+            raise ValueError(f"early_stopping must be True or False; got {early_stopping!r}")
+        self.early_stopping = early_stopping
 
     def steps_for(self, task: Task) -> int:
         """Steps of one full training on ``task``: ``steps``, or with ``epochs`` that many passes over its train
@@ -202,7 +218,7 @@ class TuningRun:
                        "config": self.config.to_dict(), "space": self.space.to_dict(),
                        "order": list(self.space.names), "objective": tuner.objective, "folds": tuner.folds,
                        "init": None if init is None else init.tolist(), "seed": seed, "budget": budget,
-                       "task": fingerprint(task)}
+                       "early_stopping": tuner.early_stopping, "task": fingerprint(task)}
         if self.checkpoint is not None and self.checkpoint.exists():
             self.state = read_checkpoint(self.checkpoint, self.header, tuner.State)
         else:
@@ -308,9 +324,26 @@ class TuningRun:
         loss = h["val_loss"]
         for j, i in enumerate(ids):
             curves.setdefault(i, []).extend([s, float(v)] for s, v in zip(hists[0]["eval_step"], loss[:, j]))
-        out = {"loss": loss[-1]}
-        if "val_accuracy" in h:
-            out["accuracy"] = h["val_accuracy"][-1]
+        evals = {"loss": loss, **({"accuracy": h["val_accuracy"]} if "val_accuracy" in h else {})}
+        if self.tuner.early_stopping:
+            return self._best_so_far(ids, evals, hists[0]["eval_step"])
+        return {k: v[-1] for k, v in evals.items()}
+
+    def _best_so_far(self, ids: Sequence[int], evals: dict[str, Tensor], steps: Sequence[int]) -> dict[str, Tensor]:
+        """Each candidate's metrics at its best validation evaluation so far (this call's ``evals`` (E, K) and
+        the best of its earlier ones, ``state.best_seen``), recording the new bests."""
+        obj = torch.stack([self.objective({k: v[e] for k, v in evals.items()}) for e in range(len(steps))])
+        seen = self.state.best_seen
+        out = {k: v[-1].clone() for k, v in evals.items()}
+        for j, i in enumerate(ids):
+            e = int(torch.argmin(obj[:, j]))
+            old = seen.get(i)
+            if math.isfinite(float(obj[e, j])) and (old is None or float(obj[e, j]) < old["objective"]):
+                old = seen[i] = {"objective": float(obj[e, j]), "step": int(steps[e]),
+                                 **{k: float(v[e, j]) for k, v in evals.items()}}
+            if old is not None:
+                for k in out:
+                    out[k][j] = old[k]
         return out
 
     def objective(self, metrics: dict[str, Tensor]) -> Tensor:
@@ -329,6 +362,8 @@ class TuningRun:
                    "val_loss": float(metrics["loss"][j]), "objective": float(obj[j]), **extra}
             if "accuracy" in metrics:
                 rec["val_accuracy"] = float(metrics["accuracy"][j])
+            if i in self.state.best_seen:  # early stopping: where this candidate's best evaluation was
+                rec["best_step"] = self.state.best_seen[i]["step"]
             self.state.trials[i] = rec
         if not final:
             return
@@ -361,7 +396,7 @@ class TuningRun:
                           trials=[state.trials[k] for k in sorted(state.trials)], curves=dict(state.curves),
                           cost_steps=int(state.cost), seconds=float(state.seconds),
                           config={**self.config.to_dict(), **self.tuner.settings(), "folds": self.tuner.folds,
-                                  "epochs": self.tuner.epochs,
+                                  "epochs": self.tuner.epochs, "early_stopping": self.tuner.early_stopping,
                                   "space": self.space.to_dict()},
                           data=self.task.to("cpu"), init_hparams=init, pool=pool,
                           pool_ids=[e["id"] for e in state.pool])

@@ -20,8 +20,9 @@ import torch
 from ..files import UnsafeFileError, load_file, save_file
 from ..tasks import Task
 
-#: Version of the checkpoint layout (header and state). 2: safe files, typed state; 1 was a pickle.
-CHECKPOINT_VERSION = 3
+#: Version of the checkpoint layout (header and state). 4: best validation evaluations (early stopping);
+#: 2: safe files, typed state; 1 was a pickle.
+CHECKPOINT_VERSION = 4
 KIND = "tuner-checkpoint"
 
 
@@ -76,6 +77,8 @@ class RunState:
     pop: Optional[dict[str, Any]] = None
     ids: Optional[list[int]] = None
     pool: list[dict[str, Any]] = field(default_factory=list)  # the best candidates trained the full steps
+    #: candidate id -> its best validation evaluation so far (objective, step, metrics), with early stopping
+    best_seen: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (what the checkpoint file holds)."""

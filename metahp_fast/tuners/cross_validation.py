@@ -101,6 +101,11 @@ class FoldedPopulation:
     def options(self) -> dict[str, Tensor]:
         return self.first.options
 
+    @property
+    def depths(self) -> Tensor:
+        """(K,) hidden layers per candidate (cuts of a :class:`~metahp_fast.population_group.PopulationGroup`)."""
+        return self.first.depths
+
     @hparams.setter
     def hparams(self, values: Mapping[str, Any]) -> None:
         for p in self.pops:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..population import Population
+from ..population_group import PopulationGroup
 from ..search_space import STRUCTURAL, SearchSpace, hparams_from_u
 from ..training import split_structural
 from .base import Tuner, TuningRun, _positive
@@ -17,9 +18,10 @@ from .cross_validation import FoldedPopulation
 
 
 @torch.no_grad()
-def copy_candidates(pop: Union[Population, FoldedPopulation], src: Tensor, dst: Tensor) -> None:
+def copy_candidates(pop: Union[Population, PopulationGroup, FoldedPopulation], src: Tensor, dst: Tensor) -> None:
     """Overwrite candidates ``dst`` with the weights, optimizer state, step counts and alive flags of ``src``
-    (same length; with folds, on every cut), in place; hyperparameters are left to the caller."""
+    (same length; with folds, on every cut), in place; hyperparameters are left to the caller. In a group of
+    depths, a candidate copied from another depth takes that depth (exploit chooses architecture too)."""
     src, dst = torch.as_tensor(src, dtype=torch.long), torch.as_tensor(dst, dtype=torch.long)
     if src.shape != dst.shape or src.dim() != 1:
         raise ValueError(f"src and dst must be 1-D index lists of one length; got {tuple(src.shape)}, "
@@ -93,7 +95,9 @@ class PBT(Tuner):
             copy_candidates(pop, src, bottom)
             u = u.clone()
             step = self.perturb * torch.randn(q, u.shape[1], generator=gen, dtype=u.dtype)
-            step[:, [run.space.dims.index(k) for k in STRUCTURAL if k in run.space.dims]] = 0  # copied with the weights
+            # widths, depths and dropout were copied with the weights (a group moves a candidate copied across
+            # depths)
+            step[:, [run.space.dims.index(k) for k in STRUCTURAL if k in run.space.dims]] = 0
             u[bottom] = run.reflect_u(u[src] + step)
             pop.hparams = {k: v.to(pop.dtype) for k, v in split_structural(hparams_from_u(run.space, u))[0].items()}
             curves = run.state.curves

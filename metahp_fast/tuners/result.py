@@ -60,7 +60,7 @@ class TuneResult:
         save_model(path, self.best_model, task, hparams=self.best_hparams, method=self.method,
                    task=self.task, seed=self.seed, val=self.best_val, steps=c.get("steps"),
                    optimizer=c.get("optimizer"), activation=c.get("activation"), loss=task.loss,
-                   layers=task.layers(c["hidden"]) if "hidden" in c else None, **info)
+                   layers=_layers(self.best_model) or (task.layers(c["hidden"]) if "hidden" in c else None), **info)
 
     def refit(self, length: str = "best") -> "TuneResult":
         """This result with its pick retrained on the train and validation rows together, as
@@ -71,22 +71,26 @@ class TuneResult:
         diverges, this result is returned as it is, with a warning."""
         from ..population import Population
         from ..seeds import derive_seed
-        from ..training import split_structural
+        from ..training import TrainConfig, depths_of, hidden_for, split_structural
         if length not in ("best", "full"):
             raise ValueError(f"length must be 'best' or 'full'; got {length!r}")
         task, c = self._task(), self.config
         chosen = int(c["steps"])
         curve = [(s, v) for s, v in self.curves.get(self.best_id, []) if v is not None and math.isfinite(v)]
-        if length == "best" and curve:
+        stopped = [t["best_step"] for t in self.trials if t.get("id") == self.best_id and "best_step" in t]
+        if length == "best" and stopped:  # early stopping chose it by the tuner's objective
+            chosen = int(stopped[-1])
+        elif length == "best" and curve:
             chosen = int(min(curve, key=lambda sv: sv[1])[0])
         rows = len(task.y_train) + len(task.y_val)
         steps = max(1, round(chosen * rows / len(task.y_train)))
         dtype = getattr(torch, str(c.get("dtype", "float32")))
-        hp, kwargs = split_structural({k: torch.tensor([v]) for k, v in self.best_hparams.items()})
-        hidden = c["hidden"]
-        if "widths" in kwargs:  # the run's layer sizes and initial draw, cut to the pick's width
-            top = int(SearchSpace.from_dict(c["space"])["width"].bounds()[1])
-            hidden = [max(h, top) for h in hidden]
+        values = {k: torch.tensor([v]) for k, v in self.best_hparams.items()}
+        hp, kwargs = split_structural(values)
+        depth = depths_of(values)
+        # the run's layer sizes for the pick's depth and its initial draw, cut to the pick's width
+        hidden = hidden_for(SearchSpace.from_dict(c["space"]), TrainConfig(hidden=tuple(c["hidden"])),
+                            None if depth is None else int(depth[0]))
         pop = Population(task.layers(hidden), 1, c["optimizer"], hp, nesterov=c.get("nesterov", False),
                          activation=c.get("activation", "relu"), loss=task.loss, seed=self.seed, dtype=dtype,
                          device=c.get("device", "cpu"), backend=c.get("backend", "auto"), precision=c.get("precision"),
@@ -156,7 +160,7 @@ class TuneResult:
                   "cost": {"candidate_steps": self.cost_steps, "full_trainings": self.cost_steps / steps,
                            "seconds": self.seconds},
                   "class_names": task.class_names, "n_rows_dropped": task.meta.get("n_rows_dropped", 0),
-                  "layers": task.layers(c["hidden"]) if "hidden" in c else None,
+                  "layers": _layers(self.best_model) or (task.layers(c["hidden"]) if "hidden" in c else None),
                   "activation": c.get("activation"), "optimizer": c.get("optimizer"), "config": c,
                   "history": self.history, "trials": self.trials,
                   "init_hparams": self.init_hparams, "init_trial": self.init_trial(), **extra}
@@ -211,6 +215,12 @@ class TuneResult:
         return (f"TuneResult({self.method} on {self.task!r}, seed {self.seed}: best candidate {self.best_id} "
                 f"({hp}), val {val}; {len(self.trials)} trials, {self.cost_steps} candidate-steps, "
                 f"{self.seconds:.1f} s)")
+
+
+def _layers(model: nn.Module) -> Optional[list[int]]:
+    """The layer sizes ``[d_in, h1, ..., n_out]`` of an MLP (its own widths and depth), None for an ensemble."""
+    lin = [m for m in model.modules() if isinstance(m, nn.Linear)] if isinstance(model, nn.Sequential) else []
+    return [lin[0].in_features, *(m.out_features for m in lin)] if lin else None
 
 
 def _num(v: Any) -> float:
