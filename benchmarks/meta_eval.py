@@ -96,7 +96,8 @@ def evaluate(meta: MetaDataset, n_groups: int = N_GROUPS, ks=(1, 8), random_ks=(
 
 
 #: Conditioned-portfolio variants: PortfolioConfig options.
-VARIANTS = {"kernel": {}, "mlp": {"surrogate": "mlp"}, "kernel-wide": {"bandwidth": 0.25, "prior": 1.0}}
+VARIANTS = {"kernel": {}, "mlp": {"surrogate": "mlp"}, "kernel-wide": {"bandwidth": 0.25, "prior": 1.0},
+            "kernel-reg": {"noise": 0.5, "weight_decay": 0.05}}
 
 
 def load_parts(directory: str) -> tuple[dict, list[dict]]:
@@ -138,11 +139,13 @@ def group_portfolio(metas: list[MetaDataset], steps: list[torch.Tensor], enc: to
 def train_proposals(p: ConditionedPortfolio, name: str, fold: int, steps: int, ks, manifest: dict,
                     path: Path) -> dict:
     """Propose k configurations for each k in ``ks`` on (name, fold) and train them all as one population with
-    the meta-dataset's protocol; cached at ``path``."""
-    if path.exists():
-        return load_file(path, "conditioned-eval")
+    the meta-dataset's protocol; cached at ``path`` (reused only for the same proposals)."""
     task = load_fold(name, fold)
     u = torch.cat([p.propose_u(task, k, budget=steps, batch_size=manifest["batch_size"]) for k in ks])
+    if path.exists():
+        cached = load_file(path, "conditioned-eval")
+        if cached["u"].shape == u.shape and torch.equal(cached["u"], u):
+            return cached
     config = TrainConfig(hidden=tuple(manifest["hidden"]), steps=steps, batch_size=manifest["batch_size"],
                          optimizer=manifest["optimizer"])
     rec = train_pool(task, p.space, u, config, seed=manifest["seed"], n_checkpoints=manifest["checkpoints"])

@@ -72,7 +72,10 @@ def held_out_portfolio(task: Task):
     if PORTFOLIOS["dir"] is None:
         raise ValueError("tune_portfolio needs --portfolio-dir (a meta_eval.py --conditioned run's portfolios)")
     groups = json.loads(Path(PORTFOLIOS["groups"]).read_text())["groups"]
-    g = next(i for i, names in enumerate(groups) if task.name.split("[")[0] in names)
+    name = task.name.split("/")[0]  # keel:NAME/foldF
+    g = next((i for i, names in enumerate(groups) if name in names), None)
+    if g is None:
+        raise ValueError(f"{name} is in none of the groups of {PORTFOLIOS['groups']}")
     return ConditionedPortfolio.load(Path(PORTFOLIOS["dir"]) / f"group{g}.pt")
 
 

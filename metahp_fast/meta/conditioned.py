@@ -49,7 +49,7 @@ class PortfolioConfig:
     tau: float = 0.05
     bandwidth: float = 0.15
     prior: float = 0.3
-    meta_steps: int = 1500
+    meta_steps: int = 800
     batch: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-3
@@ -180,12 +180,12 @@ class ConditionedPortfolio:
 
     def __repr__(self) -> str:
         return (f"ConditionedPortfolio({self.space.optimizer}: up to {self.config.max_k} configurations of "
-                f"{', '.join(self.space.dims)}; {len(self.history)} meta-steps done)")
+                f"{', '.join(self.space.dims)}; {self.info.get('meta_steps', 0)} meta-steps done)")
 
     # ---------------------------------------------------------------- the map
     def _z(self, enc: Tensor, k: int) -> Tensor:
         """Members ``z`` (B, k, d) in (0, 1) for encodings (B, F)."""
-        x = (enc.float() - self.in_mean) / self.in_std
+        x = ((enc.float() - self.in_mean) / self.in_std).clamp(-3, 3)  # a task or budget unlike any seen: the edge
         kk = torch.full((x.shape[0], 1), math.log(k) / math.log(max(2, self.config.max_k)))
         out = self.net(torch.cat([x, kk], 1)).view(x.shape[0], self.config.max_k, -1)[:, :k]
         return torch.sigmoid(self.base[:k] + out)
@@ -271,6 +271,7 @@ class ConditionedPortfolio:
             mse = surrogate.fit((enc - self.in_mean) / self.in_std, z, y[rows], seed=cfg.seed)
             self.info["surrogate_mse"] = mse
             rows = torch.arange(len(rows))
+        self.info["meta_steps"] = self.info.get("meta_steps", 0) + cfg.meta_steps
         params = list(self.net.parameters()) + [self.base]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(cfg.seed)
