@@ -1,6 +1,7 @@
 """Leave-datasets-out evaluation of portfolios on a meta-dataset (``build_metadataset.py``'s output).
 
     python benchmarks/meta_eval.py --metadataset metadataset --out benchmarks/results/meta_eval
+    python benchmarks/meta_eval.py --metadataset metadataset --out ... --conditioned kernel,mlp --es-fine-tune 4
 
 The datasets are split into 5 fixed groups (seeded, recorded in the results); each group is held out once
 while the portfolios are built on the other four. Per held-out dataset and method: on every fold, the member
@@ -8,6 +9,15 @@ with the lowest validation loss is picked and its test loss taken; the mean over
 the dataset's whole pool of M configurations (0: the pool's best fold-mean test loss, 1: its median). Averaging
 over folds before comparing is what keeps small test splits from deciding. Reported: medians and means over
 datasets with 90% bootstrap intervals, and per pair of methods the win rate with a paired sign test.
+
+``--conditioned VARIANT,...``: per held-out group, a :class:`~metahp_fast.meta.conditioned.ConditionedPortfolio`
+meta-trained on the other groups' datasets (every point of their learning curves) proposes k = 1 and k = 8
+configurations for each held-out fold; they are not in the pool, so they are trained for real, as one
+population with the meta-dataset's own protocol (same initial weights, minibatches and steps), and scored like
+the others. The group portfolios are saved under METADATASET/portfolios/VARIANT/ (the tuner warm-start
+comparison in realworld.py reads them), the trained proposals under METADATASET/conditioned/VARIANT/.
+``--es-fine-tune N`` adds the variant VARIANT+es: the same portfolios fine-tuned with the ES hypergradient on
+the N smallest training datasets of their group (fold 0) before proposing.
 """
 from __future__ import annotations
 
@@ -24,9 +34,14 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from metahp_fast.meta.metadataset import MetaDataset, assemble, normalize  # noqa: E402
+from benchmarks.build_metadataset import load_fold  # noqa: E402
+from metahp_fast.files import load_file, save_file  # noqa: E402
+from metahp_fast.meta.conditioned import ConditionedPortfolio, PortfolioConfig, curve_metadatasets  # noqa: E402
+from metahp_fast.meta.encoder import encode  # noqa: E402
+from metahp_fast.meta.metadataset import MetaDataset, assemble, normalize, part_name, train_pool  # noqa: E402
 from metahp_fast.meta.portfolio import constant_portfolio, greedy_portfolio  # noqa: E402
 from metahp_fast.search_space import SearchSpace  # noqa: E402
+from metahp_fast.training import TrainConfig  # noqa: E402
 
 N_GROUPS = 5
 
@@ -78,6 +93,118 @@ def evaluate(meta: MetaDataset, n_groups: int = N_GROUPS, ks=(1, 8), random_ks=(
             row[f"pool-{m}"] = normalized_test(meta, d, pick_and_test(meta, d, list(range(m))))
             scores[name] = row
     return {"groups": gs, "scores": scores}
+
+
+#: Conditioned-portfolio variants: PortfolioConfig options.
+VARIANTS = {"kernel": {}, "mlp": {"surrogate": "mlp"}, "kernel-wide": {"bandwidth": 0.25, "prior": 1.0},
+            "kernel-reg": {"noise": 0.5, "weight_decay": 0.05}}
+
+
+def load_parts(directory: str) -> tuple[dict, list[dict]]:
+    """The manifest and every part record of a build."""
+    manifest = json.loads((Path(directory) / "manifest.json").read_text())
+    parts = [load_file(p, "meta-dataset-part") for p in sorted(glob.glob(str(Path(directory) / "parts" / "*.pt")))]
+    if not parts:
+        raise SystemExit(f"{directory}: no parts")
+    return manifest, parts
+
+
+def fold_encodings(directory: str, names: list[str], steps: torch.Tensor, manifest: dict) -> torch.Tensor:
+    """(D, F, features) task encodings of every (dataset, fold) at its final steps (cached in the build)."""
+    path = Path(directory) / "encodings.pt"
+    if path.exists():
+        f = load_file(path, "meta-encodings")
+        if f["datasets"] == names and f["steps"].shape == steps.shape and torch.equal(f["steps"], steps):
+            return f["encodings"]
+    enc = []
+    for d, name in enumerate(names):
+        enc.append(torch.stack([encode(load_fold(name, f), max(1, int(steps[d, f])), manifest["batch_size"],
+                                       manifest["optimizer"]).cpu() for f in range(steps.shape[1])]))
+    enc = torch.stack(enc)
+    save_file(path, "meta-encodings", {"datasets": names, "steps": steps, "encodings": enc})
+    return enc
+
+
+def group_portfolio(metas: list[MetaDataset], steps: list[torch.Tensor], enc: torch.Tensor, train: list[str],
+                    options: dict, manifest: dict) -> ConditionedPortfolio:
+    """A conditioned portfolio meta-trained on the ``train`` datasets only."""
+    names = metas[0].datasets
+    rows = [names.index(n) for n in train]
+    cfg = PortfolioConfig(**{"epochs": float(manifest["epochs"]), "max_steps": int(manifest["max_steps"]),
+                             "batch_size": int(manifest["batch_size"]), "seed": int(manifest["seed"]), **options})
+    p = ConditionedPortfolio(metas[0].space, cfg)
+    return p.fit([m.subset(train) for m in metas], [s[rows] for s in steps], enc[rows])
+
+
+def train_proposals(p: ConditionedPortfolio, name: str, fold: int, steps: int, ks, manifest: dict,
+                    path: Path) -> dict:
+    """Propose k configurations for each k in ``ks`` on (name, fold) and train them all as one population with
+    the meta-dataset's protocol; cached at ``path`` (reused only for the same proposals)."""
+    task = load_fold(name, fold)
+    u = torch.cat([p.propose_u(task, k, budget=steps, batch_size=manifest["batch_size"]) for k in ks])
+    if path.exists():
+        cached = load_file(path, "conditioned-eval")
+        if cached["u"].shape == u.shape and torch.equal(cached["u"], u):
+            return cached
+    config = TrainConfig(hidden=tuple(manifest["hidden"]), steps=steps, batch_size=manifest["batch_size"],
+                         optimizer=manifest["optimizer"])
+    rec = train_pool(task, p.space, u, config, seed=manifest["seed"], n_checkpoints=manifest["checkpoints"])
+    out = {"dataset": name, "fold": fold, "ks": list(ks), "u": u, "val": rec["val_loss"][-1],
+           "test": rec["test_loss"][-1], "seconds": rec["seconds"]}
+    save_file(path, "conditioned-eval", out)
+    return out
+
+
+def conditioned_scores(directory: str, result: dict, meta: MetaDataset, variants: list[str], es_tasks: int = 0,
+                       ks=(1, 8)) -> None:
+    """Add ``conditioned-<variant>-k`` scores (and ``+es`` ones with ``es_tasks``) to ``result`` in place."""
+    manifest, parts = load_parts(directory)
+    u = torch.tensor(manifest["u"], dtype=torch.float64)
+    metas, steps, names = curve_metadatasets(parts, meta.space, u)
+    final_steps = steps[-1]
+    enc = fold_encodings(directory, names, final_steps, manifest)
+    rows = {p["dataset"]: int(p["rows"]) for p in parts}
+    for variant in variants:
+        if variant.removesuffix("+es") not in VARIANTS:
+            raise SystemExit(f"--conditioned: unknown variant {variant!r}; choose from {list(VARIANTS)}")
+        tags = [variant] + ([variant + "+es"] if es_tasks else [])
+        for g, held in enumerate(result["groups"]):
+            train = [n for n in names if n not in held]
+            p = group_portfolio(metas, steps, enc, train, VARIANTS[variant], manifest)
+            pdir = Path(directory) / "portfolios" / variant
+            pdir.mkdir(parents=True, exist_ok=True)
+            p.save(pdir / f"group{g}.pt")
+            portfolios = {variant: p}
+            if es_tasks:
+                q = ConditionedPortfolio.load(pdir / f"group{g}.pt")
+                small = sorted(train, key=lambda n: rows[n])[:es_tasks]
+                log = q.fine_tune_es([load_fold(n, 0) for n in small], k=max(ks), meta_steps=4,
+                                     hidden=tuple(manifest["hidden"]), seed=manifest["seed"])
+                q.info["es_fine_tune_tasks"] = small
+                q.save(Path(directory) / "portfolios" / variant / f"group{g}+es.pt")
+                portfolios[variant + "+es"] = q
+                print(f"group {g} ES fine-tune on {small}: soft-min val {[round(r['soft_min_val'], 4) for r in log]}",
+                      flush=True)
+            for tag in tags:
+                cdir = Path(directory) / "conditioned" / tag
+                cdir.mkdir(parents=True, exist_ok=True)
+                for name in held:
+                    d = meta.datasets.index(name)
+                    picks = {k: [] for k in ks}
+                    for f in range(meta.val.shape[1]):
+                        if torch.isnan(meta.val[d, f]).all():
+                            continue
+                        rec = train_proposals(portfolios[tag], name, f, int(final_steps[names.index(name), f]), ks,
+                                              manifest, cdir / part_name(name, f))
+                        start = 0
+                        for k in ks:
+                            v = torch.nan_to_num(rec["val"][start:start + k].double(), nan=math.inf)
+                            picks[k].append(float(rec["test"][start + int(v.argmin())]))
+                            start += k
+                    for k in ks:
+                        result["scores"][name][f"conditioned-{tag}-{k}"] = normalized_test(meta, d,
+                                                                                          float(np.mean(picks[k])))
+                print(f"{tag}: group {g} done", flush=True)
 
 
 def bootstrap_median(x: np.ndarray, seed: int = 0, n: int = 2000) -> tuple[float, float]:
@@ -133,12 +260,20 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True, help="directory for meta_eval.json and meta_eval.md")
     ap.add_argument("--groups", type=int, default=N_GROUPS)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--conditioned", default="", help=f"conditioned-portfolio variants to add, comma-separated "
+                    f"({', '.join(VARIANTS)}); their proposals are trained for real on the held-out folds")
+    ap.add_argument("--es-fine-tune", type=int, default=0, metavar="N",
+                    help="also each variant fine-tuned with the ES hypergradient on N training datasets (+es)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     meta = load_metadataset(args.metadataset)
     if len(meta.datasets) < args.groups:
         ap.error(f"--groups {args.groups} needs at least that many datasets; the meta-dataset has "
                  f"{len(meta.datasets)}")
     result = evaluate(meta, args.groups, seed=args.seed)
+    if args.conditioned:
+        conditioned_scores(args.metadataset, result, meta, args.conditioned.split(","), args.es_fine_tune)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta_eval.json").write_text(json.dumps(result, indent=1))

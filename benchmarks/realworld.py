@@ -64,18 +64,38 @@ QUICK_STEPS, QUICK_BUDGET, QUICK_EPOCHS = 30, 4, 8
 
 
 # ---------------------------------------------------------------- methods
+#: Where ``tune_portfolio`` finds the held-out portfolios: a meta_eval.py ``--conditioned`` run's
+#: METADATASET/portfolios/VARIANT/ (group<g>.pt) and the groups of its meta_eval.json (set by --portfolio-dir).
+PORTFOLIOS: dict[str, Any] = {"dir": None, "groups": Path(__file__).resolve().parent / "results" / "meta_eval" /
+                              "meta_eval.json"}
+
+
+def held_out_portfolio(task: Task):
+    """The conditioned portfolio meta-trained without ``task``'s dataset (its meta_eval group held out)."""
+    from metahp_fast.meta.conditioned import ConditionedPortfolio
+    if PORTFOLIOS["dir"] is None:
+        raise ValueError("tune_portfolio needs --portfolio-dir (a meta_eval.py --conditioned run's portfolios)")
+    groups = json.loads(Path(PORTFOLIOS["groups"]).read_text())["groups"]
+    name = task.name.split("/")[0]  # keel:NAME/foldF
+    g = next((i for i, names in enumerate(groups) if name in names), None)
+    if g is None:
+        raise ValueError(f"{name} is in none of the groups of {PORTFOLIOS['groups']}")
+    return ConditionedPortfolio.load(Path(PORTFOLIOS["dir"]) / f"group{g}.pt")
+
+
 def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, meta: bool, optimizer: str = "",
                epochs: Optional[float] = None, width: Optional[tuple[int, int]] = None,
-               post: str = "", early_stopping: bool = False) -> dict[str, Any]:
+               post: str = "", early_stopping: bool = False, portfolio: bool = False) -> dict[str, Any]:
     """One tuner as ``tune`` runs it; the candidate options (optimizer, epochs, a width range, ``post``:
-    ``refit`` or ``ensemble``) measure what the defaults could become."""
+    ``refit`` or ``ensemble``, ``portfolio``: the held-out conditioned portfolio's warm start) measure what the
+    defaults could become."""
     from metahp_fast import MetaLearner, SearchSpace
     from metahp_fast.search_space import IntUniform
     from metahp_fast.tuners import TUNERS
 
     steps = QUICK_STEPS if quick else TUNE["steps"]
     opt = optimizer or TUNE["optimizer"]
-    init = MetaLearner.pretrained(opt) if meta else None
+    init = MetaLearner.pretrained(opt) if meta else held_out_portfolio(task) if portfolio else None
     space = SearchSpace.default(opt)
     if width is not None:
         space = SearchSpace({**{k: space[k] for k in space.names}, "width": IntUniform(*width)}, optimizer=opt)
@@ -181,11 +201,10 @@ def _full_proba(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarra
 
 
 #: Modules each method imports, imported before its clock starts (a process's first run would pay for them).
-IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta") for m in ("tune", "tune_warm", "tune_cold", "tune_adamw",
-                                                                      "tune_epochs", "tune_ens", "tune_width",
-                                                                      "tune_v2", "tune_e100", "tune_e100a", "tune_e100es",
-                                                                      "tune_s300", "tune_e100aes", "tune_standard",
-                                                                      "tune_robust", "tune_quantile")},
+IMPORTS = {**{m: ("metahp_fast.tuners", "metahp_fast.meta")
+              for m in ("tune", "tune_warm", "tune_cold", "tune_adamw", "tune_epochs", "tune_ens", "tune_width",
+                        "tune_v2", "tune_e100", "tune_e100a", "tune_e100es", "tune_s300", "tune_e100aes",
+                        "tune_standard", "tune_robust", "tune_quantile", "tune_portfolio")},
            "random64": ("metahp_fast.tuners",),
            "tpe64": ("metahp_fast.tuners", "optuna"), "mlp": ("sklearn.neural_network",),
            "hgb": ("sklearn.ensemble",), "logreg": ("sklearn.linear_model",), "realmlp": ("pytabkit",),
@@ -224,13 +243,16 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
     "tune_standard": (_tune, "tune's defaults on standardized features (mean/std)"),
     "tune_robust": (_tune, "tune's defaults on robust-scaled features (median/IQR, smooth clip at 3)"),
     "tune_quantile": (_tune, "tune's defaults on quantile-scaled features (normal scores, clipped at 3)"),
+    "tune_portfolio": (_variant(optimizer="adamw", portfolio=True),
+                       "tune, AdamW, the first round warm-started by the conditioned portfolio meta-trained without "
+                       "this dataset's group (its 8 configurations + fresh draws; --portfolio-dir)"),
 }
 #: Methods whose name fixes the scaling of the fold's features; the variants measured before quantile scaling
 #: became the default keep the standardized features they were measured on.
 SCALING = {"tune_standard": "standard", "tune_robust": "robust", "tune_quantile": "quantile",
            **{m: "standard" for m in ("tune_warm", "tune_cold", "tune_adamw", "tune_epochs", "tune_ens", "tune_width",
                                       "tune_v2", "tune_e100", "tune_e100a", "tune_e100es", "tune_e100aes",
-                                      "tune_s300")}}
+                                      "tune_s300", "tune_portfolio")}}
 #: Methods that fit standardized features whatever the package's default (their protocol since the first runs).
 STANDARDIZED = ("mlp", "hgb", "logreg", "realmlp", "realmlp_ce")
 
@@ -384,6 +406,17 @@ def report(out: Path, methods: list[str], command: str, quick: bool, seed: int) 
         for m in sorted(present, key=lambda m: ranks["log_loss"][m]):
             secs = np.mean([table[d][m]["seconds"] for d in both])
             lines.append(f"| `{m}` | {ranks['log_loss'][m]:.2f} | {ranks['accuracy'][m]:.2f} | {secs:.1f} |")
+    pairs = [(a, b) for a, b in (("tune_portfolio", "tune_adamw"),) if a in present and b in present]
+    for a, b in pairs:
+        pair = comparable(table, [a, b])
+        s = {k: sign_test(table, a, b, pair, k) for k in ("log_loss", "accuracy")}
+        summary.setdefault("pair_tests", {})[f"{a} vs {b}"] = {**s, "datasets": len(pair)}
+        lines += ["", f"## `{a}` against `{b}` (the same tuner and space, with and without the warm start): "
+                  "datasets won / lost / tied, two-sided sign test", "",
+                  "| pair | log loss W/L/T | p | accuracy W/L/T | p |", "| --- | --- | ---: | --- | ---: |",
+                  f"| `{a}` vs `{b}` ({len(pair)} datasets) | " + " | ".join(
+                      f"{s[k]['wins']}/{s[k]['losses']}/{s[k]['ties']} | {s[k]['p']:.3g}"
+                      for k in ("log_loss", "accuracy")) + " |"]
     if "tune" in present and len(present) > 1:
         lines += ["", "## `tune` against each alternative: datasets won / lost / tied, two-sided sign test", "",
                   "| against | log loss W/L/T | p | accuracy W/L/T | p |", "| --- | --- | ---: | --- | ---: |"]
@@ -479,7 +512,12 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
                    help=f"smoke-test settings: tuners {QUICK_STEPS} steps and budget {QUICK_BUDGET}, RealMLP "
                    f"{QUICK_EPOCHS} epochs (the report says so)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the report from the saved runs")
+    p.add_argument("--portfolio-dir", type=Path, help="tune_portfolio's held-out portfolios (group<g>.pt), from "
+                   "meta_eval.py --conditioned: METADATASET/portfolios/VARIANT")
+    p.add_argument("--portfolio-groups", type=Path, default=PORTFOLIOS["groups"],
+                   help="the meta_eval.json whose groups say which portfolio holds a dataset out")
     args = p.parse_args(argv)
+    PORTFOLIOS.update(dir=args.portfolio_dir, groups=args.portfolio_groups)
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
         p.error(f"--methods: unknown {unknown}; choose from {list(METHODS)}")

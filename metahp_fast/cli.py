@@ -170,6 +170,8 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
     """The tuning run of ``tune`` in ``out`` (locked): warm start, resume or start over, tune, write."""
     init, prediction, meta_note = (_meta_init(task, args, space, learner) if args.meta else
                                    (None, None, "off (--meta turns it on)"))
+    if getattr(args, "portfolio", False):
+        init, meta_note = _portfolio_init(task, args, space)
     if init is not None:
         tuner = _tuner(args, init)[1]
     print(f"warm start: {meta_note}")
@@ -298,6 +300,12 @@ def _tuner(args: argparse.Namespace, init: Optional[Tensor] = None):
         raise usage(e, ranges="--space") from None
     if args.meta_model and args.meta is False:
         raise UsageError("--meta-model: given with --no-meta, which turns the warm start off; drop one of them")
+    if getattr(args, "portfolio", False):
+        if args.meta or args.meta_model:
+            raise UsageError("--portfolio: a second warm start besides --meta/--meta-model; choose one")
+        if args.optimizer != "adamw":
+            raise UsageError(f"--portfolio: the shipped portfolio is meta-trained for AdamW; add --optimizer adamw "
+                             f"(got {args.optimizer})")
     args.meta = bool(args.meta_model) if args.meta is None else args.meta
     return space, tuner
 
@@ -368,6 +376,22 @@ def _meta_init(task, args: argparse.Namespace, space, g=None) -> tuple[Optional[
     return u, hp, f"{who} predicts {fmt_hparams(hp)} (zero-shot){caveat}; {start}"
 
 
+def _portfolio_init(task, args: argparse.Namespace, space):
+    """The pretrained conditioned portfolio (a tuner's ``init``) and a line saying what it proposes."""
+    from .meta.conditioned import ConditionedPortfolio
+    from .tuners.base import portfolio_members
+
+    try:
+        p = ConditionedPortfolio.pretrained(args.optimizer)
+    except ValueError as e:
+        raise usage(e, optimizer="--optimizer") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a regression task: the tuner warns once when it proposes
+        lrs = portfolio_members(p, space, task, 8, args.steps, args.batch_size)[:, space.dims.index("lr")].exp()
+    return p, (f"the pretrained conditioned portfolio's 8 configurations for this dataset and budget (zero-shot; "
+               f"lr {float(lrs.min()):.2g} to {float(lrs.max()):.2g}) start the first round, with fresh draws")
+
+
 def meta_train(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -396,13 +420,17 @@ def meta_train(args: argparse.Namespace) -> int:
 
 
 def suggest(args: argparse.Namespace, learner=None) -> int:
-    """Print the meta-learner's hyperparameters for ``--data`` as JSON (notes on stderr)."""
+    """Print the meta-learner's hyperparameters for ``--data`` as JSON (notes on stderr); with ``--k`` > 1 the
+    conditioned portfolio's k configurations."""
     from .meta import MetaLearner
     from .tasks import load_task
 
+    if args.optimizer is None:
+        args.optimizer = "adamw" if args.k > 1 else "sgd"
     if args.k > 1:
-        raise UsageError(f"--k: a portfolio of {args.k} suggestions is not shipped yet (the meta-learner predicts "
-                         "one set of hyperparameters); use --k 1")
+        return _suggest_portfolio(args)
+    if getattr(args, "portfolio", None):
+        raise UsageError("--portfolio: applies to a portfolio of configurations (--k > 1)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -459,6 +487,36 @@ def predict(args: argparse.Namespace) -> int:
         tmp.write_text(text)
         os.replace(tmp, out)
         print(f"wrote {len(labels)} {'probability rows' if args.proba else 'predictions'} to {out}")
+    return 0
+
+
+def _suggest_portfolio(args: argparse.Namespace) -> int:
+    """``suggest --k K``: the conditioned portfolio's K configurations for ``--data`` as JSON."""
+    from .meta.conditioned import ConditionedPortfolio
+    from .tasks import load_task
+
+    if args.meta_model:
+        raise UsageError("--meta-model: a meta-learner predicts one configuration; --k > 1 asks the conditioned "
+                         "portfolio (--portfolio PATH for another one than the pretrained)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            p = (ConditionedPortfolio.load(args.portfolio) if args.portfolio else
+                 ConditionedPortfolio.pretrained(args.optimizer))
+        except (ValueError, FileNotFoundError) as e:
+            raise usage(e, path="--portfolio", optimizer="--optimizer") from None
+        if p.space.optimizer not in (None, args.optimizer):
+            raise UsageError(f"--optimizer: the portfolio proposes for {p.space.optimizer!r}, not {args.optimizer!r}")
+        try:
+            task = load_task(args.data, seed=args.seed, target=args.target, kind=args.kind, missing=args.missing)
+            hp = p.propose(task, args.k, budget=args.steps, batch_size=args.batch_size)
+        except (ValueError, TypeError, FileNotFoundError, ImportError) as e:
+            raise usage(e, k="--k") from None
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    members = [{n: float(hp[n][j]) for n in p.space.dims} for j in range(args.k)]
+    print(json.dumps({"data": args.data, "steps": args.steps, "batch_size": args.batch_size,
+                      "optimizer": args.optimizer, "k": args.k, "portfolio": members}, indent=1))
     return 0
 
 

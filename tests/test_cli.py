@@ -263,16 +263,16 @@ def test_predict_with_a_regression_model_and_its_bad_input(tmp_path, capsys):
     assert "--model: no meta-learner file or model file at" in capsys.readouterr().err
 
 
-def test_suggest_prints_the_meta_learners_hyperparameters_and_refuses_portfolios_for_now(tmp_path, capsys):
+def test_suggest_prints_the_meta_learners_hyperparameters_and_a_portfolio_for_k_above_1(tmp_path, capsys):
     import json
     assert cli.main(["suggest", "--data", "iris", "--steps", "100"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["hparams"]) == {"lr", "momentum", "weight_decay"} and out["steps"] == 100
     assert cli.main(["suggest", "--data", "iris", "--steps", "100", "--k", "1"]) == 0
     assert json.loads(capsys.readouterr().out) == out
-    assert cli.main(["suggest", "--data", "iris", "--k", "3"]) == 2
-    assert ("--k: a portfolio of 3 suggestions is not shipped yet (the meta-learner predicts one set of "
-            "hyperparameters); use --k 1") in capsys.readouterr().err
+    assert cli.main(["suggest", "--data", "iris", "--k", "3"]) == 0  # the conditioned portfolio (AdamW)
+    out3 = json.loads(capsys.readouterr().out)
+    assert out3["optimizer"] == "adamw" and out3["k"] == 3 and len(out3["portfolio"]) == 3
     assert cli.main(["suggest", "--data", "iris", "--k", "0"]) == 2
     assert "argument --k: expected a positive integer" in capsys.readouterr().err
     # the earlier form, predict for hyperparameters, still answers the same for one release, with a note

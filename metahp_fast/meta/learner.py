@@ -279,7 +279,8 @@ class MetaLearner:
         """The meta-learner shipped inside the package (``pretrained_<optimizer>.pt``)."""
         path = Path(__file__).resolve().parent / f"pretrained_{optimizer}.pt"
         if not path.is_file():
-            have = sorted(p.stem.split("_", 1)[1] for p in path.parent.glob("pretrained_*.pt"))
+            have = sorted(p.stem.split("_", 1)[1] for p in path.parent.glob("pretrained_*.pt")
+                          if not p.name.startswith("pretrained_portfolio_"))  # conditioned portfolios, not learners
             raise ValueError(f"optimizer: no pretrained meta-learner for {optimizer!r}; available: {have}")
         return cls.load(path)
 

@@ -51,6 +51,16 @@ def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_siz
     return space.to_unconstrained(space.clip(values))[0]
 
 
+def portfolio_members(portfolio: Any, space: SearchSpace, task: Task, k: int, steps: int,
+                      batch_size: int) -> Tensor:
+    """A portfolio's k configurations for ``task`` at this budget as rows of ``u`` (k, d) of ``space``, carried
+    over through the natural values and clipped to ``space``'s ranges (as :func:`meta_center`)."""
+    u = portfolio.propose_u(task, k, budget=steps, batch_size=batch_size)
+    values = portfolio.space.from_unconstrained(u, round_ints=True, include_fixed=True)
+    values = {n: torch.as_tensor(values[n], dtype=torch.float64).reshape(-1) for n in space.dims}
+    return space.to_unconstrained(space.clip(values))
+
+
 class Tuner:
     """Base of the tuners. Subclasses set ``name`` and ``State`` (the dataclass of their own part of a run's
     state, :class:`~metahp_fast.tuners.checkpoint.TunerState`) and implement ``_start`` (returns the first
@@ -72,6 +82,11 @@ class Tuner:
             ``space``) whose prediction for each task tuned becomes the center. Spread by ``init_spread`` in u;
             ``init_mix`` of them (a fraction) are drawn from the space instead, a hedge against a poor center
             (a prediction for a dataset unlike any seen in meta-training).
+            Or a portfolio (:class:`~metahp_fast.meta.conditioned.ConditionedPortfolio`, anything with
+            ``propose_u(task, k, budget, batch_size)`` and a ``space``): the first round then trains its ``init_k``
+            configurations for the task and budget plus fresh draws from the space (ES starts at its first
+            member; TPE enqueues them all).
+        init_k: how many configurations a portfolio ``init`` proposes (default 8).
         eval_every: steps between validation evaluations for learning curves (default: 10 per training).
         early_stopping: judge every candidate by its best validation evaluation so far (the best point of its
             learning curve) instead of its last, so tuners compare candidates each at its own best length and
@@ -91,10 +106,10 @@ class Tuner:
                  hidden: Sequence[int] = (128,), steps: Optional[int] = None, batch_size: int = 128,
                  activation: str = "relu",
                  nesterov: bool = False, objective: str = "loss", init: Any = None, init_spread: float = 0.5,
-                 init_mix: float = 0.5, eval_every: Optional[int] = None, folds: int = 1, backend: str = "auto",
-                 device: str = "cpu", dtype: torch.dtype = torch.float32, precision: Optional[str] = None,
-                 progress: bool = False, epochs: Optional[float] = None, max_steps: int = DEFAULT_MAX_STEPS,
-                 early_stopping: bool = False):
+                 init_mix: float = 0.5, init_k: int = 8, eval_every: Optional[int] = None, folds: int = 1,
+                 backend: str = "auto", device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 precision: Optional[str] = None, progress: bool = False, epochs: Optional[float] = None,
+                 max_steps: int = DEFAULT_MAX_STEPS, early_stopping: bool = False):
         opt = optimizer or (space.optimizer if isinstance(space, SearchSpace) and space.optimizer else "sgd")
         if opt not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw'; got {opt!r}")
@@ -109,13 +124,17 @@ class Tuner:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}")
         self.objective = objective
-        self.meta = init if hasattr(init, "predict_u") else None
+        self.meta = init if hasattr(init, "predict_u") or hasattr(init, "propose_u") else None
         if self.meta is not None:
             missing = [k for k in self.space.dims if k not in self.meta.space.params]
-            if missing:
-                raise ValueError(f"init: the meta-learner predicts {list(self.meta.space.dims)}, not {missing} of "
-                                 f"this tuner's space; use a meta-learner trained for optimizer {opt!r} or pass "
-                                 f"a u vector")
+            who = "meta-learner predicts" if hasattr(init, "predict_u") else "portfolio proposes"
+            if missing or getattr(self.meta.space, "optimizer", None) not in (None, opt):
+                raise ValueError(f"init: the {who} {list(self.meta.space.dims)} for optimizer "
+                                 f"{self.meta.space.optimizer!r}, not {missing or list(self.space.dims)} of this "
+                                 f"tuner's space for {opt!r}; use one trained for optimizer {opt!r} or pass a u vector")
+        if isinstance(init_k, bool) or not isinstance(init_k, int) or init_k < 1:
+            raise ValueError(f"init_k must be a positive int; got {init_k!r}")
+        self.init_k = init_k
         self.init = None if init is None or self.meta is not None else _check_init(init, self.space)
         self.init_spread = _positive("init_spread", init_spread)
         if not isinstance(init_mix, (int, float)) or isinstance(init_mix, bool) or not 0 <= init_mix < 1:
@@ -190,6 +209,9 @@ class Tuner:
         ranges); None without a warm start."""
         if self.meta is None:
             return self.init
+        if hasattr(self.meta, "propose_u"):  # a portfolio: its members (k, d)
+            return portfolio_members(self.meta, self.space, task, self.init_k, self.config.steps,
+                                     self.config.batch_size)
         return meta_center(self.meta, self.space, task, self.config.steps, self.config.batch_size)
 
     def _start(self, run: "TuningRun") -> TunerState:
@@ -206,7 +228,7 @@ class TuningRun:
     def __init__(self, tuner: Tuner, task: Task, budget: float, seed: int,
                  checkpoint: Union[str, os.PathLike, None], init: Optional[Tensor] = None):
         self.tuner, self.task, self.budget, self.seed = tuner, task, budget, seed
-        self.init = init  # the warm-start center u of this run (Tuner.center_for), or None
+        self.init = init  # the warm start of this run (Tuner.center_for): a center u, portfolio rows (k, d), or None
         self.space, self.config = tuner.space, tuner.config
         self.max_cost = int(budget * self.config.steps)
         self.plan_budget = tuner.plan_budget(budget)  # what the tuner's schedule plans with (budget / folds)
@@ -286,12 +308,16 @@ class TuningRun:
 
     def initial_u(self, n: int, key: int) -> Tensor:
         """``n`` starting points (n, d): draws from the space, or, when the tuner has an ``init``, a Gaussian
-        around it (the first exactly at it) for all but ``init_mix`` of them, which are drawn from the space."""
+        around it (the first exactly at it) for all but ``init_mix`` of them, which are drawn from the space; with
+        a portfolio's rows (k, d), those rows first (at most n), then draws from the space."""
         gen_seed = self.seed_for(key)
         init = self.init
         drawn = self.space.sample_u(n, seed=gen_seed)
         if init is None:
             return drawn
+        if init.dim() == 2:
+            members = self.clamp_u(init[:n]).to(drawn.dtype)
+            return torch.cat([members, drawn[len(members):]])
         near = max(1, n - int(self.tuner.init_mix * n))
         noise = torch.randn(near, init.numel(), generator=torch.Generator().manual_seed(gen_seed),
                             dtype=torch.float64)
@@ -388,8 +414,9 @@ class TuningRun:
                                f"{self.config.steps} steps; try a smaller learning-rate range")
         model = population_from_state(best.pop, self.config).to_module(0).cpu().eval()
         pool = [population_from_state(e["pop"], self.config).to_module(0).cpu().eval() for e in state.pool]
-        init = None if self.init is None else {
-            k: float(v) for k, v in self.space.from_unconstrained(self.init, include_fixed=False).items()}
+        first = None if self.init is None else self.init[0] if self.init.dim() == 2 else self.init
+        init = None if first is None else {  # a portfolio's: its first member
+            k: float(v) for k, v in self.space.from_unconstrained(first, include_fixed=False).items()}
         return TuneResult(method=self.tuner.name, task=self.task.name, seed=self.seed, budget=self.budget,
                           objective=self.tuner.objective, best_hparams=dict(best.hparams), best_model=model,
                           best_val=dict(best.val), best_id=best.id, history=list(state.history),

@@ -57,7 +57,7 @@ class ESGradient(Tuner):
 
     def _start(self, run: TuningRun) -> ESState:
         iterations = int(run.plan_budget // (2 * self.n_pairs + 1))  # >= 1: run() checked the budget
-        center = run.init.clone() if run.init is not None else run.space.center()
+        center = run.space.center() if run.init is None else run.init.clone().reshape(-1, run.init.shape[-1])[0]
         d = center.numel()
         center = run.clamp_u(center)
         first = make_population(run.task, run.space, center.unsqueeze(0), run.config, run.seed)

@@ -90,8 +90,10 @@ class TPE(Tuner):
                 study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=value,
                                                           state=state))
             if not run.own.told and run.init is not None:
-                init = run.space.from_unconstrained(run.init, round_ints=True, include_fixed=False)
-                study.enqueue_trial({k: float(v) for k, v in init.items()})
+                rows = run.init.reshape(-1, run.init.shape[-1])  # a center, or a portfolio's members
+                init = run.space.from_unconstrained(rows, round_ints=True, include_fixed=False)
+                for j in range(len(rows)):
+                    study.enqueue_trial({k: float(v.reshape(-1)[j]) for k, v in init.items()})
             run.cache.update(study=study, dists=dists)
         return run.cache["study"], run.cache["dists"]
 
