@@ -3,7 +3,6 @@ order, in one namespace, in a fresh directory (so `tune-out/best.pt` is the one 
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
