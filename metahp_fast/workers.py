@@ -378,9 +378,10 @@ def cli_tune_workers(args: Any) -> int:
         shown = make_url(cfg.storage).render_as_string(hide_password=True)
         out.mkdir(parents=True, exist_ok=True)
         n = args.workers
-        if cfg.device == "cuda":
+        if n is None and cfg.device == "cuda":
             import torch
-            n = n or max(1, torch.cuda.device_count())
+            n = max(1, torch.cuda.device_count())
+        n = 1 if n is None else n  # the documented default: one worker here
         print(f"study {cfg.study!r} in {shown}: {n} worker(s) here, {cfg.n_trials} trials in batches of "
               f"{cfg.batch_size}; the same command on another machine joins it")
         summary = run_workers(cfg, n, log_dir=str(out))

@@ -189,7 +189,7 @@ def test_the_default_is_quantile_everywhere():
     import inspect
     from metahp_fast.sklearn import TunedMLPClassifier
     from metahp_fast.tasks import from_table
-    assert DEFAULT_SCALING == "quantile" and load_task("iris").scaler.kind == "quantile"
+    assert DEFAULT_SCALING == "standard" and load_task("iris").scaler.kind == "standard"
     for f in (load_task, from_arrays, from_table, TunedMLPClassifier):
         assert inspect.signature(f).parameters["scaling"].default == DEFAULT_SCALING
     assert cli.build_parser().parse_args(["tune"]).scaling == DEFAULT_SCALING
@@ -259,7 +259,7 @@ def test_the_command_line_tunes_with_scaling_and_saves_it(tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["tune", "--scaling", "minmax", "--out", str(tmp_path / "x")]) == 2
     assert "--scaling: invalid choice: 'minmax'" in capsys.readouterr().err
-    assert cli.main(["tune", "--study", "s", "--scaling", "standard", "--out", str(tmp_path / "y")]) == 2
+    assert cli.main(["tune", "--study", "s", "--scaling", "quantile", "--out", str(tmp_path / "y")]) == 2
     assert "--scaling: applies to a single tuning run" in capsys.readouterr().err
 
 
