@@ -35,7 +35,8 @@ def main(argv=None) -> None:
     d, h, c = (int(v) for v in args.layers.split(","))
     k, b = args.k, args.batch
     gen = torch.Generator().manual_seed(0)
-    x, w1, w2 = torch.randn(b, d, generator=gen), torch.randn(k, d, h, generator=gen), torch.randn(k, h, c, generator=gen)
+    x, w1 = torch.randn(b, d, generator=gen), torch.randn(k, d, h, generator=gen)
+    w2 = torch.randn(k, h, c, generator=gen)
     g = torch.randn(k, b, c, generator=gen)
 
     def population_matmuls() -> None:  # forward, then the weight and input gradients of both layers
