@@ -19,7 +19,7 @@ from metahp_fast.tasks import load_task
 from metahp_fast.training import TrainConfig, make_population, population_from_state
 from metahp_fast.tuners import PBT, RandomSearch, SuccessiveHalving
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
-from tests.util import random_batches, random_hparams, rel_err
+from tests.util import killed_after, random_batches, random_hparams, rel_err
 
 BACKENDS = ["torch", "reference"]
 try:  # the triton backend runs here under its interpreter (tests/conftest.py sets TRITON_INTERPRET=1)
@@ -283,21 +283,8 @@ def test_a_killed_run_with_a_group_resumes_from_its_checkpoint(tuner, budget, ki
     task = load_task("wine", seed=0)
     make = lambda: tuner(_space(), steps=20, hidden=(10,), backend="torch")  # noqa: E731
     full = make().run(task, budget, seed=2)
-    advance, calls = tuner._advance, []
-
-    class Killed(Exception):
-        pass
-
-    def dying(self, run):
-        if len(calls) == kill_after:
-            raise Killed
-        calls.append(1)
-        advance(self, run)
-    monkeypatch.setattr(tuner, "_advance", dying)
     ckpt = tmp_path / "run.ckpt"
-    with pytest.raises(Killed):
-        make().run(task, budget, seed=2, checkpoint=ckpt)
-    monkeypatch.setattr(tuner, "_advance", advance)
+    killed_after(monkeypatch, tuner, kill_after, lambda: make().run(task, budget, seed=2, checkpoint=ckpt))
     resumed = make().run(task, budget, seed=2, checkpoint=ckpt)
     assert resumed.best_hparams == full.best_hparams and resumed.cost_steps == full.cost_steps
     assert [t["val_loss"] for t in resumed.trials] == [t["val_loss"] for t in full.trials]

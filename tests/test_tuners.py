@@ -13,6 +13,7 @@ from metahp_fast.objectives import objective_values, model_metrics
 from metahp_fast.tuners import (PBT, TPE, TUNERS, ESGradient, Hyperband, RandomSearch, SuccessiveHalving,
                                 copy_candidates, optuna_available, rung_plan)
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
+from tests.util import killed_after
 
 SMALL = dict(hidden=(16,), steps=40, batch_size=64, backend="torch")
 
@@ -244,30 +245,16 @@ def test_runs_are_deterministic_by_seed(task):
     assert c.best_hparams != a.best_hparams
 
 
-class _Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("name, budget, kill_after, kw", [
     ("random", 4, 3, {}), ("sh", 6, 1, {}), ("pbt", 4, 2, {}), ("es", 20, 1, {}), ("hyperband", 6, 2, {}),
     ("tpe", 3, 1, {}), ("sh", 18, 1, {"folds": 3}), ("pbt", 8, 2, {"folds": 2})],
     ids=["random", "sh", "pbt", "es", "hyperband", "tpe", "sh-folds", "pbt-folds"])
 def test_a_killed_run_resumes_from_its_checkpoint(task, tmp_path, monkeypatch, name, budget, kill_after, kw):
     full = _make(name, **kw).run(task, budget, seed=2)
-    cls = TUNERS[name]
-    advance, calls = cls._advance, []
-
-    def dying(self, run):
-        if len(calls) == kill_after:
-            raise _Killed
-        calls.append(1)
-        advance(self, run)
-    monkeypatch.setattr(cls, "_advance", dying)
     ckpt = tmp_path / "run.ckpt"
-    with pytest.raises(_Killed):
-        _make(name, **kw).run(task, budget, seed=2, checkpoint=ckpt)
+    killed_after(monkeypatch, TUNERS[name], kill_after,
+                 lambda: _make(name, **kw).run(task, budget, seed=2, checkpoint=ckpt))
     assert ckpt.exists()
-    monkeypatch.setattr(cls, "_advance", advance)
     resumed = _make(name, **kw).run(task, budget, seed=2, checkpoint=ckpt)
     assert resumed.best_hparams == full.best_hparams and resumed.cost_steps == full.cost_steps
     assert [t["val_loss"] for t in resumed.trials] == [t["val_loss"] for t in full.trials]
@@ -503,18 +490,9 @@ def test_early_stopping_judges_each_candidate_at_its_best_evaluation(task, name)
 def test_early_stopping_resumes_from_a_checkpoint(task, tmp_path, monkeypatch):
     kw = dict(SMALL, early_stopping=True)
     full = SuccessiveHalving(**kw).run(task, 6, seed=2)
-    advance, calls = SuccessiveHalving._advance, []
-
-    def dying(self, run):
-        if len(calls) == 1:
-            raise _Killed
-        calls.append(1)
-        advance(self, run)
-    monkeypatch.setattr(SuccessiveHalving, "_advance", dying)
     ckpt = tmp_path / "run.ckpt"
-    with pytest.raises(_Killed):
-        SuccessiveHalving(**kw).run(task, 6, seed=2, checkpoint=ckpt)
-    monkeypatch.setattr(SuccessiveHalving, "_advance", advance)
+    killed_after(monkeypatch, SuccessiveHalving, 1,
+                 lambda: SuccessiveHalving(**kw).run(task, 6, seed=2, checkpoint=ckpt))
     with pytest.raises(ValueError, match="different run"):  # the setting is part of what a checkpoint belongs to
         SuccessiveHalving(**SMALL).run(task, 6, seed=2, checkpoint=ckpt)
     resumed = SuccessiveHalving(**kw).run(task, 6, seed=2, checkpoint=ckpt)

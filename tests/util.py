@@ -45,3 +45,27 @@ def full_state(pop: Population) -> list[torch.Tensor]:
 def twin(pop_kwargs: dict, backends=("torch", "reference")) -> list[Population]:
     """Populations that differ only in backend."""
     return [Population(**pop_kwargs, backend=b) for b in backends]
+
+
+class Killed(Exception):
+    """What :func:`killed_after` raises in place of a tuner's next round: the process dying mid-run."""
+
+
+def killed_after(monkeypatch, tuner_cls, rounds: int, run) -> None:
+    """Call ``run()`` with ``tuner_cls`` dying (raising :class:`Killed`) before its ``rounds + 1``-th round, as
+    a killed process would, then give the class its rounds back; fails if the run was not killed."""
+    import pytest
+
+    advance, calls = tuner_cls._advance, []
+
+    def dying(self, tuning_run):
+        if len(calls) == rounds:
+            raise Killed
+        calls.append(1)
+        advance(self, tuning_run)
+    monkeypatch.setattr(tuner_cls, "_advance", dying)
+    try:
+        with pytest.raises(Killed):
+            run()
+    finally:
+        monkeypatch.setattr(tuner_cls, "_advance", advance)
