@@ -7,7 +7,8 @@ validation and test loss/accuracy recorded at several points of training.
 
 One safe file per (dataset, fold) under OUT/parts/ (written atomically: a killed build resumes, shards never
 collide); OUT/manifest.json fixes the configurations and training settings (a build with other settings into
-the same OUT is refused). OUT/cost.md says what the parts cost, and with --single what training the same
+the same OUT is refused); OUT/curves.pt holds every part's curves in one small file (the form committed).
+OUT/cost.md says what the parts cost, and with --single what training the same
 configurations one at a time (one nn.Sequential + torch.optim each, the reference backend) would cost.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 import torch  # noqa: E402
 
 from metahp_fast.files import load_file, save_file  # noqa: E402
-from metahp_fast.meta.metadataset import part_name, quasi_random_u, train_pool  # noqa: E402
+from metahp_fast.meta.metadataset import (CURVES_KIND, pack_curves, part_name, quasi_random_u,  # noqa: E402
+                                          train_pool)
 from metahp_fast.search_space import SearchSpace  # noqa: E402
 from metahp_fast.tasks import load_task  # noqa: E402
 from metahp_fast.training import TrainConfig  # noqa: E402
@@ -150,6 +152,16 @@ def main(argv=None) -> None:
         print(f"[{j + 1}/{len(mine)}] {name} fold {fold}: {rec['candidate_steps']:,} candidate-steps in "
               f"{rec['seconds']:.1f} s", flush=True)
     write_cost(out, jobs, args, space, u)
+    write_curves(out, jobs)
+
+
+def write_curves(out: Path, jobs) -> None:
+    """OUT/curves.pt: every built part's learning curves in one compact safe file (the form committed; meta_eval.py
+    reads it where the parts are absent)."""
+    paths = [out / "parts" / part_name(d, f) for d, f in jobs]
+    parts = [load_file(p, "meta-dataset-part") for p in paths if p.exists()]
+    if parts:
+        save_file(out / "curves.pt", CURVES_KIND, pack_curves(parts))
 
 
 def write_cost(out: Path, jobs, args, space: SearchSpace, u: torch.Tensor) -> None:

@@ -10,6 +10,11 @@ the dataset's whole pool of M configurations (0: the pool's best fold-mean test 
 over folds before comparing is what keeps small test splits from deciding. Reported: medians and means over
 datasets with 90% bootstrap intervals, and per pair of methods the win rate with a paired sign test.
 
+Always evaluated from the pool (no training): ``constant``, ``greedy``, ``random`` (expected value over draws),
+the whole pool, and ``nearest`` (:class:`~metahp_fast.meta.nearest.NearestPortfolio`: the greedy portfolio of the
+training datasets weighted by closeness in size and steps; its group files go to METADATASET/portfolios/nearest/).
+Where the build's parts/ are absent (a clone), its committed curves.pt is read instead.
+
 ``--conditioned VARIANT,...``: per held-out group, a :class:`~metahp_fast.meta.conditioned.ConditionedPortfolio`
 meta-trained on the other groups' datasets (every point of their learning curves) proposes k = 1 and k = 8
 configurations for each held-out fold; they are not in the pool, so they are trained for real, as one
@@ -38,7 +43,9 @@ from benchmarks.build_metadataset import load_fold  # noqa: E402
 from metahp_fast.files import load_file, save_file  # noqa: E402
 from metahp_fast.meta.conditioned import ConditionedPortfolio, PortfolioConfig, curve_metadatasets  # noqa: E402
 from metahp_fast.meta.encoder import encode  # noqa: E402
-from metahp_fast.meta.metadataset import MetaDataset, assemble, normalize, part_name, train_pool  # noqa: E402
+from metahp_fast.meta.metadataset import (CURVES_KIND, MetaDataset, normalize, part_name, train_pool,  # noqa: E402
+                                          unpack_curves)
+from metahp_fast.meta.nearest import NearestPortfolio  # noqa: E402
 from metahp_fast.meta.portfolio import constant_portfolio, greedy_portfolio  # noqa: E402
 from metahp_fast.search_space import SearchSpace  # noqa: E402
 from metahp_fast.training import TrainConfig  # noqa: E402
@@ -101,12 +108,48 @@ VARIANTS = {"kernel": {}, "mlp": {"surrogate": "mlp"}, "kernel-wide": {"bandwidt
 
 
 def load_parts(directory: str) -> tuple[dict, list[dict]]:
-    """The manifest and every part record of a build."""
+    """The manifest and every part record of a build: its parts/, or the committed curves.pt where the parts
+    are absent (a clone of the repository)."""
     manifest = json.loads((Path(directory) / "manifest.json").read_text())
     parts = [load_file(p, "meta-dataset-part") for p in sorted(glob.glob(str(Path(directory) / "parts" / "*.pt")))]
+    if not parts and (Path(directory) / "curves.pt").is_file():
+        parts = unpack_curves(load_file(Path(directory) / "curves.pt", CURVES_KIND),
+                              torch.tensor(manifest["u"], dtype=torch.float64))
     if not parts:
-        raise SystemExit(f"{directory}: no parts")
+        raise SystemExit(f"{directory}: no parts and no curves.pt")
     return manifest, parts
+
+
+def nearest_portfolio(manifest: dict, parts: list[dict], metas: list[MetaDataset], steps: list[torch.Tensor],
+                      names: list[str], train: list[str]) -> NearestPortfolio:
+    """A :class:`NearestPortfolio` of the ``train`` datasets' complete trainings (the curves' end: an earlier
+    point is a training cut short, not one planned for that budget)."""
+    rows = {p["dataset"]: int(p["rows"]) for p in parts if int(p["fold"]) == 0}
+    keep = [names.index(n) for n in train]
+    return NearestPortfolio.fit([metas[-1].subset(train)], [steps[-1][keep]], rows, float(manifest["epochs"]),
+                                int(manifest["max_steps"]), int(manifest["batch_size"]))
+
+
+def nearest_scores(directory: str, result: dict, meta: MetaDataset, ks=(1, 8)) -> None:
+    """Add ``nearest-k`` scores to ``result`` in place: per held-out group a :class:`NearestPortfolio` of the
+    other groups (saved under METADATASET/portfolios/nearest/); its members for each held-out dataset's size and
+    steps are taken from the pool."""
+    manifest, parts = load_parts(directory)
+    metas, steps, names = curve_metadatasets(parts, meta.space, meta.u)
+    rows = {p["dataset"]: int(p["rows"]) for p in parts if int(p["fold"]) == 0}
+    pdir = Path(directory) / "portfolios" / "nearest"
+    pdir.mkdir(parents=True, exist_ok=True)
+    for g, held in enumerate(result["groups"]):
+        p = nearest_portfolio(manifest, parts, metas, steps, names, [n for n in names if n not in held])
+        p.save(pdir / f"group{g}.pt")
+        for name in held:
+            d = meta.datasets.index(name)
+            final = steps[-1][names.index(name)]
+            n_steps = int(round(float(final[final > 0].double().log().mean().exp())))
+            for k in ks:
+                result["scores"][name][f"nearest-{k}"] = normalized_test(
+                    meta, d, pick_and_test(meta, d, p.members(rows[name], n_steps, k)))
+        print(f"nearest: group {g} done, bandwidths {p.bandwidths}", flush=True)
 
 
 def fold_encodings(directory: str, names: list[str], steps: torch.Tensor, manifest: dict) -> torch.Tensor:
@@ -249,9 +292,10 @@ def report(result: dict, command: str) -> str:
 
 
 def load_metadataset(directory: str) -> MetaDataset:
-    manifest = json.loads((Path(directory) / "manifest.json").read_text())
-    parts = sorted(glob.glob(str(Path(directory) / "parts" / "*.pt")))
-    return assemble(parts, SearchSpace.from_dict(manifest["space"]), torch.tensor(manifest["u"], dtype=torch.float64))
+    """The build's losses at the end of training (every fold of every dataset)."""
+    manifest, parts = load_parts(directory)
+    space, u = SearchSpace.from_dict(manifest["space"]), torch.tensor(manifest["u"], dtype=torch.float64)
+    return curve_metadatasets(parts, space, u)[0][-1]
 
 
 def main(argv=None) -> None:
@@ -272,6 +316,7 @@ def main(argv=None) -> None:
         ap.error(f"--groups {args.groups} needs at least that many datasets; the meta-dataset has "
                  f"{len(meta.datasets)}")
     result = evaluate(meta, args.groups, seed=args.seed)
+    nearest_scores(args.metadataset, result, meta)
     if args.conditioned:
         conditioned_scores(args.metadataset, result, meta, args.conditioned.split(","), args.es_fine_tune)
     out = Path(args.out)

@@ -71,8 +71,8 @@ PORTFOLIOS: dict[str, Any] = {"dir": None, "groups": Path(__file__).resolve().pa
 
 
 def held_out_portfolio(task: Task):
-    """The conditioned portfolio meta-trained without ``task``'s dataset (its meta_eval group held out)."""
-    from metahp_fast.meta.conditioned import ConditionedPortfolio
+    """The portfolio (conditioned or nearest) built without ``task``'s dataset (its meta_eval group held out)."""
+    from metahp_fast.meta.portfolio import load_portfolio
     if PORTFOLIOS["dir"] is None:
         raise ValueError("tune_portfolio needs --portfolio-dir (a meta_eval.py --conditioned run's portfolios)")
     groups = json.loads(Path(PORTFOLIOS["groups"]).read_text())["groups"]
@@ -80,7 +80,7 @@ def held_out_portfolio(task: Task):
     g = next((i for i, names in enumerate(groups) if name in names), None)
     if g is None:
         raise ValueError(f"{name} is in none of the groups of {PORTFOLIOS['groups']}")
-    return ConditionedPortfolio.load(Path(PORTFOLIOS["dir"]) / f"group{g}.pt")
+    return load_portfolio(Path(PORTFOLIOS["dir"]) / f"group{g}.pt")
 
 
 def _tuner_run(task: Task, seed: int, quick: bool, name: str, budget: float, meta: bool, optimizer: str = "",

@@ -304,7 +304,7 @@ def _tuner(args: argparse.Namespace, init: Optional[Tensor] = None):
         if args.meta or args.meta_model:
             raise UsageError("--portfolio: a second warm start besides --meta/--meta-model; choose one")
         if args.optimizer != "adamw":
-            raise UsageError(f"--portfolio: the shipped portfolio is meta-trained for AdamW; add --optimizer adamw "
+            raise UsageError(f"--portfolio: the shipped portfolio is built for AdamW; add --optimizer adamw "
                              f"(got {args.optimizer})")
     args.meta = bool(args.meta_model) if args.meta is None else args.meta
     return space, tuner
@@ -377,18 +377,18 @@ def _meta_init(task, args: argparse.Namespace, space, g=None) -> tuple[Optional[
 
 
 def _portfolio_init(task, args: argparse.Namespace, space):
-    """The pretrained conditioned portfolio (a tuner's ``init``) and a line saying what it proposes."""
-    from .meta.conditioned import ConditionedPortfolio
+    """The pretrained portfolio (a tuner's ``init``) and a line saying what it proposes."""
+    from .meta.portfolio import pretrained_portfolio
     from .tuners.base import portfolio_members
 
     try:
-        p = ConditionedPortfolio.pretrained(args.optimizer)
+        p = pretrained_portfolio(args.optimizer)
     except ValueError as e:
         raise usage(e, optimizer="--optimizer") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a regression task: the tuner warns once when it proposes
         lrs = portfolio_members(p, space, task, 8, args.steps, args.batch_size)[:, space.dims.index("lr")].exp()
-    return p, (f"the pretrained conditioned portfolio's 8 configurations for this dataset and budget (zero-shot; "
+    return p, (f"the pretrained portfolio's 8 configurations for this dataset's size and budget (zero-shot; "
                f"lr {float(lrs.min()):.2g} to {float(lrs.max()):.2g}) start the first round, with fresh draws")
 
 
@@ -491,8 +491,8 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _suggest_portfolio(args: argparse.Namespace) -> int:
-    """``suggest --k K``: the conditioned portfolio's K configurations for ``--data`` as JSON."""
-    from .meta.conditioned import ConditionedPortfolio
+    """``suggest --k K``: the pretrained (or ``--portfolio``) portfolio's K configurations for ``--data`` as JSON."""
+    from .meta.portfolio import load_portfolio, pretrained_portfolio
     from .tasks import load_task
 
     if args.meta_model:
@@ -501,8 +501,7 @@ def _suggest_portfolio(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            p = (ConditionedPortfolio.load(args.portfolio) if args.portfolio else
-                 ConditionedPortfolio.pretrained(args.optimizer))
+            p = load_portfolio(args.portfolio) if args.portfolio else pretrained_portfolio(args.optimizer)
         except (ValueError, FileNotFoundError) as e:
             raise usage(e, path="--portfolio", optimizer="--optimizer") from None
         if p.space.optimizer not in (None, args.optimizer):

@@ -218,9 +218,9 @@ def _tune_parser(sub: Any) -> None:
     u.add_argument("--meta-model", metavar="PATH",
                    help="a meta-learner file from meta-train for the warm start (default: the pretrained one)")
     u.add_argument("--portfolio", action="store_true",
-                   help="warm start from the pretrained conditioned portfolio (opt-in; --optimizer adamw): the first "
-                   "round trains its 8 configurations for this dataset and budget plus fresh draws "
-                   "(benchmarks/results/meta_eval/tune_portfolio.md measures it)")
+                   help="warm start from the pretrained portfolio (opt-in; --optimizer adamw): the first round trains "
+                   "its 8 configurations for this dataset's size and budget plus fresh draws "
+                   "(benchmarks/results/meta_eval/portfolio.md measures it)")
     u.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = u.add_argument_group("one Optuna study, many workers (metahp_fast.workers): with --study, the trials are "
                              "asked from the study's sampler K at a time, trained as one population, and its pruner "
@@ -288,10 +288,10 @@ def _suggest_parser(sub: Any) -> None:
                    help="a meta-learner file from meta-train (default: the pretrained one)")
     s.add_argument("--k", type=_positive, default=1,
                    help="how many configurations: 1 (default) is the meta-learner's prediction; k > 1 prints the "
-                   "conditioned portfolio's k configurations for the dataset and budget (it is meta-trained for "
-                   "AdamW, so --optimizer defaults to adamw then)")
+                   "pretrained portfolio's k configurations for the dataset's size and budget (built for AdamW, "
+                   "so --optimizer defaults to adamw then)")
     s.add_argument("--portfolio", metavar="PATH",
-                   help="a conditioned-portfolio file for --k > 1 (default: the pretrained one)")
+                   help="a portfolio file (nearest or conditioned) for --k > 1 (default: the pretrained one)")
     s.set_defaults(optimizer=None)  # sgd for one suggestion, adamw for a portfolio (see suggest)
 
 

@@ -8,7 +8,7 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
@@ -82,9 +82,11 @@ def save_file(path: Union[str, os.PathLike], kind: str, payload: dict[str, Any])
     atomic_save({"format": "metahp_fast", "kind": kind, "version": FORMAT_VERSION, **payload}, path)
 
 
-def load_file(path: Union[str, os.PathLike], kind: str, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a ``kind`` file written by :func:`save_file` with ``torch.load(weights_only=True)``: nothing in it
-    can run code. A pickled file (an earlier format) is refused with what to do; so is another kind or version."""
+def load_file(path: Union[str, os.PathLike], kind: Union[str, Sequence[str]],
+              map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a ``kind`` file (or one of several kinds) written by :func:`save_file` with
+    ``torch.load(weights_only=True)``: nothing in it can run code. A pickled file (an earlier format) is refused
+    with what to do; so is another kind or version."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -106,8 +108,10 @@ def load_file(path: Union[str, os.PathLike], kind: str, map_location: Any = "cpu
                          f"{FORMAT_VERSION}); convert it once: metahp-fast upgrade {path}")
     if not isinstance(obj, dict) or obj.get("format") != "metahp_fast":
         raise ValueError(f"{path} is not a metahp_fast file")
-    if obj.get("kind") != kind:
-        raise ValueError(f"{path} is a metahp_fast {obj.get('kind')!r} file, not a {kind!r} file")
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    if obj.get("kind") not in kinds:
+        raise ValueError(f"{path} is a metahp_fast {obj.get('kind')!r} file, not a "
+                         f"{' or '.join(repr(k) for k in kinds)} file")
     if obj.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path} has format version {obj.get('version')!r}; this metahp_fast reads version "
                          f"{FORMAT_VERSION}")

@@ -69,7 +69,8 @@ def test_workspace_speed_measures_both_variants(capsys, monkeypatch):
 @pytest.mark.parametrize("script", ["build_metadataset", "dropout_speed", "gpu_check", "kernel_configs", "meta_eval",
                                     "meta_headroom", "meta_train", "optuna_batch_size", "optuna_speed",
                                     "profile_fused", "quality", "realworld", "roofline", "scaling", "selection_floor",
-                                    "sklearn_table", "step_before_after", "step_bound", "workspace_speed"])
+                                    "sklearn_table", "step_before_after", "step_bound", "train_portfolio",
+                                    "workspace_speed"])
 def test_every_script_runs_as_a_file_and_as_a_module(script):
     """``python benchmarks/X.py --help`` and ``python -m benchmarks.X --help`` both work (roofline's relative
     imports once failed as a file)."""

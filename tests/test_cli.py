@@ -270,7 +270,7 @@ def test_suggest_prints_the_meta_learners_hyperparameters_and_a_portfolio_for_k_
     assert set(out["hparams"]) == {"lr", "momentum", "weight_decay"} and out["steps"] == 100
     assert cli.main(["suggest", "--data", "iris", "--steps", "100", "--k", "1"]) == 0
     assert json.loads(capsys.readouterr().out) == out
-    assert cli.main(["suggest", "--data", "iris", "--k", "3"]) == 0  # the conditioned portfolio (AdamW)
+    assert cli.main(["suggest", "--data", "iris", "--k", "3"]) == 0  # the pretrained portfolio (AdamW)
     out3 = json.loads(capsys.readouterr().out)
     assert out3["optimizer"] == "adamw" and out3["k"] == 3 and len(out3["portfolio"]) == 3
     assert cli.main(["suggest", "--data", "iris", "--k", "0"]) == 2

@@ -67,3 +67,10 @@ def test_build_script_builds_resumes_refuses_other_settings_and_assembles(tmp_pa
     md = assemble(parts, SearchSpace.from_dict(m["space"]), torch.tensor(m["u"], dtype=torch.float64))
     assert md.datasets == ["iris", "wine"] and md.val.shape == (2, 2, 6) and bool(torch.isfinite(md.val).all())
     assert (tmp_path / "cost.md").read_text().startswith("# Meta-dataset build cost (4 of 4 parts)")
+    # curves.pt: the compact committed form; meta_eval reads it where the parts are gone, losing only float64
+    from benchmarks.meta_eval import load_metadataset
+    for p in parts:
+        p.rename(tmp_path / p.name)
+    md2 = load_metadataset(str(tmp_path))
+    assert md2.datasets == md.datasets and torch.equal(md2.val, md.val.float().double())
+    assert torch.equal(md2.test, md.test.float().double())

@@ -94,10 +94,10 @@ def test_cli_tune_portfolio_is_opt_in_and_needs_adamw(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["tune", "--data", "iris", "--portfolio", "--steps", "20", "--budget", "4", "--hidden", "8",
                      "--out", str(out), "--no-progress"]) == 2
-    assert "--portfolio: the shipped portfolio is meta-trained for AdamW" in capsys.readouterr().err
+    assert "--portfolio: the shipped portfolio is built for AdamW" in capsys.readouterr().err
     assert cli.main(["tune", "--data", "iris", "--portfolio", "--optimizer", "adamw", "--steps", "20", "--budget",
                      "9", "--hidden", "8", "--method", "random", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "warm start: the pretrained conditioned portfolio's 8 configurations" in printed
+    assert "warm start: the pretrained portfolio's 8 configurations" in printed
     report = json.loads((out / "report.json").read_text())
     assert len(report["trials"]) == 9 and report["init_hparams"] is not None

@@ -280,7 +280,7 @@ class MetaLearner:
         path = Path(__file__).resolve().parent / f"pretrained_{optimizer}.pt"
         if not path.is_file():
             have = sorted(p.stem.split("_", 1)[1] for p in path.parent.glob("pretrained_*.pt")
-                          if not p.name.startswith("pretrained_portfolio_"))  # conditioned portfolios, not learners
+                          if not p.name.startswith(("pretrained_portfolio_", "pretrained_nearest_")))  # portfolios
             raise ValueError(f"optimizer: no pretrained meta-learner for {optimizer!r}; available: {have}")
         return cls.load(path)
 

@@ -8,7 +8,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -166,4 +166,32 @@ def assemble(parts: Sequence[PathLike], space: SearchSpace, u: Tensor, checkpoin
     return MetaDataset(space, u, names, val, test)
 
 
-__all__ = ["MetaDataset", "normalize", "quasi_random_u", "checkpoint_steps", "train_pool", "part_name", "assemble"]
+#: The file kind of every part's learning curves in one file (committed beside a build's manifest; parts are not).
+CURVES_KIND = "meta-dataset-curves"
+_CURVES = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")
+
+
+def pack_curves(parts: Sequence[dict]) -> dict[str, Any]:
+    """Every part record's curves stacked in float32, one (parts, checkpoints, M) tensor per measure: the
+    compact form of a build (about 1 MB for 87 parts x 256 configurations) that :func:`unpack_curves` reverses."""
+    if not parts:
+        raise ValueError("parts must hold at least one part record")
+    keys = ("dataset", "fold", "checkpoints", "steps", "rows", "seconds")
+    return {**{k + ("s" if k in ("dataset", "fold") else ""): [p[k] for p in parts] for k in keys},
+            **{m: torch.stack([p[m].float() for p in parts]) for m in _CURVES}}
+
+
+def unpack_curves(curves: dict[str, Any], u: Tensor) -> list[dict]:
+    """The part records of a :func:`pack_curves` file (losses back in float64; ``u`` is the manifest's)."""
+    u = torch.as_tensor(u, dtype=torch.float64)
+    if curves["val_loss"].shape[-1] != u.shape[0]:
+        raise ValueError(f"the curves hold {curves['val_loss'].shape[-1]} configurations; u has {u.shape[0]}")
+    return [{"dataset": d, "fold": int(f), "u": u, "checkpoints": list(c), "steps": int(st), "rows": int(r),
+             "seconds": float(sec), "candidate_steps": int(u.shape[0]) * int(st),
+             **{m: curves[m][i].double() for m in _CURVES}}
+            for i, (d, f, c, st, r, sec) in enumerate(zip(curves["datasets"], curves["folds"], curves["checkpoints"],
+                                                          curves["steps"], curves["rows"], curves["seconds"]))]
+
+
+__all__ = ["MetaDataset", "normalize", "quasi_random_u", "checkpoint_steps", "train_pool", "part_name", "assemble",
+           "CURVES_KIND", "pack_curves", "unpack_curves"]

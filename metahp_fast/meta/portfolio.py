@@ -8,6 +8,7 @@ given, which a conditioned portfolio (a meta-learner g(task, budget, k)) uses.""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -65,10 +66,39 @@ class StaticPortfolio:
                                                                             include_fixed=True).items()}
 
 
+def load_portfolio(path: Any) -> Any:
+    """A portfolio file of either kind (:class:`~metahp_fast.meta.conditioned.ConditionedPortfolio` or
+    :class:`~metahp_fast.meta.nearest.NearestPortfolio`), read safely; what tuners take as ``init``."""
+    from ..files import load_file
+    from .conditioned import KIND as CONDITIONED, ConditionedPortfolio
+    from .nearest import KIND as NEAREST, NearestPortfolio
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"path: no portfolio file at {str(path)!r}")
+    kind = load_file(path, (CONDITIONED, NEAREST))["kind"]
+    return (NearestPortfolio if kind == NEAREST else ConditionedPortfolio).load(path)
+
+
+#: The shipped portfolios by kind: their files inside the package, ``pretrained_<stem>_<optimizer>.pt``.
+PRETRAINED = {"nearest": "nearest", "conditioned": "portfolio"}
+
+
+def pretrained_portfolio(optimizer: str = "adamw", kind: str = "nearest") -> Any:
+    """A portfolio shipped inside the package: ``nearest`` (the default of ``tune --portfolio`` and ``suggest
+    --k``, measured the better zero-shot portfolio in benchmarks/results/meta_eval/) or ``conditioned``."""
+    if kind not in PRETRAINED:
+        raise ValueError(f"kind must be one of {sorted(PRETRAINED)}; got {kind!r}")
+    here = Path(__file__).resolve().parent
+    path = here / f"pretrained_{PRETRAINED[kind]}_{optimizer}.pt"
+    if not path.is_file():
+        have = sorted(q.stem.rsplit("_", 1)[1] for q in here.glob(f"pretrained_{PRETRAINED[kind]}_*.pt"))
+        raise ValueError(f"optimizer: no pretrained {kind} portfolio for {optimizer!r}; available: {have}")
+    return load_portfolio(path)
+
+
 def _check_k(k: Any, available: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= available:
         raise ValueError(f"k must be an int from 1 to {available} (the configurations available); got {k!r}")
 
 
 __all__ = ["normalize", "greedy_portfolio", "constant_portfolio", "portfolio_score",
-           "StaticPortfolio"]
+           "StaticPortfolio", "load_portfolio", "PRETRAINED", "pretrained_portfolio"]
