@@ -242,7 +242,8 @@ METHODS: dict[str, tuple[Callable[[Task, int, bool], dict[str, Any]], str]] = {
                      "tune, cold, AdamW, 100 epochs per training (at most 5000 steps), early stopping, refit"),
     "tune_standard": (_tune, "tune's defaults on standardized features (mean/std)"),
     "tune_robust": (_tune, "tune's defaults on robust-scaled features (median/IQR, smooth clip at 3)"),
-    "tune_quantile": (_tune, "tune's defaults on quantile-scaled features (normal scores, clipped at 3)"),
+    "tune_quantile": (_tune, "tune's defaults on quantile-scaled features (normal scores of midpoint ranks, no "
+                             "clip)"),
     "tune_portfolio": (_variant(optimizer="adamw", portfolio=True),
                        "tune, AdamW, the first round warm-started by the conditioned portfolio meta-trained without "
                        "this dataset's group (its 8 configurations + fresh draws; --portfolio-dir)"),
@@ -277,8 +278,9 @@ def score(proba: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def settings(method: str, quick: bool, seed: int) -> dict[str, Any]:
     """What a saved run must match to be reused."""
     follows = method not in SCALING and scaling_of(method) != "standard"  # runs from before another default: stale
+    midpoint = scaling_of(method) == "quantile"  # quantile runs from before midpoint ranks (clipped at 3): stale
     return {"method": method, "quick": quick, "seed": seed, "protocol": 1,
-            **({"scaling": scaling_of(method)} if follows else {})}
+            **({"scaling": scaling_of(method)} if follows else {}), **({"quantile": "midpoint"} if midpoint else {})}
 
 
 def run_one(method: str, dataset: str, fold: int, seed: int, quick: bool, path: Path,

@@ -116,7 +116,7 @@ def _add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scaling", choices=SCALINGS, default=DEFAULT_SCALING,
                    help="how features are scaled, fitted on the train split and saved with the model: standard "
                    "(mean/std), robust (median/IQR, smooth clip at 3) or quantile (normal scores of the training "
-                   f"quantiles, clipped at 3) (default {DEFAULT_SCALING})")
+                   f"quantiles at midpoint ranks) (default {DEFAULT_SCALING})")
     p.add_argument("--steps", type=_positive, default=DEFAULT_STEPS,
                    help=f"steps of one full training (default {DEFAULT_STEPS}; tune: sized by --epochs)")
     p.add_argument("--batch-size", type=_positive, default=128, help="minibatch size (default 128)")

@@ -7,7 +7,7 @@ values, so ``torch.load(path, weights_only=True)`` reads it and loading one can 
   ``state_dict``, its dtype's name and its dropout probabilities (module index -> p); :func:`load_model` rebuilds
   it. It takes the scaled features.
 - ``preprocessing``: ``scaling``, the feature scaling fitted on the train split
-  (:meth:`metahp_fast.preprocessing.Scaler.to_dict`: kind, centre, scale, clip, quantiles; a file without it is
+  (:meth:`metahp_fast.preprocessing.Scaler.to_dict`: kind, centre, scale, clip, quantiles, rows; a file without it is
   standardized), ``mean``/``std`` (its centre and scale), the classes (``class_names`` to show, ``labels`` to
   return: the training labels in their own type), and for a model trained on a table (CSV file or DataFrame) its
   raw ``columns`` (names, categories of one-hot encoded ones, fill values), so :class:`SavedModel` encodes new

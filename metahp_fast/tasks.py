@@ -1,5 +1,5 @@
 """Tasks: datasets with fixed train/validation/test splits (by seed) and features scaled as fitted on train
-(:mod:`metahp_fast.preprocessing`: quantile scaling to clipped normal scores by default, or standard/robust).
+(:mod:`metahp_fast.preprocessing`: standard scaling by default, or robust/quantile).
 
 Sources: scikit-learn's shipped datasets (:data:`BUILTINS`), generated datasets (:data:`GENERATED`: MNIST-1D
 made locally by the ``mnist1d`` package, and the synthetic families ``teacher`` and ``gaussian_mixture``, whose
@@ -273,8 +273,8 @@ def load_task(name_or_path: str, seed: int = 0, target: Optional[str] = None, va
     by ``seed``) is carved from its training part, and ``test_fraction`` does not apply.
 
     ``scaling`` (:data:`metahp_fast.preprocessing.SCALINGS`) is how features are scaled, fitted on the train
-    split: ``"quantile"`` (the default: normal scores of the training quantiles, clipped), ``"standard"``
-    (mean/std) or ``"robust"`` (median/IQR, smooth clip); a saved model applies the same to new rows."""
+    split: ``"standard"`` (the default: mean/std), ``"quantile"`` (normal scores of the training quantiles at
+    midpoint ranks) or ``"robust"`` (median/IQR, smooth clip); a saved model applies the same to new rows."""
     scaling = check_scaling(scaling)
     if missing not in MISSING_MODES:
         raise ValueError(f"missing must be one of {MISSING_MODES}; got {missing!r}")

@@ -27,6 +27,12 @@ def table(n=1237, seed=0):
     return x
 
 
+def bound_of(scaler):
+    """What no scaled value exceeds: the clip, or for quantile the score of a value beyond the training range."""
+    from scipy.stats import norm
+    return CLIP if scaler.rows is None else norm.ppf(1 - 0.25 / scaler.rows)
+
+
 def test_standard_is_the_mean_and_std_unclipped():
     x = table()
     s = fit_scaler(x, "standard")
@@ -75,19 +81,75 @@ def test_robust_keeps_the_bulk_of_a_column_that_an_outlier_squashes_under_standa
     assert float((zr - zc).abs().max()) < 0.05  # one outlier barely moves median and IQR
 
 
-def test_quantile_matches_scikit_learns_normal_quantile_transformer_on_continuous_columns():
+def continuous(n, seed=2):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.standard_normal(n), np.exp(3 * rng.standard_normal(n)), rng.standard_cauchy(n)], axis=1)
+
+
+def test_quantile_matches_scikit_learns_quantile_transformer_at_midpoint_ranks_on_continuous_columns():
+    from scipy.stats import norm
     from sklearn.preprocessing import QuantileTransformer
-    rng = np.random.default_rng(2)
-    x = np.stack([rng.standard_normal(1531), np.exp(3 * rng.standard_normal(1531)),
-                  rng.standard_cauchy(1531)], axis=1)
-    new = np.stack([rng.standard_normal(301), np.exp(3 * rng.standard_normal(301)), rng.standard_cauchy(301)], 1)
+    x, new = continuous(1531), continuous(301, seed=3)
+    n = len(x)
     s = fit_scaler(x, "quantile")
-    assert s.quantiles.shape == (1000, 3)
-    want = np.clip(QuantileTransformer(n_quantiles=1000, output_distribution="normal").fit(x).transform(new),
-                   -CLIP, CLIP)
+    assert s.quantiles.shape == (1000, 3) and s.rows == n and s.clip is None
+    u = QuantileTransformer(n_quantiles=1000, output_distribution="uniform").fit(x).transform(new)
+    want = norm.ppf((0.5 + u * (n - 1)) / n)  # scikit-learn's ranks, squeezed to the midpoint ranks
+    want = np.where(new > x.max(0), norm.ppf(1 - 0.25 / n), np.where(new < x.min(0), norm.ppf(0.25 / n), want))
+    assert ((new > x.max(0)) | (new < x.min(0))).any()  # the beyond-range case is exercised
     np.testing.assert_allclose(s.transform(torch.as_tensor(new)).numpy(), want, atol=1e-9)
     z = s.transform(torch.as_tensor(x))
-    assert (z.abs() <= CLIP).all() and abs(float(z[:, 1].mean())) < 0.02 and abs(float(z[:, 1].std()) - 1) < 0.05
+    top = norm.ppf(1 - 0.5 / n)
+    assert torch.isfinite(z).all() and float(z.abs().max()) == pytest.approx(top, abs=1e-9)
+    assert abs(float(z[:, 1].mean())) < 0.02 and abs(float(z[:, 1].std()) - 1) < 0.05
+
+
+def rare_ends(n=5000, seed=12):
+    """One column of n rows: categories 0..4 in bulk, and three rare ones at each end with 3, 2 and 1 rows
+    (-1, -2, -3 below; 5, 6, 7 above), shuffled."""
+    rng = np.random.default_rng(seed)
+    rare = [-3.0, -2.0, -2.0, -1.0, -1.0, -1.0, 5.0, 5.0, 5.0, 6.0, 6.0, 7.0]
+    col = np.concatenate([rng.integers(0, 5, n - len(rare)).astype(float), rare])
+    return rng.permutation(col)[:, None]
+
+
+@pytest.mark.parametrize("n", [5000, 700])  # a quantile grid coarser than the rows (1000 levels), and one per row
+def test_quantile_keeps_rare_categories_at_a_columns_ends_apart(n):
+    """The clip at 3 (before rows) mapped every value with rank beyond Phi(3) (about 1 in 740) to 3, so the
+    categories 5, 6, 7 (and -1, -2, -3) merged; midpoint ranks keep every training value apart."""
+    from scipy.stats import norm
+    x = rare_ends(n)
+    s = fit_scaler(x, "quantile")
+    values = torch.as_tensor(np.unique(x))[:, None]
+    assert values.numel() == 11
+    z = s.transform(values)[:, 0]
+    assert torch.isfinite(z).all() and (torch.diff(z) > 1e-3).all()  # strictly increasing, clearly distinct
+    assert float(z[-1]) == pytest.approx(norm.ppf(1 - 0.5 / n), abs=1e-9) and float(z[0]) == pytest.approx(
+        -float(z[-1]), abs=1e-9)  # the end scores: the midpoint ranks of the first and last row
+    if n == 5000:  # all three rare ones past where the clip was, on each side
+        assert float(z[-3]) > CLIP and float(z[2]) < -CLIP
+    torch.testing.assert_close(s.inverse_transform(z[:, None]), values, rtol=0, atol=1e-9)
+
+
+def test_quantile_is_monotone_and_finite_inside_and_beyond_the_training_range():
+    from scipy.stats import norm
+    x = np.concatenate([rare_ends(), continuous(5000)], axis=1)
+    n = len(x)
+    s = fit_scaler(x, "quantile")
+    lo, hi = x.min(0), x.max(0)
+    grid = np.concatenate([np.linspace(lo - 1e3, hi + 1e3, 2001), np.sort(x, axis=0), [lo, hi]], axis=0)
+    grid = np.sort(grid, axis=0)
+    z = s.transform(torch.as_tensor(grid)).numpy()
+    assert np.isfinite(z).all() and (np.diff(z, axis=0) >= 0).all()
+    inside, ends = (grid >= lo) & (grid <= hi), norm.ppf(1 - 0.5 / n)
+    assert (np.abs(z[inside]) <= ends + 1e-12).all()
+    # beyond the range: one score each side, half a rank past the end score (not merged with the extremes)
+    beyond = norm.ppf(1 - 0.25 / n)
+    np.testing.assert_allclose(z[grid > hi], beyond, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(z[grid < lo], -beyond, rtol=0, atol=1e-12)
+    assert beyond > ends + 0.1
+    back = s.inverse_transform(torch.as_tensor(z)).numpy()
+    assert ((back > hi) == (grid > hi)).all() and ((back < lo) == (grid < lo)).all()
 
 
 def test_quantile_gives_tied_values_their_middle_rank_and_constant_columns_zero():
@@ -105,11 +167,15 @@ def test_quantile_gives_tied_values_their_middle_rank_and_constant_columns_zero(
         np.round(z[ones, 3][:1].numpy(), 6))
     assert float(z[~ones, 3][0]) == pytest.approx(norm.ppf((1 - p1) / 2), abs=0.01)
     assert float(z[ones, 3][0]) == pytest.approx(norm.ppf(1 - p1 / 2), abs=0.01)
-    # ordinal ints keep their order, each tie one value; new values beyond the training range clip
+    # ordinal ints keep their order, each tie one value; new values beyond the training range go half a rank
+    # past the end scores, the same for every such value
     assert len(torch.unique(z[:, 5])) == 5 and (torch.diff(torch.unique(z[:, 5])) > 0).all()
     far = s.transform(torch.tensor([[-1e9, -1e9, 4.5, 1.0, -1e9, -1.0], [1e9, 1e9, 99.0, 0.0, 1e9, 9.0]],
                                    dtype=torch.float64))
-    assert torch.equal(far[:, [0, 1, 4]].abs(), torch.full((2, 3), CLIP, dtype=torch.float64))
+    beyond = norm.ppf(1 - 0.25 / len(x))
+    torch.testing.assert_close(far[:, [0, 1, 4]].abs(), torch.full((2, 3), beyond, dtype=torch.float64))
+    assert float(far[0, 2]) == 0 and float(far[1, 2]) == pytest.approx(beyond)  # constant: 0, past it: beyond
+    assert (far[:, [0, 1, 4]].abs() > z[:, [0, 1, 4]].abs().max(0).values).all()
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -136,7 +202,7 @@ def test_tasks_fit_the_scaler_on_the_train_split_only(scaling):
     one = from_arrays(x[:, :1], y, scaling=scaling)  # a one-feature task's centre is a plain (1,) tensor
     assert one.mean.stride() == (1,) and fingerprint(one)["features"] == 1  # (a strided one broke its digest)
     if scaling != "standard":
-        assert float(t.x_test.abs().max()) <= CLIP
+        assert float(t.x_test.abs().max()) <= bound_of(t.scaler)
 
 
 @pytest.mark.parametrize("scaling", ["robust", "quantile"])
@@ -152,7 +218,7 @@ def test_a_data_frame_with_missing_cells_and_categories_fills_then_scales_and_pr
         t = from_arrays(df, y, missing="fill", scaling=scaling)
     for s in ("train", "val", "test"):
         xs = getattr(t, f"x_{s}")
-        assert torch.isfinite(xs).all() and float(xs.abs().max()) <= CLIP
+        assert torch.isfinite(xs).all() and float(xs.abs().max()) <= bound_of(t.scaler)
     onehot = [i for i, name in enumerate(t.meta["feature_names"]) if name.startswith("colour=")]
     assert len(onehot) == 3 and all(len(torch.unique(t.x_train[:, j])) == 2 for j in onehot)
     fill = next(c["fill"] for c in t.meta["columns"] if c["name"] == "num")
@@ -270,10 +336,14 @@ def test_inverse_transform_undoes_the_scaling_within_the_training_range_and_roun
     s = fit_scaler(x, scaling)
     z = s.transform(torch.as_tensor(new))
     back = s.inverse_transform(z)
-    inside = (new >= x.min(0)) & (new <= x.max(0)) & (z.abs().numpy() < CLIP - 0.1)
+    inside = (new >= x.min(0)) & (new <= x.max(0))
+    if scaling == "robust":
+        inside &= z.abs().numpy() < CLIP - 0.1  # the smooth clip's ends are too flat to invert exactly
     if scaling == "quantile":
         inside[:, 2] = False  # a constant column cannot be told apart from a value next to it
-    np.testing.assert_allclose(back.numpy()[inside], new[inside], rtol=1e-9, atol=1e-9)
+    # quantile: a rank's rounding, times the widest gap between quantiles (1e7 at the outlier's end)
+    rtol = 1e-6 if scaling == "quantile" else 1e-9
+    np.testing.assert_allclose(back.numpy()[inside], new[inside], rtol=rtol, atol=1e-9)
     torch.testing.assert_close(s.transform(back), z, rtol=0, atol=1e-9)
     z32 = z.float()  # what a task holds
     torch.testing.assert_close(s.transform(s.inverse_transform(z32)).float(), z32, rtol=0, atol=1e-6)
@@ -309,3 +379,56 @@ def test_quantile_maps_wide_tables_in_blocks_of_columns_alike(monkeypatch):
     whole = s.transform(torch.as_tensor(x))
     monkeypatch.setattr(pp, "BLOCK", 203 * 5)  # 5 columns a block, the last one 2
     torch.testing.assert_close(s.transform(torch.as_tensor(x)), whole, rtol=0, atol=0)
+
+
+def old_quantile_dict(scaler):
+    """``scaler`` as a best.pt saved it before quantile scalers had ``rows``: no such key, clipped at 3."""
+    d = scaler.to_dict()
+    del d["rows"]
+    return {**d, "clip": CLIP}
+
+
+def test_a_quantile_scaler_saved_before_rows_loads_and_maps_as_it_did(tmp_path):
+    """Files from before the midpoint ranks: ranks in [0, 1], clipped at 3 (scikit-learn's normal
+    QuantileTransformer, clipped), rare extreme categories merged as they were when the model was trained."""
+    from sklearn.preprocessing import QuantileTransformer
+    x, new = continuous(1531), continuous(301, seed=3)
+    old = Scaler.from_dict(old_quantile_dict(fit_scaler(x, "quantile")))
+    assert old.rows is None and old.clip == CLIP
+    want = np.clip(QuantileTransformer(n_quantiles=1000, output_distribution="normal").fit(x).transform(new),
+                   -CLIP, CLIP)
+    np.testing.assert_allclose(old.transform(torch.as_tensor(new)).numpy(), want, atol=1e-9)
+    z = old.transform(torch.as_tensor(np.array([[5.0], [6.0], [7.0]])[:, [0, 0, 0]]))
+    assert float(z.abs().max()) == CLIP
+    rare = Scaler.from_dict(old_quantile_dict(fit_scaler(rare_ends(), "quantile")))
+    top = rare.transform(torch.tensor([[5.0], [6.0], [7.0], [99.0]], dtype=torch.float64))
+    assert torch.equal(top, torch.full((4, 1), CLIP, dtype=torch.float64))  # the old merge, kept for old files
+    torch.testing.assert_close(rare.transform(rare.inverse_transform(top)), top, rtol=0, atol=0)
+    # in a model file: loads (torch.load(weights_only=True) too) and applies the old mapping to new rows
+    y = (x[:, 0] > 0).astype(int)
+    t = from_arrays(x, y, scaling="quantile")
+    model = nn.Sequential(nn.Linear(3, 2))
+    save_model(tmp_path / "best.pt", model, t)
+    data = load_file(tmp_path / "best.pt", "model")
+    payload = {k: v for k, v in data.items() if k not in ("format", "kind", "version")}
+    payload["preprocessing"]["scaling"] = old_quantile_dict(t.scaler)
+    save_file(tmp_path / "old.pt", "model", payload)
+    assert "rows" not in torch.load(tmp_path / "old.pt", weights_only=True)["preprocessing"]["scaling"]
+    m = load_model(tmp_path / "old.pt")
+    assert m.scaler.kind == "quantile" and m.scaler.rows is None and m.scaler.clip == CLIP
+    legacy = Scaler("quantile", t.scaler.center, t.scaler.scale, CLIP, t.scaler.quantiles)
+    torch.testing.assert_close(m.features(new), legacy.transform(torch.as_tensor(new)).float())
+    assert not torch.allclose(m.features(new), load_model(tmp_path / "best.pt").features(new))
+    # a new file keeps rows
+    assert load_model(tmp_path / "best.pt").scaler.rows == t.scaler.rows == len(t.y_train)
+
+
+def test_rows_belong_to_an_unclipped_quantile_scaler_only():
+    zeros, ones = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    q = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    assert Scaler("quantile", zeros, ones, None, q, rows=7).rows == 7
+    for kind, clip, quantiles, rows in (("quantile", CLIP, q, 7), ("robust", None, None, 7),
+                                        ("quantile", None, q, 0), ("quantile", None, q, True),
+                                        ("quantile", None, q, 7.0)):
+        with pytest.raises(ValueError, match="rows"):
+            Scaler(kind, zeros, ones, clip, quantiles, rows=rows)
