@@ -388,8 +388,7 @@ class BatchedObjective:
         return [i == best and (not done or values[i] < min(done)) for i in range(len(values))]
 
     def _finish(self, study: "optuna.Study", trial: "optuna.Trial", pop: Union[Population, PopulationGroup], i: int,
-                value: float,
-                heartbeat: _Heartbeat, save: bool = True) -> None:
+                value: float, heartbeat: _Heartbeat, save: bool = True) -> None:
         if save and self.out_dir is not None:
             path = (self.out_dir / f"trial_{trial.number:05d}.pt").resolve()
             c, model = self.config, pop.to_module(i)

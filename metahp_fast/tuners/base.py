@@ -45,7 +45,10 @@ DEFAULT_MAX_STEPS = 5000
 def _carried(values: Mapping[str, Tensor], space: SearchSpace, rows: int) -> Tensor:
     """Natural values a meta-learner or portfolio gave (name -> (rows,)) as ``u`` (rows, d) of ``space``, clipped
     into its ranges; a :data:`STRUCTURAL` dimension they do not give (they learned one architecture) sits at the
-    middle of its range."""
+    middle of its range; any other missing one is a ValueError naming it."""
+    missing = [n for n in space.dims if n not in values and n not in STRUCTURAL]
+    if missing:
+        raise ValueError(f"init: the warm start gives {sorted(values)}, not {missing} of this space")
     full = {}
     for n in space.dims:
         if n in values:
