@@ -25,6 +25,7 @@ import csv
 import gzip
 import importlib.resources
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -89,9 +90,11 @@ def preprocessing(X):
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tables", default="titanic,crx", help=f"comma-separated, of {list(TABLES)}")
-    p.add_argument("--method", default="sh")
-    p.add_argument("--budget", type=float, default=32)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--method", default=None, help="the estimator's method (default: its own, 'sh')")
+    p.add_argument("--budget", type=float, default=None, help="the estimator's budget (default: its own)")
+    p.add_argument("--steps", type=int, default=None, help="fixed steps per training (default: the estimator's "
+                   "epochs)")
+    p.add_argument("--epochs", type=float, default=None, help="epochs per training (default: the estimator's)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -106,12 +109,15 @@ def main(argv=None) -> None:
     from sklearn.exceptions import ConvergenceWarning
     from metahp_fast.sklearn import TunedMLPClassifier
 
-    tuned = dict(method=args.method, budget=args.budget, steps=args.steps, random_state=args.seed)
+    given = dict(method=args.method, budget=args.budget, steps=args.steps, epochs=args.epochs)
+    tuned = {**{k: v for k, v in given.items() if v is not None}, "random_state": args.seed}  # else its defaults
     lines = ["# TunedMLPClassifier on real tables with string and missing columns, in cross_val_score", "",
              f"Command: `{' '.join(['python benchmarks/sklearn_table.py', *(sys.argv[1:] if argv is None else argv)])}`"
-             f" (torch {torch.__version__}, {args.threads} thread(s), CPU).", "",
+             f" (torch {torch.__version__}, {args.threads} thread(s), CPU; load average at start "
+             f"{os.getloadavg()[0]:.2f}, at the end: see below).", "",
              f"{args.folds}-fold stratified CV (shuffled, seed {args.seed}); mean +- std over folds. Tuned: "
-             f"`TunedMLPClassifier({', '.join(f'{k}={v!r}' for k, v in tuned.items())})`; baseline: "
+             f"`TunedMLPClassifier({', '.join(f'{k}={v!r}' for k, v in tuned.items())})` (other parameters "
+             "at the estimator's defaults); baseline: "
              "`MLPClassifier()` (its defaults, random_state fixed). \"sklearn prep\" = the same "
              "ColumnTransformer in front of both (numbers: median imputation + scaling; strings: most-frequent "
              "imputation + one-hot, unknown categories ignored); \"raw frame\" = the estimator alone on the "
@@ -141,6 +147,7 @@ def main(argv=None) -> None:
             print(name, row, flush=True)
             lines.append(row)
         lines.append("")
+    lines.append(f"Load average (1 min) at the end: {os.getloadavg()[0]:.2f}.")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

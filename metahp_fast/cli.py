@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .cli_args import UsageError, build_parser, usage
 from .preprocessing import DEFAULT_SCALING
+from .search_space import STRUCTURAL
 from .tuners.result import fmt_hparams, leaderboard
 
 #: How to use a saved best.pt, printed after writing one.
@@ -189,6 +190,7 @@ def _tune_in(out: Path, args: argparse.Namespace, task, space, tuner, learner) -
              if args.epochs is not None else "")
           + f"({int(args.budget * args.steps)} candidate-steps), {args.optimizer}, layers "
           f"{'-'.join(map(str, task.layers(_hidden(args))))} ({args.activation})"
+          + "".join(f", {n} {space[n].bounds()[0]:g}..{space[n].bounds()[1]:g}" for n in STRUCTURAL if n in space.dims)
           + (f", every candidate scored over {args.folds} cuts of train+val (val columns: their mean)"
              if args.folds > 1 else "")
           + (" (resuming from checkpoint.pt)" if ckpt.exists() else ""))
@@ -369,11 +371,14 @@ def _meta_init(task, args: argparse.Namespace, space, g=None) -> tuple[Optional[
             return None, None, f"none ({str(e).removeprefix('optimizer: ')})"
     u = meta_center(g, space, task, args.steps, args.batch_size)
     hp = {k: float(v) for k, v in space.from_unconstrained(u, include_fixed=False).items()}
+    mid = [k for k in hp if k not in g.space.params]  # structural dims it does not predict: their middle
     start = ("ES starts its center there" if args.method == "es" else
              "half the initial candidates start around it, the first exactly at it")
     who = f"the meta-learner {args.meta_model}" if args.meta_model else "the pretrained meta-learner"
     caveat = "" if args.activation == "relu" else f" (meta-trained on relu networks, used here for {args.activation})"
-    return u, hp, f"{who} predicts {fmt_hparams(hp)} (zero-shot){caveat}; {start}"
+    shown = fmt_hparams({k: v for k, v in hp.items() if k not in mid})
+    middle = f" ({', '.join(f'{k} {hp[k]:.3g}' for k in mid)}: the middle of their ranges)" if mid else ""
+    return u, hp, f"{who} predicts {shown} (zero-shot){caveat}{middle}; {start}"
 
 
 def _portfolio_init(task, args: argparse.Namespace, space):

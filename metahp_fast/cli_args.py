@@ -179,7 +179,10 @@ def _tune_parser(sub: Any) -> None:
     u.add_argument("--space", type=_ranges, metavar="NAME=LOW:HIGH,...",
                    help="new ranges for hyperparameters of the default search space, each keeping its scale: "
                    "--space lr=1e-4:3,weight_decay=1e-7:1e-2 (default sgd: lr 0.001:1 log, momentum 0:0.99, "
-                   "weight_decay 1e-06:0.01 log)")
+                   "weight_decay 1e-06:0.01 log); the structural ones width, depth (whole numbers) and dropout "
+                   "(within [0, 1)) are added when named: --space depth=1:3,width=64:256,dropout=0:0.3 (a "
+                   "candidate of depth d takes the first d --hidden widths, the last repeated; width sets every "
+                   "hidden layer's)")
     u.add_argument("--objective", choices=("loss", "error"), default="loss",
                    help="validation objective to minimise: loss, or error = 1 - accuracy (default loss)")
     u.add_argument("--folds", type=_positive, default=1,

@@ -36,9 +36,11 @@ from .model_file import save_model
 from .objectives import check_objective, objective_values
 from .optimizers import hparam_specs
 from .population import Population
-from .search_space import Fixed, SearchSpace
+from .population_group import PopulationGroup
+from .search_space import STRUCTURAL, STRUCTURAL_KINDS, Fixed, IntUniform, SearchSpace, check_structural
 from .seeds import derive_seed
-from .training import TaskLike, TrainConfig, as_task, check_space, prepare_task
+from .training import TaskLike, TrainConfig, as_task, check_space, population_from_values, prepare_task
+from .tuners.result import _layers
 from .tuners.tpe import optuna_distributions
 
 TrialState = optuna.trial.TrialState
@@ -60,9 +62,12 @@ def _check_distributions(dists: Mapping[str, Any], optimizer: str) -> dict[str, 
         raise ValueError("space must name at least one hyperparameter to tune")
     out = {}
     for name, d in dists.items():
+        if name in STRUCTURAL:
+            out[name] = _check_structural_distribution(name, d)
+            continue
         if name not in specs:
             raise ValueError(f"space: unknown hyperparameter {name!r} for optimizer={optimizer!r}; valid names are "
-                             f"{sorted(specs)}")
+                             f"{sorted(specs) + list(STRUCTURAL)}")
         if isinstance(d, (optuna.distributions.FloatDistribution, optuna.distributions.IntDistribution)):
             ends = [d.low, d.high]
         elif isinstance(d, optuna.distributions.CategoricalDistribution):
@@ -78,6 +83,36 @@ def _check_distributions(dists: Mapping[str, Any], optimizer: str) -> dict[str, 
                              f"({specs[name].rule}): {d!r}")
         out[name] = d
     return out
+
+
+def _check_structural_distribution(name: str, d: Any) -> Any:
+    """An Optuna distribution of a :data:`~metahp_fast.search_space.STRUCTURAL` dimension, checked as a
+    :class:`SearchSpace` checks it (``width``/``depth``: whole numbers of at least 1; ``dropout``: in [0, 1))."""
+    D = optuna.distributions
+    whole = issubclass(STRUCTURAL_KINDS[name], IntUniform)
+    if isinstance(d, D.CategoricalDistribution):
+        ends = list(d.choices)
+        if not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in ends) or whole and not all(
+                float(c).is_integer() for c in ends):
+            raise ValueError(f"space[{name!r}]: {name} takes {'whole ' if whole else ''}numbers; got choices {ends}")
+    elif isinstance(d, D.IntDistribution) or isinstance(d, D.FloatDistribution) and not whole:
+        ends = [d.low, d.high]
+    else:
+        raise TypeError(f"space[{name!r}] must be an optuna {'Int' if whole else 'Float'}- or CategoricalDistribution; "
+                        f"got {type(d).__name__}")
+    lo, hi = min(ends), max(ends)
+    try:
+        check_structural(name, Fixed(lo) if lo == hi else STRUCTURAL_KINDS[name](lo, hi))
+    except ValueError as e:
+        raise ValueError(f"space[{name!r}]: {e}") from None
+    return d
+
+
+def _top(dist: Any) -> int:
+    """The widest value an Optuna ``width`` distribution (or a fixed width) reaches."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return int(max(dist.choices))
+    return int(getattr(dist, "high", dist))
 
 
 def _space(space: Union[SearchSpace, Distributions, None], optimizer: Optional[str]) -> tuple[str, dict, dict]:
@@ -271,19 +306,19 @@ class BatchedObjective:
         check_objective(objective, self.raw_task)
         self.objective = objective
         self.task = prepare_task(self.raw_task, self.config)
+        width = self.distributions.get("width", self.fixed.get("width"))
+        self.top_width = None if width is None else _top(width)  # every candidate's width is cut from this size
         self.host = socket.gethostname()
         self.worker = f"{self.host}:{os.getpid()}"  # who ran a trial (a user attribute): the dashboard shows it
 
-    def _population(self, trials: list["optuna.Trial"]) -> Population:
+    def _population(self, trials: list["optuna.Trial"]) -> Union[Population, PopulationGroup]:
         """Candidate k with trial k's hyperparameters (fixed ones and torch.optim's defaults for the rest), all
-        from the same initial weights (``seed``): trial values compare hyperparameters, not draws."""
+        from the same initial weights (``seed``): trial values compare hyperparameters, not draws. Trials with a
+        ``width``, ``depth`` or ``dropout`` get it as the tuners' candidates do (a group when depths differ)."""
         k = len(trials)
         hp = {n: torch.tensor([float(t.params[n]) for t in trials], dtype=torch.float64) for n in self.distributions}
         hp.update({n: torch.full((k,), float(v), dtype=torch.float64) for n, v in self.fixed.items()})
-        c = self.config
-        return Population(self.task.layers(c.hidden), k, c.optimizer, hp, nesterov=c.nesterov,
-                          activation=c.activation, loss=self.task.loss, seed=self.seed, device=c.device,
-                          dtype=c.dtype, backend=c.backend, precision=c.precision)
+        return population_from_values(self.task, hp, self.config, self.seed, self.top_width)
 
     def ask(self, study: "optuna.Study", n: int, heartbeat: _Heartbeat) -> list["optuna.Trial"]:
         """``n`` trials from the study's sampler (enqueued ones first). Each beats and names its worker before
@@ -352,15 +387,15 @@ class BatchedObjective:
         best = min(range(len(values)), key=values.__getitem__)
         return [i == best and (not done or values[i] < min(done)) for i in range(len(values))]
 
-    def _finish(self, study: "optuna.Study", trial: "optuna.Trial", pop: Population, i: int, value: float,
-                heartbeat: _Heartbeat, save: bool = True) -> None:
+    def _finish(self, study: "optuna.Study", trial: "optuna.Trial", pop: Union[Population, PopulationGroup], i: int,
+                value: float, heartbeat: _Heartbeat, save: bool = True) -> None:
         if save and self.out_dir is not None:
             path = (self.out_dir / f"trial_{trial.number:05d}.pt").resolve()
-            c = self.config
-            save_model(path, pop.to_module(i), self.raw_task, hparams={**trial.params, **self.fixed},
+            c, model = self.config, pop.to_module(i)
+            save_model(path, model, self.raw_task, hparams={**trial.params, **self.fixed},
                        method="optuna-batched", study=study.study_name, trial=trial.number, seed=self.seed,
                        val={self.objective: value}, steps=c.steps, optimizer=c.optimizer, activation=c.activation,
-                       loss=self.task.loss, layers=self.task.layers(c.hidden))
+                       loss=self.task.loss, layers=_layers(model))  # the trial's own depth and widths
             trial.set_user_attr("model_path", str(path))
         self._tell(study, trial, heartbeat, value=value)
 
@@ -437,7 +472,9 @@ def optimize_batched(study: "optuna.Study", task: TaskLike, n_trials: int, *, ba
         n_trials: trials to run in this call (the last batch may be smaller).
         batch_size: K, the trials asked and trained together.
         space: a :class:`SearchSpace` (fixed values applied, the rest asked) or a dict of Optuna distributions
-            over the optimizer's hyperparameters (default: the optimizer's default space).
+            over the optimizer's hyperparameters (default: the optimizer's default space); either may add
+            ``width``, ``depth`` and ``dropout``: each trial then trains with its own (``hidden`` sets the layer
+            sizes a depth takes, as in the tuners), the batch still as one pool.
         optimizer, hidden, activation, nesterov, steps, train_batch_size: every candidate's training
             (``train_batch_size``: its minibatch).
         objective: the value told: validation ``"loss"`` or ``"error"``.

@@ -226,11 +226,12 @@ _KINDS: dict[str, type[Distribution]] = {c.__name__: c for c in (LogUniform, Uni
 #: every hidden layer's (``Population(widths=...)``), ``depth``, the number of hidden layers (candidates of different
 #: depths train as a :class:`~metahp_fast.population_group.PopulationGroup`), and ``dropout``, the hidden units'
 #: dropout probability (``Population(dropout=...)``). A space may tune them beside its optimizer's; PBT copies them
-#: with the weights.
-STRUCTURAL = ("width", "depth", "dropout")
+#: with the weights. Each maps to the kind of range it takes when :meth:`SearchSpace.with_ranges` adds it.
+STRUCTURAL_KINDS: dict[str, type[Distribution]] = {"width": IntUniform, "depth": IntUniform, "dropout": Uniform}
+STRUCTURAL = tuple(STRUCTURAL_KINDS)
 
 
-def _check_structural(name: str, dist: Distribution) -> None:
+def check_structural(name: str, dist: Distribution) -> None:
     """A ValueError naming ``name`` unless ``dropout`` stays within [0, 1) and ``width``/``depth`` is an IntUniform
     (or a Fixed whole number) of at least 1."""
     if name == "dropout":
@@ -260,7 +261,7 @@ class SearchSpace:
                 raise TypeError(f"params[{name!r}] must be one of {sorted(_KINDS)}; got {dist!r}")
         for name in STRUCTURAL:
             if name in params:
-                _check_structural(name, params[name])
+                check_structural(name, params[name])
         if optimizer is not None:
             if optimizer not in OPTIMIZERS:
                 raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or None; got {optimizer!r}")
@@ -292,21 +293,26 @@ class SearchSpace:
 
     def with_ranges(self, ranges: Mapping[str, tuple[float, float]]) -> "SearchSpace":
         """A copy with new ``(low, high)`` ranges for the named hyperparameters, each keeping its kind (a
-        log-uniform range stays log-uniform): ``SearchSpace.default("sgd").with_ranges({"lr": (1e-4, 3.0)})``."""
-        unknown = sorted(set(ranges) - set(self.params))
+        log-uniform range stays log-uniform), and :data:`STRUCTURAL` ones added if absent (``width``/``depth`` as
+        IntUniform, ``dropout`` as Uniform): ``SearchSpace.default("sgd").with_ranges({"lr": (1e-4, 3.0),
+        "depth": (1, 3)})``."""
+        unknown = sorted(set(ranges) - set(self.params) - set(STRUCTURAL))
         if unknown:
-            raise ValueError(f"ranges: unknown hyperparameters {unknown}; this space has {list(self.params)}")
+            raise ValueError(f"ranges: unknown hyperparameters {unknown}; valid names are "
+                             f"{list(self.params) + [n for n in STRUCTURAL if n not in self.params]}")
         params = dict(self.params)
         for name, bounds in ranges.items():
-            dist = params[name]
-            if dist.fixed:
+            dist = params.get(name)
+            if dist is not None and dist.fixed:
                 raise ValueError(f"ranges: {name} is fixed at {dist.value:g} in this space; it has no range")
             try:
                 low, high = bounds
             except (TypeError, ValueError):
                 raise ValueError(f"ranges[{name!r}] must be a (low, high) pair; got {bounds!r}") from None
             try:
-                params[name] = type(dist)(low, high)
+                params[name] = (STRUCTURAL_KINDS[name] if dist is None else type(dist))(low, high)
+                if name in STRUCTURAL:
+                    check_structural(name, params[name])
             except ValueError as e:
                 raise ValueError(f"ranges: {name}: {e}") from None
         return SearchSpace(params, optimizer=self.optimizer)
@@ -447,5 +453,6 @@ def u_bounds(space: SearchSpace) -> tuple[Tensor, Tensor]:
     ends = [space[n].to_u(torch.tensor(space[n].bounds(), dtype=torch.float64)) for n in space.dims]
     return torch.stack([e[0] for e in ends]), torch.stack([e[1] for e in ends])
 
-__all__ = ["STRUCTURAL", "check_u", "hparams_from_u", "u_bounds", "Distribution", "LogUniform", "Uniform",
+__all__ = ["STRUCTURAL", "STRUCTURAL_KINDS", "check_structural", "check_u", "hparams_from_u", "u_bounds",
+           "Distribution", "LogUniform", "Uniform",
            "IntUniform", "Fixed", "SearchSpace", "EDGE"]

@@ -2,7 +2,7 @@
 :class:`TunedMLPRegressor`.
 
 ``fit`` encodes ``X`` as ``load_task`` encodes a CSV with ``missing="fill"`` (:func:`metahp_fast.tasks.from_table`:
-numbers scaled as ``scaling`` says, quantile scaling by default, strings and categories one-hot, missing numbers the
+numbers scaled as ``scaling`` says, standard scaling by default, strings and categories one-hot, missing numbers the
 training median), holds out ``val_fraction`` of the rows as the tuner's validation split, runs the tuner and keeps
 its best model; ``predict`` encodes new rows with the same columns (:func:`metahp_fast.tasks.apply_columns`; a
 category not seen in ``fit`` encodes as all zeros, as in scikit-learn's ``OneHotEncoder(handle_unknown="ignore")``)
@@ -191,8 +191,8 @@ class TunedMLPClassifier(ClassifierMixin, _TunedMLP):
         folds: score candidates over this many cuts of the rows (steadier on small data, ``folds`` times the cost).
         tuner_params: the tuner's own options (e.g. ``{"eta": 3}`` for successive halving).
         device, backend: where the population trains (``"cuda"`` with the ``triton`` backend on a GPU).
-        scaling: how numeric features are scaled, fitted on the training rows: ``"quantile"`` (the default:
-            normal scores, clipped), ``"standard"`` (mean/std) or ``"robust"`` (median/IQR, smooth clip); see
+        scaling: how numeric features are scaled, fitted on the training rows: ``"standard"`` (the default:
+            mean/std), ``"quantile"`` (normal scores, clipped) or ``"robust"`` (median/IQR, smooth clip); see
             :mod:`metahp_fast.preprocessing`.
         refit: after tuning, train one network with the chosen hyperparameters on all of ``fit``'s rows (the
             validation rows too), as ``GridSearchCV(refit=True)`` does; False keeps the tuner's own model. (For

@@ -100,10 +100,17 @@ def hidden_for(space: SearchSpace, config: TrainConfig, depth: Optional[int] = N
     """The population's hidden layer sizes: ``config.hidden``, widened to the top of a tuned ``width`` range;
     for a candidate of ``depth`` hidden layers (a space that tunes ``depth``), the first ``depth`` of them, the
     last repeated past its end (``hidden=(128,)``, depth 3: ``(128, 128, 128)``)."""
-    hidden = config.hidden
-    if "width" in space.names:
-        top = int(space["width"].bounds()[1])
-        hidden = tuple(max(h, top) for h in hidden)
+    return layer_widths(config.hidden, top_width(space), depth)
+
+
+def top_width(space: SearchSpace) -> Optional[int]:
+    """The top of ``space``'s ``width`` range (None if it does not tune width)."""
+    return int(space["width"].bounds()[1]) if "width" in space.names else None
+
+
+def layer_widths(hidden: Sequence[int], top: Optional[int], depth: Optional[int] = None) -> tuple[int, ...]:
+    """:func:`hidden_for` given the top of the ``width`` range (None: width not tuned) instead of a space."""
+    hidden = tuple(hidden) if top is None else tuple(max(h, top) for h in hidden)
     if depth is None:
         return hidden
     return tuple(hidden[min(i, len(hidden) - 1)] for i in range(depth))
@@ -135,13 +142,20 @@ def make_population(task: Task, space: SearchSpace, u: Tensor, config: TrainConf
     draw them). If the space tunes ``depth``, a :class:`PopulationGroup` instead: one population per depth, each
     as this function would build it for that depth's rows alone (the same seed, so candidate k starts as a
     separate population of its depth)."""
-    values = hparams_from_u(space, u)
+    return population_from_values(task, hparams_from_u(space, u), config, seed, top_width(space))
+
+
+def population_from_values(task: Task, values: dict[str, Tensor], config: TrainConfig, seed: int,
+                           top: Optional[int] = None) -> Union[Population, PopulationGroup]:
+    """:func:`make_population` from natural values name -> (K,) (structural ones included) instead of ``u``;
+    ``top``: the top of the ``width`` range, the layer size every candidate's width is cut from."""
     hp, kwargs = split_structural(values)
     depths = depths_of(values)
+    size = len(next(iter(values.values())))
 
     def build(rows: Optional[Tensor], depth: Optional[int]) -> Population:
         pick = (lambda v: v) if rows is None else (lambda v: v.index_select(0, rows))
-        return Population(task.layers(hidden_for(space, config, depth)), u.shape[0] if rows is None else len(rows),
+        return Population(task.layers(layer_widths(config.hidden, top, depth)), size if rows is None else len(rows),
                           config.optimizer, {k: pick(v) for k, v in hp.items()}, nesterov=config.nesterov,
                           activation=config.activation, loss=task.loss, seed=int(seed), device=config.device,
                           dtype=config.dtype, backend=config.backend, precision=config.precision,
@@ -202,6 +216,6 @@ def validation_objective(task: Task, space: SearchSpace, u: Tensor, config: Trai
     return objective_values(pop.evaluate(task.x_val, task.y_val), objective)
 
 
-__all__ = ["TaskLike", "TrainConfig", "hidden_for", "split_structural", "depths_of", "candidate_values",
-           "as_task", "prepare_task", "check_space", "make_population",
+__all__ = ["TaskLike", "TrainConfig", "hidden_for", "layer_widths", "top_width", "split_structural", "depths_of",
+           "candidate_values", "as_task", "prepare_task", "check_space", "make_population", "population_from_values",
            "population_from_state", "fit", "validation_objective"]

@@ -550,6 +550,32 @@ def test_space_option_sets_the_ranges_the_tuner_draws_from(tmp_path, capsys):
         assert said in capsys.readouterr().err
 
 
+def test_space_option_adds_structural_dimensions(tmp_path, capsys):
+    """--space can add depth, width and dropout: every candidate draws its own, best.pt has the pick's; a
+    meta-learner's warm start puts them at the middle of their ranges; bad ones are usage errors naming them."""
+    out = tmp_path / "o"
+    assert cli.main(["tune", "--data", "iris", "--method", "random", "--budget", "6", "--space",
+                     "depth=1:2,width=4:12,dropout=0:0.3", "--out", str(out), "--meta", *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "width 4..12, depth 1..2, dropout 0..0.3" in printed
+    assert "(depth 2, width 8, dropout 0.15: the middle of their ranges)" in printed  # (1.5 rounds to 2)
+    report = json.loads((out / "report.json").read_text())
+    hps = [t["hparams"] for t in report["trials"]]
+    assert all(h["depth"] in (1, 2) and 4 <= h["width"] <= 12 and 0 <= h["dropout"] <= 0.3 for h in hps)
+    first = next(t["hparams"] for t in report["trials"] if t["id"] == 0)  # the prediction itself
+    assert (first["depth"], first["width"], first["dropout"]) == (2, 8, pytest.approx(0.15))
+    best, saved = report["best_hparams"], read_model_file(out / "best.pt")
+    assert saved["layers"] == [4] + [int(best["width"])] * int(best["depth"]) + [3]
+    for bad, said in (("depth=0:2", "--space: depth: depth=IntUniform(low=0, high=2) must be an IntUniform (or "
+                                    "Fixed whole number) of at least 1"),
+                      ("width=4.5:8", "--space: width: IntUniform needs integer bounds"),
+                      ("dropout=0:1", "--space: dropout: dropout=Uniform(low=0.0, high=1.0) must stay within [0, 1)"),
+                      ("layers=1:2", "--space: unknown hyperparameters ['layers']; valid names are ['lr', 'momentum', "
+                                     "'weight_decay', 'width', 'depth', 'dropout']")):
+        assert cli.main(["tune", "--data", "iris", "--space", bad, "--out", str(tmp_path / "x"), *SMALL]) == 2
+        assert said in capsys.readouterr().err
+
+
 def test_tune_activation_option_trains_that_network_and_notes_the_warm_start(tmp_path, capsys):
     out = tmp_path / "o"
     assert cli.main(["tune", "--data", "iris", "--activation", "gelu", "--method", "random", "--budget", "3",

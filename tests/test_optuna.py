@@ -85,6 +85,40 @@ def test_trial_values_equal_training_alone(task, tmp_path):
     assert float(pop.evaluate(task.x_val, task.y_val)["loss"][0]) == pytest.approx(t.value, rel=1e-4)
 
 
+def test_structural_dimensions_train_per_trial_in_one_batch(task, tmp_path):
+    """A space with depth in {1, 2} and dropout: one batch of 8 trials trains as one group, each trial told its
+    value, its model file of its own depth and dropout, scoring that value. Optuna distributions with depth and
+    width do the same, and a trial scores what its structure and lr score trained alone."""
+    space = SPACE.with_ranges({"depth": (1, 2), "dropout": (0.0, 0.3)})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trials = optimize_batched(study, task, 8, batch_size=8, space=space, seed=3, out_dir=tmp_path, rungs=[], **SMALL)
+    assert all(t.state == States.COMPLETE for t in trials) and {t.params["depth"] for t in trials} == {1, 2}
+    for t in trials:
+        model = load_model(t.user_attrs["model_path"]).model
+        linear = [m for m in model if isinstance(m, torch.nn.Linear)]
+        drops = [m.p for m in model if isinstance(m, torch.nn.Dropout)]
+        assert len(linear) == t.params["depth"] + 1 and all(m.out_features == 16 for m in linear[:-1])
+        assert drops == pytest.approx([t.params["dropout"]] * t.params["depth"], rel=1e-6)
+        assert _val_loss(t.user_attrs["model_path"], task) == pytest.approx(t.value, rel=1e-5)
+
+    D = optuna.distributions
+    dists = {"lr": D.FloatDistribution(1e-2, 0.5, log=True), "depth": D.CategoricalDistribution([1, 2]),
+             "width": D.IntDistribution(4, 16)}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    trials = optimize_batched(study, task, 6, batch_size=6, space=dists, seed=3, out_dir=tmp_path / "d", rungs=[],
+                              **SMALL)
+    assert {t.params["depth"] for t in trials} == {1, 2}
+    for t in trials:
+        linear = [m for m in load_model(t.user_attrs["model_path"]).model if isinstance(m, torch.nn.Linear)]
+        assert [m.out_features for m in linear[:-1]] == [t.params["width"]] * t.params["depth"]
+        assert _val_loss(t.user_attrs["model_path"], task) == pytest.approx(t.value, rel=1e-5)
+    t = max(trials, key=lambda t: t.params["depth"])  # (without dropout: its masks depend on the batch)
+    alone = Population(task.layers([16] * t.params["depth"]), 1, "sgd", {"lr": [t.params["lr"]]},
+                       widths=torch.tensor([t.params["width"]]), seed=3)
+    alone.fit(task.x_train, task.y_train, steps=STEPS, batch_size=64, seed=derive_seed(3, 0), progress=False)
+    assert float(alone.evaluate(task.x_val, task.y_val)["loss"][0]) == pytest.approx(t.value, rel=1e-4)
+
+
 def test_enqueued_suggestions_run_first(task, tmp_path):
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     portfolio = [{"lr": 0.1, "momentum": 0.9}, {"lr": 0.02, "momentum": 0.5}]
@@ -186,6 +220,13 @@ def test_bad_input(task):
     with pytest.raises(ValueError, match="outside the valid range of momentum"):
         optimize_batched(study, task, 4, space={"momentum": optuna.distributions.FloatDistribution(0.5, 1.5)},
                          **SMALL)
+    D = optuna.distributions
+    for bad, said in (({"depth": D.FloatDistribution(1, 3)}, "space\\['depth'\\] must be an optuna Int- or Cat"),
+                      ({"depth": D.IntDistribution(0, 2)}, "space\\['depth'\\]: .* of at least 1"),
+                      ({"width": D.CategoricalDistribution([8, 16.5])}, "width takes whole numbers"),
+                      ({"dropout": D.FloatDistribution(0, 1)}, "space\\['dropout'\\]: .* within \\[0, 1\\)")):
+        with pytest.raises((ValueError, TypeError), match=said):
+            optimize_batched(study, task, 4, space=bad, **SMALL)
     with pytest.raises(ValueError, match=r"suggestions\[0\] has no value for \['momentum'\]"):
         enqueue_suggestions(study, {"lr": 0.1}, space=SPACE)
     with pytest.raises(ValueError, match=r"model_files must be one of \['all', 'best'\]; got 'some'"):

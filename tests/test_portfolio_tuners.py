@@ -72,6 +72,19 @@ def test_members_are_clipped_into_a_narrower_tuner_space():
     assert bool(((lr >= 1e-3 - 1e-12) & (lr <= 2e-3 + 1e-12)).all())
 
 
+def test_structural_dimensions_the_portfolio_does_not_propose_sit_at_their_middle():
+    task, p = _task(), _portfolio()
+    grown = SPACE.with_ranges({"depth": (1, 3), "dropout": (0.0, 0.2)})
+    values = grown.from_unconstrained(portfolio_members(p, grown, task, 8, 20, 32), round_ints=True)
+    plain = SPACE.from_unconstrained(portfolio_members(p, SPACE, task, 8, 20, 32))
+    assert values["depth"].tolist() == [2.0] * 8
+    assert torch.allclose(values["dropout"], torch.full((8,), 0.1, dtype=torch.float64))
+    assert torch.allclose(values["lr"], plain["lr"])
+    res = TUNERS["random"](grown, optimizer="adamw", hidden=(8,), steps=10, batch_size=32, backend="torch",
+                           init=p).run(task, 4, seed=0)
+    assert res.init_hparams["depth"] == 2
+
+
 def test_cli_suggest_k_prints_the_portfolio_and_refuses_what_does_not_fit(tmp_path, capsys):
     path = tmp_path / "p.pt"
     _portfolio().save(path)

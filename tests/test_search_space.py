@@ -248,3 +248,21 @@ def test_with_ranges_keeps_each_kind_and_refuses_what_it_cannot_do():
         base.with_ranges({"lr": 0.1})
     with pytest.raises(ValueError, match="momentum=.* reaches values outside the valid range"):
         base.with_ranges({"momentum": (0.5, 1.5)})
+
+
+def test_with_ranges_adds_structural_dimensions_of_their_kinds():
+    base = SearchSpace.default("sgd")
+    grown = base.with_ranges({"depth": (1, 3), "width": (64.0, 256.0), "dropout": (0.0, 0.3), "lr": (1e-2, 0.5)})
+    assert grown.dims == ("lr", "momentum", "weight_decay", "depth", "width", "dropout")
+    assert grown["depth"] == IntUniform(1, 3) and grown["width"] == IntUniform(64, 256)
+    assert grown["dropout"] == Uniform(0.0, 0.3) and "depth" not in base.params  # a copy
+    assert grown.with_ranges({"depth": (2, 4)})["depth"] == IntUniform(2, 4)  # re-ranged once it is there
+    with pytest.raises(ValueError, match=r"ranges: unknown hyperparameters \['layers'\]; valid names are \['lr', "
+                                         r"'momentum', 'weight_decay', 'width', 'depth', 'dropout'\]"):
+        base.with_ranges({"layers": (1, 2)})
+    for bad, said in (({"depth": (0, 2)}, "ranges: depth: .* of at least 1"),
+                      ({"width": (8.5, 16)}, "ranges: width: IntUniform needs integer bounds"),
+                      ({"dropout": (0.0, 1.0)}, r"ranges: dropout: .* within \[0, 1\)"),
+                      ({"depth": (2, 2)}, "ranges: depth: IntUniform needs low < high")):
+        with pytest.raises(ValueError, match=said):
+            base.with_ranges(bad)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..backends import resolve_name
 from ..population import Population
-from ..search_space import SearchSpace, check_u, u_bounds
+from ..search_space import STRUCTURAL, SearchSpace, check_u, u_bounds
 from ..tasks import Task
 from ..training import (TaskLike, TrainConfig, as_task, candidate_values, check_space, fit, make_population,
                         population_from_state, prepare_task)
@@ -42,13 +42,28 @@ DEFAULT_EPOCHS = 100.0
 DEFAULT_MAX_STEPS = 5000
 
 
+def _carried(values: Mapping[str, Tensor], space: SearchSpace, rows: int) -> Tensor:
+    """Natural values a meta-learner or portfolio gave (name -> (rows,)) as ``u`` (rows, d) of ``space``, clipped
+    into its ranges; a :data:`STRUCTURAL` dimension they do not give (they learned one architecture) sits at the
+    middle of its range; any other missing one is a ValueError naming it."""
+    missing = [n for n in space.dims if n not in values and n not in STRUCTURAL]
+    if missing:
+        raise ValueError(f"init: the warm start gives {sorted(values)}, not {missing} of this space")
+    full = {}
+    for n in space.dims:
+        if n in values:
+            full[n] = torch.as_tensor(values[n], dtype=torch.float64).reshape(-1).expand(rows)
+        else:
+            full[n] = space[n].from_u(torch.full((rows,), space[n].center_u(), dtype=torch.float64), round_ints=True)
+    return space.to_unconstrained(space.clip(full))
+
+
 def meta_center(meta: Any, space: SearchSpace, task: Task, steps: int, batch_size: int) -> Tensor:
     """A meta-learner's prediction for ``task`` at this budget as ``u`` (d,) of ``space``: carried over through
     the natural values (integers rounded) and clipped to ``space``'s ranges, which may differ from its own."""
     values = meta.space.from_unconstrained(meta.predict_u(task, steps, batch_size), round_ints=True,
                                            include_fixed=True)  # a value it keeps fixed is the one it learned with
-    values = {k: torch.as_tensor(values[k], dtype=torch.float64).reshape(1) for k in space.dims}
-    return space.to_unconstrained(space.clip(values))[0]
+    return _carried(values, space, 1)[0]
 
 
 def portfolio_members(portfolio: Any, space: SearchSpace, task: Task, k: int, steps: int,
@@ -56,9 +71,7 @@ def portfolio_members(portfolio: Any, space: SearchSpace, task: Task, k: int, st
     """A portfolio's k configurations for ``task`` at this budget as rows of ``u`` (k, d) of ``space``, carried
     over through the natural values and clipped to ``space``'s ranges (as :func:`meta_center`)."""
     u = portfolio.propose_u(task, k, budget=steps, batch_size=batch_size)
-    values = portfolio.space.from_unconstrained(u, round_ints=True, include_fixed=True)
-    values = {n: torch.as_tensor(values[n], dtype=torch.float64).reshape(-1) for n in space.dims}
-    return space.to_unconstrained(space.clip(values))
+    return _carried(portfolio.space.from_unconstrained(u, round_ints=True, include_fixed=True), space, u.shape[0])
 
 
 class Tuner:
@@ -126,7 +139,7 @@ class Tuner:
         self.objective = objective
         self.meta = init if hasattr(init, "predict_u") or hasattr(init, "propose_u") else None
         if self.meta is not None:
-            missing = [k for k in self.space.dims if k not in self.meta.space.params]
+            missing = [k for k in self.space.dims if k not in self.meta.space.params and k not in STRUCTURAL]
             who = "meta-learner predicts" if hasattr(init, "predict_u") else "portfolio proposes"
             if missing or getattr(self.meta.space, "optimizer", None) not in (None, opt):
                 raise ValueError(f"init: the {who} {list(self.meta.space.dims)} for optimizer "
