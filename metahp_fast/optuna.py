@@ -352,11 +352,11 @@ class BatchedObjective:
             keep = []
             for i, (trial, v) in enumerate(zip(live, values)):
                 if not math.isfinite(v):
-                    trial.set_user_attr(DIVERGED, True)
-                    self._tell(study, trial, heartbeat, state=TrialState.FAIL)
+                    if self._write(trial, heartbeat, trial.set_user_attr, DIVERGED, True):
+                        self._tell(study, trial, heartbeat, state=TrialState.FAIL)
                     continue
-                trial.report(v, t)
-                keep.append(i)
+                if self._write(trial, heartbeat, trial.report, v, t):
+                    keep.append(i)
             if t == c.steps:
                 save = self._to_save(study, [values[i] for i in keep])
                 for j, i in enumerate(keep):
@@ -396,8 +396,21 @@ class BatchedObjective:
                        method="optuna-batched", study=study.study_name, trial=trial.number, seed=self.seed,
                        val={self.objective: value}, steps=c.steps, optimizer=c.optimizer, activation=c.activation,
                        loss=self.task.loss, layers=_layers(model))  # the trial's own depth and widths
-            trial.set_user_attr("model_path", str(path))
+            if not self._write(trial, heartbeat, trial.set_user_attr, "model_path", str(path)):
+                path.unlink(missing_ok=True)  # the trial is no longer this worker's: no file claims it
+                return
         self._tell(study, trial, heartbeat, value=value)
+
+    @staticmethod
+    def _write(trial: "optuna.Trial", heartbeat: _Heartbeat, write: Any, *args: Any) -> bool:
+        """``write(*args)`` (a report or user attribute of ``trial``); False, and the trial leaves this batch, if
+        another worker already failed it as stale (this one stalled past the grace period): its retry counts."""
+        try:
+            write(*args)
+            return True
+        except optuna.exceptions.UpdateFinishedTrialError:
+            heartbeat.discard(trial._trial_id)
+            return False
 
     @staticmethod
     def _tell(study: "optuna.Study", trial: "optuna.Trial", heartbeat: _Heartbeat, value: Optional[float] = None,

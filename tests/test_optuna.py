@@ -151,6 +151,28 @@ def test_diverged_candidate_fails_alone(task):
     assert all(t.state == States.COMPLETE or t.user_attrs.get(DIVERGED) for t in trials[1:])
 
 
+@pytest.mark.parametrize("when", ["training", "saving"])
+def test_a_trial_failed_as_stale_by_another_worker_leaves_the_batch_alone(task, tmp_path, monkeypatch, when):
+    """A worker that stalls past the grace period finds its trial failed by another worker (whose retry counts):
+    reporting, or writing its model file, must neither crash the worker nor touch the other trials."""
+    import metahp_fast.optuna as mo
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def fail_trial_1():
+        if study.trials[1].state == States.RUNNING:
+            study.tell(1, state=States.FAIL)  # what another worker's fail_stale does
+    fit, save = Population.fit, mo.save_model
+    monkeypatch.setattr(Population, "fit", lambda self, *a, **k: (when == "training" and fail_trial_1(),
+                                                                   fit(self, *a, **k))[1])
+    monkeypatch.setattr(mo, "save_model", lambda path, *a, **k: (when == "saving" and "00001" in str(path)
+                                                                and fail_trial_1(), save(path, *a, **k))[1])
+    trials = optimize_batched(study, task, 4, batch_size=4, space=SPACE, out_dir=tmp_path, **SMALL)
+    assert [t.state for t in trials] == [States.COMPLETE, States.FAIL, States.COMPLETE, States.COMPLETE]
+    assert "model_path" not in trials[1].user_attrs and not (tmp_path / "trial_00001.pt").exists()
+    for t in trials[::2]:
+        assert _val_loss(t.user_attrs["model_path"], task) == pytest.approx(t.value, rel=1e-5)
+
+
 def test_fixed_hyperparameters_and_the_study_stays_ordinary(task, tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib
