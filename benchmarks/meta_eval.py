@@ -3,8 +3,9 @@
     python benchmarks/meta_eval.py --metadataset metadataset --out benchmarks/results/meta_eval
     python benchmarks/meta_eval.py --metadataset metadataset --out ... --conditioned kernel,mlp --es-fine-tune 4
 
-The datasets are split into 5 fixed groups (seeded, recorded in the results); each group is held out once
-while the portfolios are built on the other four. Per held-out dataset and method: on every fold, the member
+The datasets (KEEL's, where the meta-dataset has others too: those are meta-training data only) are split into
+5 fixed groups (seeded, recorded in the results); each group is held out once while the portfolios are built on
+the other four and the meta-training-only datasets. Per held-out dataset and method: on every fold, the member
 with the lowest validation loss is picked and its test loss taken; the mean over folds is normalized against
 the dataset's whole pool of M configurations (0: the pool's best fold-mean test loss, 1: its median). Averaging
 over folds before comparing is what keeps small test splits from deciding. Reported: medians and means over
@@ -59,6 +60,13 @@ def groups(names: list[str], n_groups: int = N_GROUPS, seed: int = 0) -> list[li
     return [sorted(order[g::n_groups].tolist()) for g in range(n_groups)]
 
 
+def evaluated(names: list[str]) -> list[str]:
+    """The datasets held out in turn: KEEL's where the meta-dataset has any (its other datasets, such as
+    scikit-learn's sets, MNIST-1D and the synthetic families, are meta-training data only), else all."""
+    keel = [n for n in names if n.startswith("keel:")]
+    return keel or list(names)
+
+
 def pick_and_test(meta: MetaDataset, d: int, members: list[int]) -> float:
     """Fold-mean test loss on dataset ``d`` of the member picked by validation loss on each fold."""
     val, test = meta.val[d][:, members], meta.test[d][:, members]
@@ -81,7 +89,7 @@ def evaluate(meta: MetaDataset, n_groups: int = N_GROUPS, ks=(1, 8), random_ks=(
              seed: int = 0) -> dict:
     """Normalized test loss per held-out dataset and method (see the module docstring)."""
     rng = np.random.default_rng(seed)
-    gs = groups(meta.datasets, n_groups, seed)
+    gs = groups(evaluated(meta.datasets), n_groups, seed)
     m = meta.u.shape[0]
     scores: dict[str, dict[str, float]] = {}
     for held in gs:
@@ -286,6 +294,8 @@ def report(result: dict, command: str) -> str:
             cells.append(f"{w}/{w + l_} (p={p:.2f})")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     lines += ["", "Groups (each held out once):", ""] + [f"{i}. {', '.join(g)}" for i, g in enumerate(result["groups"])]
+    if result.get("training_only"):
+        lines += ["", f"Meta-training data only (never held out): {', '.join(result['training_only'])}"]
     lines += ["", "| dataset | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     lines += [f"| {d} | " + " | ".join(f"{scores[d][m]:.3f}" for m in methods) + " |" for d in sorted(scores)]
     return "\n".join(lines) + "\n"
@@ -312,10 +322,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     meta = load_metadataset(args.metadataset)
-    if len(meta.datasets) < args.groups:
-        ap.error(f"--groups {args.groups} needs at least that many datasets; the meta-dataset has "
-                 f"{len(meta.datasets)}")
+    if len(evaluated(meta.datasets)) < args.groups:
+        ap.error(f"--groups {args.groups} needs at least that many datasets to hold out; the meta-dataset has "
+                 f"{len(evaluated(meta.datasets))}")
     result = evaluate(meta, args.groups, seed=args.seed)
+    result["training_only"] = [n for n in meta.datasets if n not in evaluated(meta.datasets)]
     nearest_scores(args.metadataset, result, meta)
     if args.conditioned:
         conditioned_scores(args.metadataset, result, meta, args.conditioned.split(","), args.es_fine_tune)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import torch
 
-from benchmarks.meta_eval import evaluate, groups, pick_and_test, report
+from benchmarks.meta_eval import evaluate, evaluated, groups, pick_and_test, report
 from metahp_fast import SearchSpace
 from metahp_fast.meta.metadataset import MetaDataset
 
@@ -46,3 +46,13 @@ def test_without_noise_the_pool_scores_zero_and_greedy_covers_both_kinds():
     assert greedy.mean() < const.mean()  # one configuration fits only one kind of dataset
     text = report(result, "cmd")
     assert "| greedy-8 |" in text and "Groups (each held out once)" in text
+
+
+def test_only_keel_datasets_are_held_out_when_the_meta_dataset_has_other_sources_too():
+    meta = _meta(d=12)
+    names = [f"keel:ds{i:02d}" for i in range(10)] + ["digits", "mnist1d"]
+    meta = MetaDataset(meta.space, meta.u, names, meta.val, meta.test)
+    result = evaluate(meta, n_groups=5, ks=(1,), random_ks=(8,), draws=5)
+    held = sorted(sum(result["groups"], []))
+    assert held == names[:10] and set(result["scores"]) == set(names[:10])
+    assert evaluated(["a", "b"]) == ["a", "b"]  # no KEEL dataset: every one is held out in turn
