@@ -381,7 +381,13 @@ def stack_sequentials(modules: Sequence[nn.Sequential]) -> tuple[tuple[int, ...]
     return layers, activation, params, widths, [p[2] for p in parsed]
 
 
-__all__ = ["ACTIVATIONS", "LOSSES", "ACTIVATION_MODULES", "ModelSpec", "Scratch", "activate",
+def layer_sizes(model: nn.Module) -> Optional[list[int]]:
+    """The layer sizes ``[d_in, h1, ..., n_out]`` of an MLP (its own widths and depth), None for an ensemble."""
+    lin = [m for m in model.modules() if isinstance(m, nn.Linear)] if isinstance(model, nn.Sequential) else []
+    return [lin[0].in_features, *(m.out_features for m in lin)] if lin else None
+
+
+__all__ = ["layer_sizes", "ACTIVATIONS", "LOSSES", "ACTIVATION_MODULES", "ModelSpec", "Scratch", "activate",
            "activation_backward", "bmm", "forward", "dropout_scales", "loss_and_grad", "loss_only", "TRAIN_OPTIONS",
            "LOSS_OPTIONS", "sequential",
            "sequential_view", "parse_sequential", "stack_sequentials", "check_widths", "apply_widths",

@@ -32,6 +32,7 @@ try:  # absolute import: the real optuna package, not this module
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError("metahp_fast.optuna needs optuna: pip install 'metahp-fast[tune]'") from e
 
+from .model import layer_sizes
 from .model_file import save_model
 from .objectives import check_objective, objective_values
 from .optimizers import hparam_specs
@@ -40,7 +41,6 @@ from .population_group import PopulationGroup
 from .search_space import STRUCTURAL, STRUCTURAL_KINDS, Fixed, IntUniform, SearchSpace, check_structural
 from .seeds import derive_seed
 from .training import TaskLike, TrainConfig, as_task, check_space, population_from_values, prepare_task
-from .tuners.result import _layers
 from .tuners.tpe import optuna_distributions
 
 TrialState = optuna.trial.TrialState
@@ -395,7 +395,7 @@ class BatchedObjective:
             save_model(path, model, self.raw_task, hparams={**trial.params, **self.fixed},
                        method="optuna-batched", study=study.study_name, trial=trial.number, seed=self.seed,
                        val={self.objective: value}, steps=c.steps, optimizer=c.optimizer, activation=c.activation,
-                       loss=self.task.loss, layers=_layers(model))  # the trial's own depth and widths
+                       loss=self.task.loss, layers=layer_sizes(model))  # the trial's own depth and widths
             if not self._write(trial, heartbeat, trial.set_user_attr, "model_path", str(path)):
                 path.unlink(missing_ok=True)  # the trial is no longer this worker's: no file claims it
                 return

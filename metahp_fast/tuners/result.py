@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..files import json_safe
+from ..model import layer_sizes
 from ..search_space import LogUniform, SearchSpace
 from ..tasks import Task
 
@@ -60,7 +61,7 @@ class TuneResult:
         save_model(path, self.best_model, task, hparams=self.best_hparams, method=self.method,
                    task=self.task, seed=self.seed, val=self.best_val, steps=c.get("steps"),
                    optimizer=c.get("optimizer"), activation=c.get("activation"), loss=task.loss,
-                   layers=_layers(self.best_model) or (task.layers(c["hidden"]) if "hidden" in c else None), **info)
+                   layers=layer_sizes(self.best_model) or (task.layers(c["hidden"]) if "hidden" in c else None), **info)
 
     def refit(self, length: str = "best") -> "TuneResult":
         """This result with its pick retrained on the train and validation rows together, as
@@ -160,7 +161,7 @@ class TuneResult:
                   "cost": {"candidate_steps": self.cost_steps, "full_trainings": self.cost_steps / steps,
                            "seconds": self.seconds},
                   "class_names": task.class_names, "n_rows_dropped": task.meta.get("n_rows_dropped", 0),
-                  "layers": _layers(self.best_model) or (task.layers(c["hidden"]) if "hidden" in c else None),
+                  "layers": layer_sizes(self.best_model) or (task.layers(c["hidden"]) if "hidden" in c else None),
                   "activation": c.get("activation"), "optimizer": c.get("optimizer"), "config": c,
                   "history": self.history, "trials": self.trials,
                   "init_hparams": self.init_hparams, "init_trial": self.init_trial(), **extra}
@@ -215,12 +216,6 @@ class TuneResult:
         return (f"TuneResult({self.method} on {self.task!r}, seed {self.seed}: best candidate {self.best_id} "
                 f"({hp}), val {val}; {len(self.trials)} trials, {self.cost_steps} candidate-steps, "
                 f"{self.seconds:.1f} s)")
-
-
-def _layers(model: nn.Module) -> Optional[list[int]]:
-    """The layer sizes ``[d_in, h1, ..., n_out]`` of an MLP (its own widths and depth), None for an ensemble."""
-    lin = [m for m in model.modules() if isinstance(m, nn.Linear)] if isinstance(model, nn.Sequential) else []
-    return [lin[0].in_features, *(m.out_features for m in lin)] if lin else None
 
 
 def _num(v: Any) -> float:
