@@ -30,6 +30,7 @@ from ..training import TrainConfig, validation_objective
 from .encoder import FEATURES, encode
 from .metadataset import MetaDataset
 from .portfolio import _check_k, greedy_portfolio
+from .shipped import shipped_file
 
 PathLike = Union[str, os.PathLike]
 #: The kind of file (see :func:`metahp_fast.files.save_file`) of a saved conditioned portfolio.
@@ -376,11 +377,7 @@ class ConditionedPortfolio:
     @classmethod
     def pretrained(cls, optimizer: str = "adamw") -> "ConditionedPortfolio":
         """The portfolio shipped inside the package (``pretrained_portfolio_<optimizer>.pt``)."""
-        path = Path(__file__).resolve().parent / f"pretrained_portfolio_{optimizer}.pt"
-        if not path.is_file():
-            have = sorted(p.stem.rsplit("_", 1)[1] for p in path.parent.glob("pretrained_portfolio_*.pt"))
-            raise ValueError(f"optimizer: no pretrained portfolio for {optimizer!r}; available: {have}")
-        return cls.load(path)
+        return cls.load(shipped_file("portfolio", optimizer, "conditioned portfolio"))
 
 
 def _plain(obj: Any) -> Any:

@@ -24,6 +24,7 @@ from ..objectives import baseline_objective
 from ..seeds import derive_seed
 from .encoder import FEATURES, encode
 from .tasks_distribution import MetaTask, check_not_held_out
+from .shipped import shipped_file
 
 #: Version of the saved file and checkpoint layout: the format of :func:`metahp_fast.files.save_file`, whose
 #: files load with ``torch.load(weights_only=True)``.
@@ -277,12 +278,7 @@ class MetaLearner:
     @classmethod
     def pretrained(cls, optimizer: str = "sgd") -> "MetaLearner":
         """The meta-learner shipped inside the package (``pretrained_<optimizer>.pt``)."""
-        path = Path(__file__).resolve().parent / f"pretrained_{optimizer}.pt"
-        if not path.is_file():
-            have = sorted(p.stem.split("_", 1)[1] for p in path.parent.glob("pretrained_*.pt")
-                          if not p.name.startswith(("pretrained_portfolio_", "pretrained_nearest_")))  # portfolios
-            raise ValueError(f"optimizer: no pretrained meta-learner for {optimizer!r}; available: {have}")
-        return cls.load(path)
+        return cls.load(shipped_file("", optimizer, "meta-learner"))
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .metadataset import MetaDataset, normalize
+from .shipped import shipped_file
 
 
 def greedy_portfolio(norm: Tensor, k: int) -> list[int]:
@@ -87,12 +88,7 @@ def pretrained_portfolio(optimizer: str = "adamw", kind: str = "nearest") -> Any
     --k``, measured the better zero-shot portfolio in benchmarks/results/meta_eval/) or ``conditioned``."""
     if kind not in PRETRAINED:
         raise ValueError(f"kind must be one of {sorted(PRETRAINED)}; got {kind!r}")
-    here = Path(__file__).resolve().parent
-    path = here / f"pretrained_{PRETRAINED[kind]}_{optimizer}.pt"
-    if not path.is_file():
-        have = sorted(q.stem.rsplit("_", 1)[1] for q in here.glob(f"pretrained_{PRETRAINED[kind]}_*.pt"))
-        raise ValueError(f"optimizer: no pretrained {kind} portfolio for {optimizer!r}; available: {have}")
-    return load_portfolio(path)
+    return load_portfolio(shipped_file(PRETRAINED[kind], optimizer, f"{kind} portfolio"))
 
 
 def _check_k(k: Any, available: int) -> None:
