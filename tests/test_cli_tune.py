@@ -14,6 +14,7 @@ from metahp_fast import cli
 from metahp_fast.quality import reference_pick_regret
 from metahp_fast.tasks import load_task
 from tests.single_thread import one_thread  # noqa: F401  (autouse)
+from tests.util import dying_after
 
 pytest.importorskip("sklearn")
 
@@ -107,15 +108,7 @@ def test_tune_resumes_a_killed_run_from_the_checkpoint(tmp_path, monkeypatch, ca
 def _dying_after(monkeypatch, rounds):
     """Make random search raise KeyboardInterrupt (Ctrl-C) when it starts round ``rounds`` + 1."""
     from metahp_fast.tuners import RandomSearch
-    advance, calls = RandomSearch._advance, []
-
-    def dying(self, run):
-        if len(calls) == rounds:
-            raise KeyboardInterrupt
-        calls.append(1)
-        advance(self, run)
-    monkeypatch.setattr(RandomSearch, "_advance", dying)
-    return lambda: monkeypatch.setattr(RandomSearch, "_advance", advance)
+    return dying_after(monkeypatch, RandomSearch, rounds, KeyboardInterrupt)
 
 
 def test_an_interrupted_overwrite_run_resumes_without_overwrite_and_overwrite_clears_a_stale_checkpoint(

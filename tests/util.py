@@ -51,21 +51,27 @@ class Killed(Exception):
     """What :func:`killed_after` raises in place of a tuner's next round: the process dying mid-run."""
 
 
+def dying_after(monkeypatch, tuner_cls, rounds: int, error=Killed):
+    """Make ``tuner_cls`` raise ``error`` when it starts round ``rounds + 1``; returns what gives its rounds back."""
+    advance, calls = tuner_cls._advance, []
+
+    def dying(self, tuning_run):
+        if len(calls) == rounds:
+            raise error
+        calls.append(1)
+        advance(self, tuning_run)
+    monkeypatch.setattr(tuner_cls, "_advance", dying)
+    return lambda: monkeypatch.setattr(tuner_cls, "_advance", advance)
+
+
 def killed_after(monkeypatch, tuner_cls, rounds: int, run) -> None:
     """Call ``run()`` with ``tuner_cls`` dying (raising :class:`Killed`) before its ``rounds + 1``-th round, as
     a killed process would, then give the class its rounds back; fails if the run was not killed."""
     import pytest
 
-    advance, calls = tuner_cls._advance, []
-
-    def dying(self, tuning_run):
-        if len(calls) == rounds:
-            raise Killed
-        calls.append(1)
-        advance(self, tuning_run)
-    monkeypatch.setattr(tuner_cls, "_advance", dying)
+    heal = dying_after(monkeypatch, tuner_cls, rounds)
     try:
         with pytest.raises(Killed):
             run()
     finally:
-        monkeypatch.setattr(tuner_cls, "_advance", advance)
+        heal()
